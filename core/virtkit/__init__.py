@@ -1,0 +1,97 @@
+"""virtkit: one Python API over many hypervisors, each a separately installed plugin.
+
+>>> import virtkit
+>>> with virtkit.open("test:///default") as conn:
+...     [d.name for d in conn.domains()]
+['test', 'web']
+"""
+
+from __future__ import annotations
+
+from ._catalogue import CATALOGUE, CATALOGUE_VERSION, Operation, Param, public_name
+from ._connection import Connection, Domain, EventStream, open
+from ._discovery import ENTRY_POINT_GROUP
+from ._errors import (
+    ConnectionClosed,
+    DriverError,
+    ErrorCode,
+    InvalidArgument,
+    InvalidOperation,
+    InvalidURI,
+    NoDriver,
+    NoSuchDomain,
+    PermissionDenied,
+    PluginLoadError,
+    ProtocolError,
+    ReadOnlyError,
+    TimeoutError,
+    Unsupported,
+    VirtError,
+)
+from ._explain import Attempt, Candidate, Explanation, Outcome, Route
+from ._plugin import Declined, OpenOptions, hookimpl, hookspec, priority
+from ._types import (
+    DomainConfig,
+    DomainEvent,
+    DomainEventType,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    DomainStateInfo,
+    NodeInfo,
+    VcpuFlags,
+    Version,
+)
+from ._uri import URI, parse_uri
+from ._version import __version__
+
+__all__ = [
+    "CATALOGUE",
+    "CATALOGUE_VERSION",
+    "ENTRY_POINT_GROUP",
+    "URI",
+    "Attempt",
+    "Candidate",
+    "Connection",
+    "ConnectionClosed",
+    "Declined",
+    "Domain",
+    "DomainConfig",
+    "DomainEvent",
+    "DomainEventType",
+    "DomainInfo",
+    "DomainRef",
+    "DomainState",
+    "DomainStateInfo",
+    "DriverError",
+    "ErrorCode",
+    "EventStream",
+    "Explanation",
+    "InvalidArgument",
+    "InvalidOperation",
+    "InvalidURI",
+    "NoDriver",
+    "NoSuchDomain",
+    "NodeInfo",
+    "OpenOptions",
+    "Operation",
+    "Outcome",
+    "Param",
+    "PermissionDenied",
+    "PluginLoadError",
+    "ProtocolError",
+    "ReadOnlyError",
+    "Route",
+    "TimeoutError",
+    "Unsupported",
+    "VcpuFlags",
+    "Version",
+    "VirtError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "open",
+    "parse_uri",
+    "priority",
+    "public_name",
+]

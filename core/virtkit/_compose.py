@@ -1,0 +1,334 @@
+"""Negotiation and composition: ask the plugins, open the willing, build the vtable once.
+
+pluggy carries the negotiation hooks only. Each plugin's hooks are called one at a time (through
+the hook implementations pluggy validated at registration) so one plugin's decline or error is
+recorded as its own and never stops the others. The per-call path never touches pluggy: the
+vtable maps each operation to one bound callable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import pluggy
+
+from ._catalogue import CATALOGUE, Operation
+from ._discovery import LoadFailure, PluginSource, check_catalogue, instantiate, load_plugins, plugin_name
+from ._errors import DriverError, InvalidArgument, NoDriver, PluginLoadError, ReadOnlyError, Unsupported, VirtError
+from ._explain import Attempt, Candidate, Explanation, Outcome, Route
+from ._plugin import PROJECT, Declined, HookSpecs, OpenOptions, priority_of
+from ._uri import URI
+
+__all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
+
+log = logging.getLogger("virtkit.open")
+
+Slot = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ComposeOptions:
+    """The integrator's say over composition (all optional)."""
+
+    readonly: bool = False
+    timeout: float = 30.0
+    strict: bool = False
+    plugins: tuple[object, ...] = ()  # registered in code, beside (or instead of) entry points
+    entry_points: bool = True
+    prefer: Mapping[str, str] = dataclasses.field(default_factory=dict)  # op or "*" -> plugin
+    exclude: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)  # op or "*" -> plugins
+    fallback: Collection[str] = ()  # ops that may fall through to the next candidate
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class Composition:
+    vtable: dict[str, Slot]
+    served_by: dict[str, str]
+    drivers: list[tuple[str, object]]
+    explanation: Explanation
+
+
+def _refuse(op: str, error: type[VirtError], message: str) -> Slot:
+    def refuse(*_args: object, **_kwargs: object) -> Any:
+        raise error(message, operation=op)
+
+    refuse.__name__ = f"refuse_{op}"
+    return refuse
+
+
+def _call_hook(pm: pluggy.PluginManager, hook: str, plugin: object, **kwargs: Any) -> tuple[bool, Any]:
+    """Call one plugin's implementation of ``hook``; (False, None) when it has none."""
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.plugin is plugin:
+            return True, impl.function(*[kwargs[a] for a in impl.argnames])
+    return False, None
+
+
+def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[LoadFailure]]:
+    sources: list[PluginSource] = []
+    failures: list[LoadFailure] = []
+    for obj in opts.plugins:
+        obj = instantiate(obj)
+        name = plugin_name(obj)
+        why = check_catalogue(obj)
+        if why is None:
+            sources.append(PluginSource(name, obj, "registered in code"))
+        else:
+            failures.append(LoadFailure(name, "registered in code", (), why))
+    if opts.entry_points:
+        loaded, failed = load_plugins([uri.scheme])
+        sources += loaded
+        failures += failed
+    return sources, failures
+
+
+def _register(pm: pluggy.PluginManager, src: PluginSource) -> str | None:
+    """Register with pluggy (which validates hook signatures); None or the error text."""
+    try:
+        pm.register(src.plugin, name=f"{src.name}#{id(src.plugin)}")
+    except ValueError:
+        return None  # the same object listed twice
+    except pluggy.PluginValidationError as exc:
+        return f"invalid hook implementation: {exc}"
+    if not any(impl.plugin is src.plugin for impl in pm.hook.open.get_hookimpls()):
+        pm.unregister(src.plugin)
+        return "implements no 'open' hook"
+    return None
+
+
+def _method_priority(driver: object, op: str, default: int) -> tuple[Slot, int] | None:
+    method = getattr(driver, op, None)
+    if method is None or not callable(method):
+        return None
+    own = priority_of(getattr(method, "__func__", method))
+    return method, default if own is None else own
+
+
+def _fallback_chain(op: str, chain: list[tuple[str, Slot]]) -> Slot:
+    """An integrator's explicit opt-in: try each candidate in order, keep every error seen."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        errors: list[tuple[str, BaseException]] = []
+        for name, fn in chain:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - recorded, and re-raised below if all fail
+                errors.append((name, exc))
+                log.info("fallback %s: %s failed (%s), trying next", op, name, exc)
+        last_name, last = errors[-1]
+        summary = "; ".join(f"{n}: {e}" for n, e in errors)
+        err = (
+            last
+            if isinstance(last, VirtError)
+            else DriverError(f"all fallbacks failed: {summary}", operation=op, driver=last_name)
+        )
+        err.add_note(f"fallback chain for {op}: {summary}")
+        raise err from (None if err is last else last)
+
+    return call
+
+
+def compose(uri: URI, opts: ComposeOptions) -> Composition:
+    """Open every willing plugin for ``uri`` and build the connection's effective vtable."""
+    shown = str(uri)
+    sources, failures = _gather(uri, opts)
+    if opts.strict and failures:
+        f = failures[0]
+        raise PluginLoadError(f"plugin {f.name} ({f.target}) failed to load: {f.error}", driver=f.name, uri=shown)
+    for f in failures:
+        log.warning("open %s: ERROR %s failed to load: %s", shown, f.name, f.error)
+
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(HookSpecs)
+    options = OpenOptions(readonly=opts.readonly, timeout=opts.timeout, params=dict(opts.params))
+    attempts: list[Attempt] = []
+    opened: list[tuple[str, object, int]] = []
+
+    def record(src: PluginSource, outcome: Outcome, reason: str = "", prio: int | None = None) -> None:
+        attempts.append(Attempt(src.name, outcome, reason, prio, src.origin))
+        msg = f"open {shown}: {outcome.value} {src.name}" + (f": {reason}" if reason else "")
+        (log.warning if outcome is Outcome.ERROR else log.info)(msg)
+        if outcome is Outcome.ERROR and opts.strict:
+            raise PluginLoadError(f"plugin {src.name}: {reason}", driver=src.name, uri=shown)
+
+    try:
+        for src in sources:
+            bad = _register(pm, src)
+            if bad:
+                record(src, Outcome.ERROR, bad)
+                continue
+            try:
+                has, ok = _call_hook(pm, "can_handle", src.plugin, uri=uri)
+                if has and not ok:
+                    reason = ok.reason if isinstance(ok, Declined) else "can_handle() said no"
+                    record(src, Outcome.DECLINED, reason)
+                    continue
+                has, prio = _call_hook(pm, "priority", src.plugin, uri=uri)
+                prio = prio if has else 0
+                if not isinstance(prio, int) or isinstance(prio, bool):
+                    record(src, Outcome.ERROR, f"priority() returned {prio!r}, not an int")
+                    continue
+                try:
+                    _, driver = _call_hook(pm, "open", src.plugin, uri=uri, options=options)
+                except Declined as d:
+                    driver = d
+            except PluginLoadError:
+                raise
+            except VirtError as exc:
+                record(src, Outcome.ERROR, f"{type(exc).__name__}: {exc.message}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, not fatal
+                record(src, Outcome.ERROR, f"raised {type(exc).__name__}: {exc}")
+                continue
+            if isinstance(driver, Declined) or driver is None:
+                record(src, Outcome.DECLINED, driver.reason if isinstance(driver, Declined) else "open() returned None")
+                continue
+            record(src, Outcome.SUCCESS, "", prio)
+            opened.append((src.name, driver, prio))
+
+        return _build(uri, opts, opened, attempts, failures)
+    except BaseException:
+        for _name, driver, _prio in opened:
+            _close_quietly(driver)
+        raise
+
+
+def _build(
+    uri: URI,
+    opts: ComposeOptions,
+    opened: list[tuple[str, object, int]],
+    attempts: list[Attempt],
+    failures: list[LoadFailure],
+) -> Composition:
+    shown = str(uri)
+    if not opened:
+        why = "; ".join(f"{a.plugin} {a.outcome.value.lower()}: {a.reason}" for a in attempts)
+        why += "".join(f"; {f.name} failed to load: {f.error}" for f in failures)
+        raise NoDriver(
+            f"no plugin can open {shown}" + (f" ({why})" if why else " (none installed for this scheme)"), uri=shown
+        )
+    names = {name for name, _, _ in opened}
+    for key in opts.prefer:
+        if key != "*" and key not in CATALOGUE:
+            raise InvalidArgument(f"prefer: unknown operation {key!r}", uri=shown)
+    for key in opts.exclude:
+        if key != "*" and key not in CATALOGUE:
+            raise InvalidArgument(f"exclude: unknown operation {key!r}", uri=shown)
+    for op in opts.fallback:
+        if op not in CATALOGUE:
+            raise InvalidArgument(f"fallback: unknown operation {op!r}", uri=shown)
+
+    vtable: dict[str, Slot] = {}
+    served_by: dict[str, str] = {}
+    routes: list[Route] = []
+    for operation in CATALOGUE.values():
+        route, slot = _route(operation, opened, opts, shown)
+        routes.append(route)
+        vtable[operation.name] = slot
+        if route.plugin:
+            served_by[operation.name] = route.plugin
+
+    missing = [op.name for op in CATALOGUE.values() if op.mandatory and op.name not in served_by]
+    if missing:
+        raise NoDriver(
+            f"{shown}: no opened plugin provides mandatory operation(s) {', '.join(missing)} "
+            f"(opened: {', '.join(sorted(names))})",
+            uri=shown,
+        )
+    used = set(served_by.values())
+    drivers = []
+    for name, driver, _prio in opened:
+        if name in used:
+            drivers.append((name, driver))
+        else:  # opened but outranked everywhere: release its resources now
+            _close_quietly(driver)
+            log.info("open %s: %s serves no operation, closed", shown, name)
+    explanation = Explanation(
+        uri=shown,
+        routes=tuple(routes),
+        attempts=tuple(attempts),
+        load_failures=tuple((f.name, f.target, f.error) for f in failures),
+    )
+    return Composition(vtable, served_by, drivers, explanation)
+
+
+def _route(
+    op: Operation, opened: list[tuple[str, object, int]], opts: ComposeOptions, shown: str
+) -> tuple[Route, Slot]:
+    excluded = set(opts.exclude.get("*", ())) | set(opts.exclude.get(op.name, ()))
+    cands: list[tuple[int, int, str, Slot]] = []
+    notes: list[str] = []
+    for order, (name, driver, prio) in enumerate(opened):
+        found = _method_priority(driver, op.name, prio)
+        if found is None:
+            continue
+        if name in excluded:
+            notes.append(f"{name} excluded")
+            continue
+        cands.append((-found[1], order, name, found[0]))
+    cands.sort(key=lambda c: (c[0], c[1]))
+    preferred = opts.prefer.get(op.name) or opts.prefer.get("*")
+    if preferred:
+        hit = [c for c in cands if c[2] == preferred]
+        if hit:
+            cands.remove(hit[0])
+            cands.insert(0, hit[0])
+            notes.append(f"{preferred} preferred by integrator")
+        elif op.name in opts.prefer:
+            raise InvalidArgument(f"prefer: plugin {preferred!r} does not provide {op.name} on {shown}", uri=shown)
+    if not cands:
+        return Route(op.name, None, None, note="; ".join(notes) or "no plugin provides it"), _refuse(
+            op.name, Unsupported, f"operation {op.name} is not supported on {shown}"
+        )
+    if len(cands) > 1 and cands[0][0] == cands[1][0] and not preferred:
+        notes.append(f"tie at priority {-cands[0][0]}, first opened wins")
+    chosen = cands[0]
+    lost = tuple(Candidate(c[2], -c[0]) for c in cands[1:])
+    use_fallback = op.name in opts.fallback and len(cands) > 1
+    slot: Slot = _fallback_chain(op.name, [(c[2], c[3]) for c in cands]) if use_fallback else chosen[3]
+    if op.mutates and opts.readonly:
+        slot = _refuse(op.name, ReadOnlyError, f"{op.name} mutates and the connection to {shown} is read-only")
+        notes.append("refused: read-only connection")
+    return Route(op.name, chosen[2], -chosen[0], lost, "; ".join(notes), use_fallback), slot
+
+
+def _close_quietly(driver: object) -> None:
+    close = getattr(driver, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - closing must release the rest
+            log.warning("closing driver %r failed: %s", driver, exc)
+
+
+def probe_default_uri(opts: ComposeOptions) -> str | None:
+    """``open(None)`` without VIRTKIT_DEFAULT_URI: the highest-priority URI a plugin proposes."""
+    from ._discovery import installed_entry_points
+    from ._uri import parse_uri
+
+    schemes = {ep.name for ep in installed_entry_points()} if opts.entry_points else set()
+    sources = [PluginSource(plugin_name(instantiate(p)), instantiate(p), "registered in code") for p in opts.plugins]
+    if schemes:
+        sources += load_plugins(schemes)[0]
+    best: tuple[int, str] | None = None
+    for src in sources:
+        proposal = getattr(src.plugin, "virtkit_default_uri", None)
+        if not isinstance(proposal, str):
+            continue
+        try:
+            uri = parse_uri(proposal)
+            can = getattr(src.plugin, "can_handle", None)
+            if callable(can) and not can(uri):
+                continue
+            pri = getattr(src.plugin, "priority", None)
+            prio = pri(uri) if callable(pri) else 0
+        except Exception as exc:  # noqa: BLE001 - a broken plugin doesn't stop the probe
+            log.warning("default URI probe: %s raised %s", src.name, exc)
+            continue
+        if best is None or prio > best[0]:
+            best = (prio, proposal)
+    return best[1] if best else None

@@ -1,0 +1,159 @@
+"""Finding plugins: entry points in group ``virtkit.drivers``, loaded through stevedore.
+
+An entry point's *name* is the URI scheme it serves (``*`` for any scheme), so the scheme is
+declared in metadata and opening ``xen:///`` imports only plugins registered for ``xen``: the
+cost of ``open()`` does not grow with unrelated installed plugins. A plugin serving several
+schemes lists the same object under each name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import threading
+from collections.abc import Iterable
+
+import stevedore
+
+from ._catalogue import CATALOGUE_VERSION, catalogue_compatible
+
+__all__ = [
+    "ANY_SCHEME",
+    "ENTRY_POINT_GROUP",
+    "LoadFailure",
+    "PluginSource",
+    "installed_entry_points",
+    "load_plugins",
+    "plugin_name",
+    "refresh",
+]
+
+ENTRY_POINT_GROUP = "virtkit.drivers"
+ANY_SCHEME = "*"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginSource:
+    """A loaded plugin object and where it came from."""
+
+    name: str
+    plugin: object
+    origin: str  # "entry point xen = pkg.mod:obj" or "registered in code"
+    target: str | None = None  # the entry point's value, None for in-code plugins
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """A plugin that could not take part: import failed, or its catalogue is incompatible."""
+
+    name: str
+    target: str
+    schemes: tuple[str, ...]
+    error: str
+    exception: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
+
+
+# Loaded plugin objects, by entry-point target: a class is instantiated once per process.
+_instances: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def refresh() -> None:
+    """Forget cached entry points and plugin objects (after installing a plugin at run time)."""
+    with _lock:
+        _instances.clear()
+        stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
+        from stevedore import _cache
+
+        _cache._c._internal.clear()
+
+
+def installed_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Every entry point of the group, without importing anything (stevedore's metadata cache)."""
+    return list(stevedore.ExtensionManager.list_entry_points(_manager_stub()))
+
+
+def _manager_stub() -> stevedore.ExtensionManager[object]:
+    return stevedore.ExtensionManager.make_test_instance([], namespace=ENTRY_POINT_GROUP)
+
+
+def plugin_name(plugin: object, target: str | None = None) -> str:
+    """``virtkit_name`` if the plugin states one, else the top-level module of its target."""
+    name = getattr(plugin, "virtkit_name", None)
+    if isinstance(name, str) and name:
+        return name
+    if target:
+        return target.split(":")[0].split(".")[0]
+    return type(plugin).__name__ if not isinstance(plugin, type) else plugin.__name__
+
+
+def instantiate(obj: object) -> object:
+    """A plugin may be a module, an instance, or a class taking no arguments."""
+    return obj() if isinstance(obj, type) else obj
+
+
+def check_catalogue(plugin: object) -> str | None:
+    """None when compatible, else why not."""
+    target = getattr(plugin, "virtkit_catalogue", None)
+    if target is None:
+        return "does not state the catalogue version it targets (virtkit_catalogue)"
+    if not isinstance(target, str) or not catalogue_compatible(target):
+        return f"targets catalogue {target!r}, incompatible with this core's {CATALOGUE_VERSION}"
+    return None
+
+
+def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
+    """Import the plugins registered for ``schemes`` (plus ``*``); record the ones that fail."""
+    wanted = set(schemes) | {ANY_SCHEME}
+    loaded: list[PluginSource] = []
+    failures: list[LoadFailure] = []
+    seen: set[str] = set()
+    by_target: dict[str, list[str]] = {}
+    for ep in installed_entry_points():
+        if ep.name in wanted:
+            by_target.setdefault(ep.value, []).append(ep.name)
+
+    def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
+        if ep.value in seen:
+            return
+        seen.add(ep.value)
+        failures.append(
+            LoadFailure(
+                name=ep.value.split(":")[0].split(".")[0],
+                target=ep.value,
+                schemes=tuple(by_target.get(ep.value, [ep.name])),
+                error=f"{type(err).__name__}: {err}",
+                exception=err,
+            )
+        )
+
+    if not by_target:
+        return loaded, failures
+    mgr: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
+        ENTRY_POINT_GROUP,
+        names=sorted(wanted),
+        invoke_on_load=False,
+        on_load_failure_callback=on_failure,
+    )
+    for ext in mgr.extensions:
+        target = ext.entry_point.value
+        if target in seen:
+            continue
+        seen.add(target)
+        with _lock:
+            obj = _instances.get(target)
+            if obj is None:
+                try:
+                    obj = _instances[target] = instantiate(ext.plugin)
+                except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
+                    on_failure(None, ext.entry_point, exc)
+                    seen.add(target)
+                    continue
+        name = plugin_name(obj, target)
+        why = check_catalogue(obj)
+        if why is not None:
+            failures.append(LoadFailure(name, target, tuple(by_target.get(target, [])), why))
+            continue
+        schemes_txt = ",".join(by_target.get(target, [ext.name]))
+        loaded.append(PluginSource(name, obj, f"entry point {schemes_txt} = {target}", target))
+    return loaded, failures

@@ -1,0 +1,106 @@
+"""What ``Connection.explain()`` returns: the routing metadata, kept apart from the vtable."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+__all__ = ["Attempt", "Candidate", "Explanation", "Outcome", "Route"]
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "SUCCESS"
+    DECLINED = "DECLINED"
+    ERROR = "ERROR"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    plugin: str
+    priority: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: who serves it, at what priority, who lost, and why the choice fell so."""
+
+    operation: str
+    plugin: str | None
+    priority: int | None
+    lost: tuple[Candidate, ...] = ()
+    note: str = ""
+    fallback: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """One plugin's part in opening the connection."""
+
+    plugin: str
+    outcome: Outcome
+    reason: str = ""
+    priority: int | None = None
+    origin: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Explanation:
+    uri: str
+    routes: tuple[Route, ...]
+    attempts: tuple[Attempt, ...]
+    load_failures: tuple[tuple[str, str, str], ...] = ()  # (plugin, target, error)
+
+    def route(self, operation: str) -> Route:
+        for r in self.routes:
+            if r.operation == operation:
+                return r
+        raise KeyError(operation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "operations": [
+                {
+                    "operation": r.operation,
+                    "plugin": r.plugin,
+                    "priority": r.priority,
+                    "lost": [dataclasses.asdict(c) for c in r.lost],
+                    "note": r.note,
+                    "fallback": r.fallback,
+                }
+                for r in self.routes
+            ],
+            "plugins": [
+                {
+                    "plugin": a.plugin,
+                    "outcome": a.outcome.value,
+                    "reason": a.reason,
+                    "priority": a.priority,
+                    "origin": a.origin,
+                }
+                for a in self.attempts
+            ],
+            "load_failures": [{"plugin": p, "target": t, "error": e} for p, t, e in self.load_failures],
+        }
+
+    def render(self) -> str:
+        """A plain-text table for humans (``virtkit explain``)."""
+        width = max(len(r.operation) for r in self.routes) if self.routes else 10
+        lines = [f"URI: {self.uri}", "", f"{'operation':<{width}}  {'plugin':<14} {'prio':>5}  lost / note"]
+        lines.append("-" * (width + 40))
+        for r in self.routes:
+            lost = ", ".join(f"{c.plugin}({c.priority})" for c in r.lost)
+            extra = "; ".join(x for x in (lost and "lost: " + lost, r.note, r.fallback and "fallback chain") if x)
+            plugin = r.plugin or "-"
+            prio = "" if r.priority is None else str(r.priority)
+            lines.append(f"{r.operation:<{width}}  {plugin:<14} {prio:>5}  {extra}")
+        lines += ["", "plugins:"]
+        for a in self.attempts:
+            prio = "" if a.priority is None else f" priority {a.priority}"
+            reason = f": {a.reason}" if a.reason else ""
+            lines.append(f"  {a.outcome.value:<8} {a.plugin}{prio}{reason}  [{a.origin}]")
+        if self.load_failures:
+            lines += ["", "failed to load:"]
+            lines += [f"  {p} ({t}): {e}" for p, t, e in self.load_failures]
+        return "\n".join(lines)

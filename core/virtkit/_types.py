@@ -1,0 +1,201 @@
+"""Typed results and arguments shared by the public API and the plugin contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid as _uuid
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "DomainConfig",
+    "DomainEvent",
+    "DomainEventType",
+    "DomainInfo",
+    "DomainRef",
+    "DomainState",
+    "DomainStateInfo",
+    "NodeInfo",
+    "VcpuFlags",
+    "Version",
+]
+
+
+class DomainState(enum.IntEnum):
+    """libvirt's virDomainState values, plus DYING for Xen's dying flag."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4  # being shut down
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+    DYING = 8
+
+    @property
+    def label(self) -> str:
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    DomainState.NOSTATE: "no state",
+    DomainState.RUNNING: "running",
+    DomainState.BLOCKED: "idle",
+    DomainState.PAUSED: "paused",
+    DomainState.SHUTDOWN: "in shutdown",
+    DomainState.SHUTOFF: "shut off",
+    DomainState.CRASHED: "crashed",
+    DomainState.PMSUSPENDED: "pmsuspended",
+    DomainState.DYING: "dying",
+}
+
+
+class VcpuFlags(enum.IntFlag):
+    """Flags for ``domain_get_vcpus`` / ``domain_set_vcpus`` (libvirt's VIR_DOMAIN_VCPU_*)."""
+
+    CURRENT = 0
+    MAXIMUM = 4
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainRef:
+    """How drivers name a domain to each other: any plugin resolves it by what it knows.
+
+    ``id`` is None for a defined domain that is not running.
+    """
+
+    name: str
+    uuid: _uuid.UUID
+    id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainInfo:
+    """libvirt's virDomainInfo: memory in KiB, cpu time in nanoseconds."""
+
+    state: DomainState
+    max_memory: int
+    memory: int
+    vcpus: int
+    cpu_time: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainStateInfo:
+    state: DomainState
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """libvirt's virNodeInfo: memory in KiB, cpu frequency in MHz."""
+
+    model: str
+    memory: int
+    cpus: int
+    mhz: int
+    nodes: int
+    sockets: int
+    cores: int
+    threads: int
+    free_memory: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class Version:
+    major: int
+    minor: int
+    release: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.release}"
+
+    def __int__(self) -> int:
+        """libvirt's encoding: major * 1,000,000 + minor * 1,000 + release."""
+        return self.major * 1_000_000 + self.minor * 1_000 + self.release
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        parts = [int(p) for p in text.strip().split(".")[:3] if p.isdigit()]
+        if not parts:
+            raise ValueError(f"not a version: {text!r}")
+        return cls(*[*parts, 0, 0][:3])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """A hypervisor-neutral domain description; ``extra`` carries backend-specific keys.
+
+    Memory in KiB. ``uuid`` None means "let the driver choose one".
+    """
+
+    name: str
+    memory: int
+    vcpus: int = 1
+    max_memory: int | None = None
+    max_vcpus: int | None = None
+    uuid: _uuid.UUID | None = None
+    os_type: str = "linux"
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    on_poweroff: str = "destroy"
+    on_reboot: str = "restart"
+    on_crash: str = "destroy"
+    devices: tuple[Mapping[str, Any], ...] = ()
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["uuid"] = str(self.uuid) if self.uuid else None
+        d["devices"] = [dict(x) for x in self.devices]
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DomainConfig:
+        """Build from JSON-like data; unknown keys are an error, so typos don't vanish."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"unknown domain config key(s): {', '.join(unknown)}")
+        kw = dict(data)
+        if kw.get("uuid") is not None:
+            kw["uuid"] = _uuid.UUID(str(kw["uuid"]))
+        if "devices" in kw:
+            kw["devices"] = tuple(dict(x) for x in kw["devices"])
+        for key in ("name",):
+            if not isinstance(kw.get(key), str) or not kw[key]:
+                raise ValueError(f"domain config needs a non-empty string {key!r}")
+        for key in ("memory", "vcpus", "max_memory", "max_vcpus"):
+            v = kw.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+                raise ValueError(f"domain config {key!r} must be a positive integer, got {v!r}")
+        if "memory" not in kw:
+            raise ValueError("domain config needs 'memory' (KiB)")
+        return cls(**kw)
+
+
+class DomainEventType(enum.Enum):
+    """libvirt's lifecycle event kinds."""
+
+    DEFINED = "defined"
+    UNDEFINED = "undefined"
+    STARTED = "started"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    STOPPED = "stopped"
+    SHUTDOWN = "shutdown"
+    CRASHED = "crashed"
+    REBOOTED = "rebooted"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainEvent:
+    type: DomainEventType
+    domain: DomainRef
+    detail: str = ""
+    timestamp: float = 0.0

@@ -1,0 +1,140 @@
+"""Connection URIs as libvirt writes them: ``scheme[+transport]://[user@]host[:port]/path?query``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+
+from ._errors import InvalidURI
+
+__all__ = ["URI", "parse_uri"]
+
+_SCHEME = re.compile(r"[a-z][a-z0-9.-]*\Z")
+_TRANSPORT = re.compile(r"[a-z][a-z0-9-]*\Z")
+_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)\Z")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class URI:
+    """A parsed connection URI. ``str()`` never contains the password.
+
+    ``password`` is kept (not shown in ``repr``) for drivers that authenticate with it;
+    :meth:`unredacted` rebuilds the full text for them.
+    """
+
+    scheme: str
+    transport: str | None = None
+    user: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    host: str | None = None
+    port: int | None = None
+    path: str = ""
+    query: tuple[tuple[str, str], ...] = ()
+    fragment: str | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query parameters; the last value wins for a repeated key."""
+        return dict(self.query)
+
+    @property
+    def is_local(self) -> bool:
+        """True for ``xen:///`` style URIs: no host named (libvirt's "local hypervisor")."""
+        return not self.host
+
+    @property
+    def full_scheme(self) -> str:
+        return f"{self.scheme}+{self.transport}" if self.transport else self.scheme
+
+    def _render(self, password: str | None) -> str:
+        auth = ""
+        if self.user is not None:
+            auth = urllib.parse.quote(self.user, safe="")
+            if password is not None:
+                auth += ":" + urllib.parse.quote(password, safe="")
+            auth += "@"
+        host = self.host or ""
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
+        port = f":{self.port}" if self.port is not None else ""
+        query = ("?" + urllib.parse.urlencode(self.query, safe="/,:")) if self.query else ""
+        frag = f"#{self.fragment}" if self.fragment is not None else ""
+        return f"{self.full_scheme}://{auth}{host}{port}{self.path}{query}{frag}"
+
+    def __str__(self) -> str:
+        return self._render(None)
+
+    def unredacted(self) -> str:
+        """The URI with its password: for a driver's authentication only, never for logs."""
+        return self._render(self.password)
+
+
+def _fail(text: str, why: str) -> InvalidURI:
+    shown = _redact_raw(text)
+    return InvalidURI(f"invalid URI {shown!r}: {why}", uri=shown)
+
+
+def _redact_raw(text: str) -> str:
+    """Best-effort password removal from text that may not even parse."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1@", text)
+
+
+def parse_uri(text: str) -> URI:
+    """Parse and validate ``text``; every defect raises :class:`InvalidURI` saying what is wrong."""
+    if not isinstance(text, str):
+        raise InvalidURI(f"a URI must be a string, not {type(text).__name__}")
+    if not text:
+        raise InvalidURI("invalid URI '': empty")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise _fail(text, "contains whitespace or control characters")
+    if "://" not in text:
+        raise _fail(text, "missing '://' (expected scheme://[host]/path, e.g. xen:/// or test:///default)")
+    scheme_part, _, _ = text.partition("://")
+    scheme, plus, transport = scheme_part.partition("+")
+    if not scheme:
+        raise _fail(text, "empty scheme")
+    if scheme != scheme.lower() or not _SCHEME.match(scheme):
+        raise _fail(text, f"bad scheme {scheme!r} (lower-case letters, digits, '.', '-')")
+    if plus and (not transport or not _TRANSPORT.match(transport)):
+        raise _fail(text, f"bad transport {transport!r} after '+'")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise _fail(text, f"bad port or host ({exc})") from None
+    netloc = parts.netloc
+    user = password = None
+    if "@" in netloc:
+        userinfo = netloc.rpartition("@")[0]
+        u, colon, p = userinfo.partition(":")
+        if not u:
+            raise _fail(text, "empty user name before '@'")
+        user = urllib.parse.unquote(u)
+        password = urllib.parse.unquote(p) if colon else None
+    host = parts.hostname if netloc.rpartition("@")[2] else None
+    hostpart = netloc.rpartition("@")[2]
+    hostonly = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") and ":" in hostpart else hostpart
+    if hostonly and not _HOST.match(hostonly):
+        raise _fail(text, f"bad host {hostonly!r}")
+    if hostpart.endswith(":"):
+        raise _fail(text, "empty port after ':'")
+    if port is not None and port == 0:
+        raise _fail(text, "port 0 is not a port")
+    if user is not None and not host:
+        raise _fail(text, "a user name needs a host")
+    try:
+        query = tuple(urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+    except ValueError as exc:
+        raise _fail(text, f"bad query ({exc})") from None
+    return URI(
+        scheme=scheme,
+        transport=transport or None,
+        user=user,
+        password=password,
+        host=host or None,
+        port=port,
+        path=parts.path,
+        query=query,
+        fragment=parts.fragment or None,
+    )
