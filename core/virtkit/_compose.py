@@ -89,11 +89,11 @@ def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[Lo
 def _register(pm: pluggy.PluginManager, src: PluginSource) -> str | None:
     """Register with pluggy (which validates hook signatures); None or the error text."""
     try:
-        pm.register(src.plugin, name=f"{src.name}#{id(src.plugin)}")
-    except ValueError:
-        return None  # the same object listed twice
+        pm.register(src.plugin, name=src.name)
+    except ValueError as exc:
+        return f"cannot register: {exc}"  # e.g. two plugins with one name
     except pluggy.PluginValidationError as exc:
-        return f"invalid hook implementation: {exc}"
+        return "invalid hook implementation: " + " ".join(str(exc).split())
     if not any(impl.plugin is src.plugin for impl in pm.hook.open.get_hookimpls()):
         pm.unregister(src.plugin)
         return "implements no 'open' hook"
@@ -307,10 +307,10 @@ def _close_quietly(driver: object) -> None:
 
 def probe_default_uri(opts: ComposeOptions) -> str | None:
     """``open(None)`` without VIRTKIT_DEFAULT_URI: the highest-priority URI a plugin proposes."""
-    from ._discovery import installed_entry_points
+    from ._discovery import installed_entry_points, scheme_of
     from ._uri import parse_uri
 
-    schemes = {ep.name for ep in installed_entry_points()} if opts.entry_points else set()
+    schemes = {scheme_of(ep.name) for ep in installed_entry_points()} if opts.entry_points else set()
     sources = [PluginSource(plugin_name(instantiate(p)), instantiate(p), "registered in code") for p in opts.plugins]
     if schemes:
         sources += load_plugins(schemes)[0]

@@ -1,9 +1,10 @@
 """Finding plugins: entry points in group ``virtkit.drivers``, loaded through stevedore.
 
-An entry point's *name* is the URI scheme it serves (``*`` for any scheme), so the scheme is
-declared in metadata and opening ``xen:///`` imports only plugins registered for ``xen``: the
-cost of ``open()`` does not grow with unrelated installed plugins. A plugin serving several
-schemes lists the same object under each name.
+An entry point's *name* is the URI scheme it serves, optionally followed by ``.label`` so one
+distribution can register several plugins for one scheme (``xen``, ``xen.hyper``); ``*`` serves
+any scheme. The scheme is thus declared in metadata, and opening ``xen:///`` imports only plugins
+registered for ``xen``: the cost of ``open()`` does not grow with unrelated installed plugins. A
+plugin serving several schemes lists the same object under each name.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import importlib.metadata
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import stevedore
 
@@ -26,6 +28,7 @@ __all__ = [
     "load_plugins",
     "plugin_name",
     "refresh",
+    "scheme_of",
 ]
 
 ENTRY_POINT_GROUP = "virtkit.drivers"
@@ -56,6 +59,11 @@ class LoadFailure:
 # Loaded plugin objects, by entry-point target: a class is instantiated once per process.
 _instances: dict[str, object] = {}
 _lock = threading.Lock()
+
+
+def scheme_of(entry_point_name: str) -> str:
+    """``xen.hyper`` -> ``xen``: URI schemes contain no dot, so the label never clashes."""
+    return entry_point_name.split(".", 1)[0]
 
 
 def refresh() -> None:
@@ -104,14 +112,16 @@ def check_catalogue(plugin: object) -> str | None:
 
 def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
     """Import the plugins registered for ``schemes`` (plus ``*``); record the ones that fail."""
-    wanted = set(schemes) | {ANY_SCHEME}
+    wanted_schemes = set(schemes) | {ANY_SCHEME}
     loaded: list[PluginSource] = []
     failures: list[LoadFailure] = []
     seen: set[str] = set()
     by_target: dict[str, list[str]] = {}
+    wanted: set[str] = set()
     for ep in installed_entry_points():
-        if ep.name in wanted:
-            by_target.setdefault(ep.value, []).append(ep.name)
+        if scheme_of(ep.name) in wanted_schemes:
+            wanted.add(ep.name)
+            by_target.setdefault(ep.value, []).append(scheme_of(ep.name))
 
     def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
         if ep.value in seen:
@@ -119,9 +129,9 @@ def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadF
         seen.add(ep.value)
         failures.append(
             LoadFailure(
-                name=ep.value.split(":")[0].split(".")[0],
+                name=ep.name,  # its own name is unknown: the object never loaded
                 target=ep.value,
-                schemes=tuple(by_target.get(ep.value, [ep.name])),
+                schemes=tuple(by_target.get(ep.value, [scheme_of(ep.name)])),
                 error=f"{type(err).__name__}: {err}",
                 exception=err,
             )
@@ -154,6 +164,45 @@ def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadF
         if why is not None:
             failures.append(LoadFailure(name, target, tuple(by_target.get(target, [])), why))
             continue
-        schemes_txt = ",".join(by_target.get(target, [ext.name]))
-        loaded.append(PluginSource(name, obj, f"entry point {schemes_txt} = {target}", target))
+        loaded.append(PluginSource(name, obj, f"entry point {ext.name} = {target}", target))
     return loaded, failures
+
+
+def describe_installed() -> list[dict[str, Any]]:
+    """Every installed plugin: name, distribution, version, schemes, loaded or failed and why.
+
+    Imports every plugin, so it is for ``virtkit drivers``, not for ``open()``.
+    """
+    by_target: dict[str, dict[str, Any]] = {}
+    eps: dict[str, importlib.metadata.EntryPoint] = {}
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            row = by_target.setdefault(
+                ep.value,
+                {
+                    "plugin": ep.name,
+                    "target": ep.value,
+                    "distribution": dist.metadata["Name"],
+                    "version": dist.version,
+                    "schemes": [],
+                    "status": "loaded",
+                    "error": "",
+                },
+            )
+            if scheme_of(ep.name) not in row["schemes"]:
+                row["schemes"].append(scheme_of(ep.name))
+            eps.setdefault(ep.value, ep)
+    for target, row in by_target.items():
+        ep = eps[target]
+        try:
+            obj = instantiate(ep.load())
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            continue
+        row["plugin"] = plugin_name(obj, ep.value)
+        why = check_catalogue(obj)
+        if why is not None:
+            row["status"], row["error"] = "failed", why
+    return sorted(by_target.values(), key=lambda r: str(r["plugin"]))

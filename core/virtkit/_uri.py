@@ -10,7 +10,7 @@ from ._errors import InvalidURI
 
 __all__ = ["URI", "parse_uri"]
 
-_SCHEME = re.compile(r"[a-z][a-z0-9.-]*\Z")
+_SCHEME = re.compile(r"[a-z][a-z0-9-]*\Z")  # no dot: entry-point names use it as separator
 _TRANSPORT = re.compile(r"[a-z][a-z0-9-]*\Z")
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)\Z")
 
@@ -95,7 +95,7 @@ def parse_uri(text: str) -> URI:
     if not scheme:
         raise _fail(text, "empty scheme")
     if scheme != scheme.lower() or not _SCHEME.match(scheme):
-        raise _fail(text, f"bad scheme {scheme!r} (lower-case letters, digits, '.', '-')")
+        raise _fail(text, f"bad scheme {scheme!r} (lower-case letters, digits, '-')")
     if plus and (not transport or not _TRANSPORT.match(transport)):
         raise _fail(text, f"bad transport {transport!r} after '+'")
     try:

@@ -1,0 +1,388 @@
+"""The ``virtkit`` command: virsh's conventions over the virtkit API.
+
+A user's mistake (bad URI, unknown domain, invalid transition, bad size) prints one line
+``error: ...`` and exits 1 (2 for bad command-line usage); a traceback is shown only for a bug,
+and only with ``VIRTKIT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from ._connection import Connection, Domain
+from ._connection import open as open_connection
+from ._errors import InvalidArgument, VirtError
+from ._types import DomainEvent, DomainState, VcpuFlags
+
+__all__ = ["main", "parse_size"]
+
+_UNITS = {
+    "": 1024,
+    "b": 1,
+    "bytes": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "gb": 1000**3,
+    "t": 1024**4,
+    "tib": 1024**4,
+    "tb": 1000**4,
+}
+_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
+
+
+def parse_size(text: str) -> int:
+    """``512M``, ``1G``, ``2048`` (KiB, virsh's default) -> KiB, rounded up."""
+    m = _SIZE.match(text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise InvalidArgument(
+            f"invalid size {text!r} (expected a number with an optional unit: K, M, G, T, KiB, MB, ...)"
+        )
+    nbytes = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    kib = -(-nbytes // 1024)
+    if kib <= 0:
+        raise InvalidArgument(f"invalid size {text!r}: must be positive")
+    return kib
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _state_label(state: DomainState) -> str:
+    return state.label
+
+
+def _dom_dict(dom: Domain) -> dict[str, Any]:
+    info = dom.info()
+    return {
+        "id": dom.id,
+        "name": dom.name,
+        "uuid": str(dom.uuid),
+        "state": info.state.label,
+        "max_memory_kib": info.max_memory,
+        "memory_kib": info.memory,
+        "vcpus": info.vcpus,
+        "cpu_time_ns": info.cpu_time,
+    }
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = " " + "   ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line.rstrip(), "-" * (len(line) + 2)]
+    out += [(" " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text() if callable(text) else text)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_list(conn: Connection, args: argparse.Namespace) -> None:
+    doms = conn.domains(all=args.all)
+    data = [{"id": d.id, "name": d.name, "uuid": str(d.uuid), "state": d.info().state.label} for d in doms]
+    rows = [["-" if x["id"] is None else str(x["id"]), str(x["name"]), str(x["state"])] for x in data]
+    _emit(args, data, lambda: _table(rows, ["Id", "Name", "State"]))
+
+
+def cmd_dominfo(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.lookup(args.domain)
+    data = _dom_dict(dom)
+    for key, op in (("os_type", dom.os_type), ("max_vcpus", lambda: dom.vcpus(flags=VcpuFlags.MAXIMUM))):
+        if conn.served_by(f"domain_get_{'os_type' if key == 'os_type' else 'vcpus'}"):
+            data[key] = op()
+    lines = [
+        ("Id", "-" if data["id"] is None else data["id"]),
+        ("Name", data["name"]),
+        ("UUID", data["uuid"]),
+        ("OS Type", data.get("os_type", "-")),
+        ("State", data["state"]),
+        ("CPU(s)", data["vcpus"]),
+        ("CPU time", f"{data['cpu_time_ns'] / 1e9:.1f}s"),
+        ("Max memory", f"{data['max_memory_kib']} KiB"),
+        ("Used memory", f"{data['memory_kib']} KiB"),
+    ]
+    _emit(args, data, lambda: "\n".join(f"{k + ':':<16}{v}" for k, v in lines))
+
+
+def cmd_domstate(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.lookup(args.domain)
+    if conn.served_by("domain_get_state"):
+        st = dom.state()
+        state, reason = st.state, st.reason
+    else:
+        state, reason = dom.info().state, None
+    data = {"name": dom.name, "state": state.label, "reason": reason}
+    text = state.label + (f" ({reason})" if args.reason and reason else "")
+    _emit(args, data, text)
+
+
+def _lifecycle(verb: str, past: str) -> Callable[[Connection, argparse.Namespace], None]:
+    def run(conn: Connection, args: argparse.Namespace) -> None:
+        dom = conn.lookup(args.domain)
+        getattr(dom, verb)()
+        _emit(args, {"name": dom.name, "action": verb, "ok": True}, f"Domain '{dom.name}' {past}")
+
+    return run
+
+
+def cmd_setmem(conn: Connection, args: argparse.Namespace) -> None:
+    kib = parse_size(args.size)
+    dom = conn.lookup(args.domain)
+    dom.set_memory(kib)
+    _emit(args, {"name": dom.name, "memory_kib": kib}, f"Domain '{dom.name}' memory set to {kib} KiB")
+
+
+def cmd_setmaxmem(conn: Connection, args: argparse.Namespace) -> None:
+    kib = parse_size(args.size)
+    dom = conn.lookup(args.domain)
+    dom.set_max_memory(kib)
+    _emit(args, {"name": dom.name, "max_memory_kib": kib}, f"Domain '{dom.name}' maximum memory set to {kib} KiB")
+
+
+def cmd_setvcpus(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.lookup(args.domain)
+    dom.set_vcpus(args.count, flags=VcpuFlags.MAXIMUM if args.maximum else 0)
+    _emit(args, {"name": dom.name, "vcpus": args.count}, f"Domain '{dom.name}' vcpus set to {args.count}")
+
+
+def cmd_nodeinfo(conn: Connection, args: argparse.Namespace) -> None:
+    ni = conn.node_info()
+    data = {
+        "model": ni.model,
+        "cpus": ni.cpus,
+        "mhz": ni.mhz,
+        "nodes": ni.nodes,
+        "sockets": ni.sockets,
+        "cores": ni.cores,
+        "threads": ni.threads,
+        "memory_kib": ni.memory,
+        "free_memory_kib": ni.free_memory,
+    }
+    lines = [
+        ("CPU model", ni.model),
+        ("CPU(s)", ni.cpus),
+        ("CPU frequency", f"{ni.mhz} MHz"),
+        ("CPU socket(s)", ni.sockets),
+        ("Core(s) per socket", ni.cores),
+        ("Thread(s) per core", ni.threads),
+        ("NUMA cell(s)", ni.nodes),
+        ("Memory size", f"{ni.memory} KiB"),
+    ]
+    _emit(args, data, lambda: "\n".join(f"{k + ':':<20}{v}" for k, v in lines))
+
+
+def cmd_version(conn: Connection, args: argparse.Namespace) -> None:
+    from ._version import __version__
+
+    hv_type, hv = conn.type(), conn.version()
+    data = {"library": __version__, "hypervisor_type": hv_type, "hypervisor_version": str(hv)}
+    _emit(args, data, f"Compiled against library: virtkit {__version__}\nRunning hypervisor: {hv_type} {hv}")
+
+
+def cmd_hostname(conn: Connection, args: argparse.Namespace) -> None:
+    name = conn.hostname()
+    _emit(args, {"hostname": name}, name)
+
+
+def cmd_uri(conn: Connection, args: argparse.Namespace) -> None:
+    _emit(args, {"uri": str(conn.uri)}, str(conn.uri))
+
+
+def cmd_explain(conn: Connection, args: argparse.Namespace) -> None:
+    ex = conn.explain()
+    _emit(args, ex.to_dict(), ex.render)
+
+
+def cmd_events(conn: Connection, args: argparse.Namespace) -> None:
+    def show(ev: DomainEvent) -> None:
+        if args.json:
+            print(
+                json.dumps({"event": ev.type.value, "domain": ev.domain.name, "id": ev.domain.id, "detail": ev.detail})
+            )
+        else:
+            print(f"event '{ev.type.value}' for domain '{ev.domain.name}'" + (f": {ev.detail}" if ev.detail else ""))
+        sys.stdout.flush()
+
+    with conn.events() as stream:
+        for ev in stream.iter(args.timeout):
+            show(ev)
+
+
+def _load_config(path: str) -> Any:
+    from ._types import DomainConfig
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return DomainConfig.from_dict(data)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"bad domain config {path}: {exc}") from None
+
+
+def cmd_create(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.create(_load_config(args.file))
+    _emit(args, {"name": dom.name, "id": dom.id, "uuid": str(dom.uuid)}, f"Domain '{dom.name}' created")
+
+
+def cmd_define(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.define(_load_config(args.file))
+    _emit(args, {"name": dom.name, "uuid": str(dom.uuid)}, f"Domain '{dom.name}' defined")
+
+
+def cmd_drivers(args: argparse.Namespace) -> None:
+    from ._discovery import describe_installed
+
+    rows = describe_installed()
+    table = [
+        [
+            r["plugin"],
+            r["distribution"] or "-",
+            r["version"] or "-",
+            ",".join(r["schemes"]),
+            r["status"] + (f": {r['error']}" if r["error"] else ""),
+        ]
+        for r in rows
+    ]
+    _emit(args, rows, lambda: _table(table, ["Plugin", "Distribution", "Version", "Schemes", "Status"]))
+
+
+_COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
+    "list": cmd_list,
+    "dominfo": cmd_dominfo,
+    "domstate": cmd_domstate,
+    "suspend": _lifecycle("suspend", "suspended"),
+    "resume": _lifecycle("resume", "resumed"),
+    "shutdown": _lifecycle("shutdown", "is being shutdown"),
+    "reboot": _lifecycle("reboot", "is being rebooted"),
+    "destroy": _lifecycle("destroy", "destroyed"),
+    "start": _lifecycle("start", "started"),
+    "undefine": _lifecycle("undefine", "has been undefined"),
+    "setmem": cmd_setmem,
+    "setmaxmem": cmd_setmaxmem,
+    "setvcpus": cmd_setvcpus,
+    "nodeinfo": cmd_nodeinfo,
+    "version": cmd_version,
+    "hostname": cmd_hostname,
+    "uri": cmd_uri,
+    "explain": cmd_explain,
+    "events": cmd_events,
+    "create": cmd_create,
+    "define": cmd_define,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="virtkit", description="Manage virtual machines on any hypervisor virtkit has a plugin for.")
+    p.add_argument("-c", "--connect", metavar="URI", help="connection URI (default: $VIRTKIT_DEFAULT_URI, else probed)")
+    p.add_argument("-r", "--readonly", action="store_true", help="open a read-only connection")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log open attempts (-vv: debug)")
+    p.add_argument("--timeout", dest="open_timeout", type=float, default=30.0, help="seconds for driver calls")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, help: str, *extra: tuple[str, dict[str, Any]]) -> argparse.ArgumentParser:  # noqa: A002
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        for arg, kw in extra:
+            sp.add_argument(arg, **kw)
+        return sp
+
+    dom = ("domain", {"metavar": "DOM", "help": "domain id, name or UUID"})
+    add("list", "list domains", ("--all", {"action": "store_true", "help": "include inactive domains"}))
+    add("dominfo", "domain information", dom)
+    add("domstate", "domain state", dom, ("--reason", {"action": "store_true"}))
+    for verb, text in (
+        ("suspend", "pause a domain"),
+        ("resume", "unpause a domain"),
+        ("shutdown", "ask a domain to shut down"),
+        ("reboot", "ask a domain to reboot"),
+        ("destroy", "stop a domain at once"),
+        ("start", "start a defined domain"),
+        ("undefine", "remove a defined domain"),
+    ):
+        add(verb, text, dom)
+    size = ("size", {"metavar": "SIZE", "help": "e.g. 512M, 1G; KiB without a unit"})
+    add("setmem", "set current memory", dom, size)
+    add("setmaxmem", "set maximum memory", dom, size)
+    add("setvcpus", "set vcpu count", dom, ("count", {"type": int}), ("--maximum", {"action": "store_true"}))
+    add("nodeinfo", "host information")
+    add("version", "hypervisor and library versions")
+    add("hostname", "the hypervisor host's name")
+    add("uri", "the connection's URI")
+    add("drivers", "installed plugins, loaded or failed")
+    add("explain", "which plugin serves each operation", ("uri", {"nargs": "?", "metavar": "URI"}))
+    add("events", "print domain events", ("--timeout", {"type": float, "default": 10.0, "help": "seconds"}))
+    add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
+    add("define", "define a domain from a JSON config", ("file", {"metavar": "FILE"}))
+    return p
+
+
+def _setup_logging(verbose: int) -> None:
+    """Plugin trouble goes to stderr as one-line warnings; -v shows every open attempt."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("virtkit: %(levelname)s: %(message)s"))
+    root = logging.getLogger("virtkit")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("VIRTKIT_DEBUG", "") not in ("", "0")
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "drivers":
+            cmd_drivers(args)
+            return 0
+        uri = getattr(args, "uri", None) if args.command == "explain" else None
+        with open_connection(uri or args.connect, readonly=args.readonly, timeout=args.open_timeout) as conn:
+            _COMMANDS[args.command](conn, args)
+        return 0
+    except VirtError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        if debug:
+            raise
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, not the user's mistake: say so, traceback only on request
+        print(f"internal error: {type(exc).__name__}: {exc} (set VIRTKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        if debug:
+            raise
+        return 70
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

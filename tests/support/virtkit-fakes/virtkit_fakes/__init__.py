@@ -1,0 +1,1 @@
+"""Plugins that exist to test virtkit's discovery and composition through real entry points."""

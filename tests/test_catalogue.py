@@ -1,0 +1,55 @@
+"""The catalogue is the single source of truth: the public API and naming are derived from it."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import virtkit
+from virtkit import CATALOGUE, Connection, Domain, public_name
+from virtkit._catalogue import catalogue_compatible
+
+
+@pytest.mark.parametrize("op", list(CATALOGUE.values()), ids=list(CATALOGUE))
+def test_every_operation_has_its_public_method(op: virtkit.Operation) -> None:
+    owner = Domain if op.owner == "domain" else Connection
+    method = getattr(owner, op.method, None)
+    assert method is not None, f"{owner.__name__}.{op.method} missing for {op.name}"
+    sig = inspect.signature(method)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    expected = [p.name for p in op.params if p.type != "DomainRef"]
+    assert positional == expected
+    flags = sig.parameters["flags"]
+    assert flags.kind is flags.KEYWORD_ONLY and flags.default == 0
+    # the method body names its operation: a renamed op can't silently route elsewhere
+    assert f'"{op.name}"' in inspect.getsource(method)
+
+
+def test_naming_rule() -> None:
+    assert public_name("domain_suspend") == "suspend"
+    assert public_name("domain_get_info") == "info"
+    assert public_name("connect_get_type") == "type"
+    assert public_name("node_get_info") == "node_info"
+    assert public_name("domain_lookup_by_name") == "lookup_by_name"
+
+
+def test_catalogue_fields() -> None:
+    assert {op for op, o in CATALOGUE.items() if o.mandatory} >= {"connect_get_type", "domain_get_info"}
+    assert all(o.since == "1.0" for o in CATALOGUE.values())
+    mut = {op for op, o in CATALOGUE.items() if o.mutates}
+    assert "domain_suspend" in mut and "domain_get_info" not in mut
+    assert all(not o.name.startswith("domain_get") for o in CATALOGUE.values() if o.mutates)
+    assert CATALOGUE["domain_set_memory"].signature == (
+        "domain_set_memory(dom: DomainRef, memory: int, *, flags: int = 0) -> None"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "ok"),
+    [("1.0", True), ("1.1", False), ("0.9", False), ("2.0", False), ("x", False), ("1", False)],
+)
+def test_catalogue_compatibility(target: str, ok: bool) -> None:
+    assert catalogue_compatible(target, "1.0") is ok
+    assert catalogue_compatible("1.0", "1.3")  # newer minor core still serves 1.0 plugins
