@@ -1,0 +1,505 @@
+"""The in-memory hypervisor: one driver connection per open, every catalogue operation.
+
+One lock guards all state. Events are queued under that lock (so their order is the order of
+the changes) and delivered after it is released, by whichever thread gets the dispatch guard
+first: a callback may call back into the driver, and a slow callback never holds the state.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Callable
+
+from virtkit import (
+    ConnectionClosed,
+    DomainConfig,
+    DomainEvent,
+    DomainEventType,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    DomainStateInfo,
+    InvalidArgument,
+    InvalidOperation,
+    NodeInfo,
+    NoSuchDomain,
+    VcpuFlags,
+    Version,
+)
+
+from ._host import HostSpec, check_config
+from ._version import __version__
+
+__all__ = ["Driver"]
+
+log = logging.getLogger("virtkit.test")
+
+_RUNNING = DomainState.RUNNING
+_PAUSED = DomainState.PAUSED
+_SHUTOFF = DomainState.SHUTOFF
+_ACTIVE = frozenset({_RUNNING, _PAUSED})
+_MAXIMUM = int(VcpuFlags.MAXIMUM)
+_VERSION = Version.parse(__version__)
+
+Callback = Callable[[DomainEvent], None]
+
+
+class _Dom:
+    """One domain's mutable state. Hot fields live here; the rest of its config in ``config``."""
+
+    __slots__ = (
+        "config",
+        "cpu_ns",
+        "id",
+        "max_memory",
+        "max_vcpus",
+        "memory",
+        "name",
+        "persistent",
+        "reason",
+        "ref",
+        "since",
+        "state",
+        "uuid",
+        "vcpus",
+    )
+
+    def __init__(self, config: DomainConfig, uuid: _uuid.UUID, persistent: bool) -> None:
+        assert config.max_memory is not None and config.max_vcpus is not None  # check_config filled them
+        self.config = config
+        self.name = config.name
+        self.uuid = uuid
+        self.persistent = persistent
+        self.memory = config.memory
+        self.max_memory = config.max_memory
+        self.vcpus = config.vcpus
+        self.max_vcpus = config.max_vcpus
+        self.id: int | None = None
+        self.state = _SHUTOFF
+        self.reason = "unknown"
+        self.cpu_ns = 0  # cpu time used up to ``since``
+        self.since: int | None = None  # monotonic ns when it last started running; None unless RUNNING
+        self.ref = DomainRef(self.name, uuid, None)
+
+    def cpu_time(self, now: int) -> int:
+        return self.cpu_ns if self.since is None else self.cpu_ns + (now - self.since)
+
+
+def _check_flags(flags: int, allowed: int = 0) -> None:
+    if flags & ~allowed:
+        raise InvalidArgument(f"unsupported flags {flags:#x}")
+
+
+class Driver:
+    """A ``test:///`` driver connection: the methods are the catalogue's operations."""
+
+    __slots__ = (
+        "_active",
+        "_by_name",
+        "_by_uuid",
+        "_callbacks",
+        "_closed",
+        "_dispatching",
+        "_hostname",
+        "_lock",
+        "_next_id",
+        "_node",
+        "_pending",
+        "_subs",
+        "_tokens",
+        "uri",
+    )
+
+    def __init__(self, host: HostSpec, uri: str = "test:///default") -> None:
+        self.uri = uri
+        self._hostname = host.hostname
+        self._node = host.node
+        self._lock = threading.Lock()
+        self._closed = False
+        self._by_uuid: dict[_uuid.UUID, _Dom] = {}
+        self._by_name: dict[str, _Dom] = {}
+        self._active: dict[int, _Dom] = {}  # id -> running or paused domain
+        self._callbacks: dict[int, Callback] = {}
+        self._subs: tuple[tuple[int, Callback], ...] = ()  # snapshot of _callbacks taken per event
+        self._tokens = itertools.count(1)
+        self._pending: collections.deque[tuple[DomainEvent, tuple[tuple[int, Callback], ...]]] = collections.deque()
+        self._dispatching = threading.Lock()
+        now = time.monotonic_ns()
+        for spec in host.domains:
+            assert spec.config.uuid is not None
+            d = _Dom(spec.config, spec.config.uuid, spec.persistent)
+            self._by_uuid[d.uuid] = self._by_name[d.name] = d
+            if spec.state in _ACTIVE:
+                assert spec.id is not None
+                d.state, d.reason, d.cpu_ns = spec.state, "booted" if spec.state is _RUNNING else "user", spec.cpu_time
+                d.since = now if spec.state is _RUNNING else None
+                self._set_id(d, spec.id)
+        self._next_id = max(self._active, default=0) + 1  # ids are never reused, as in Xen and libvirt
+
+    def __repr__(self) -> str:
+        return f"<virtkit_test.Driver {self.uri} domains={len(self._by_uuid)}>"
+
+    # -- internals (call with the lock held) ---------------------------------------------------
+
+    def _set_id(self, d: _Dom, dom_id: int | None) -> None:
+        if d.id is not None:
+            del self._active[d.id]
+        d.id = dom_id
+        if dom_id is not None:
+            self._active[dom_id] = d
+        d.ref = DomainRef(d.name, d.uuid, dom_id)
+
+    def _find(self, ref: DomainRef) -> _Dom:
+        if self._closed:
+            raise ConnectionClosed("the test driver connection is closed")
+        try:
+            d = self._by_uuid.get(ref.uuid)
+        except AttributeError:
+            raise InvalidArgument(f"expected a DomainRef, got {type(ref).__name__}") from None
+        if d is None:
+            raise NoSuchDomain(f"no domain {ref.name!r} (uuid {ref.uuid})")
+        return d
+
+    def _open(self) -> None:
+        if self._closed:
+            raise ConnectionClosed("the test driver connection is closed")
+
+    def _emit(self, kind: DomainEventType, d: _Dom, detail: str) -> None:
+        if self._subs:
+            self._pending.append((DomainEvent(kind, d.ref, detail, time.time()), self._subs))
+
+    def _boot(self, d: _Dom) -> None:
+        d.state, d.reason = _RUNNING, "booted"
+        d.cpu_ns, d.since = 0, time.monotonic_ns()
+        self._set_id(d, self._next_id)
+        self._next_id += 1
+        self._emit(DomainEventType.STARTED, d, "booted")
+
+    def _stop(self, d: _Dom, reason: str) -> None:
+        """Shut a domain off: a persistent one stays defined, a transient one is gone."""
+        d.state, d.reason = _SHUTOFF, reason
+        d.cpu_ns, d.since = 0, None
+        self._set_id(d, None)
+        if not d.persistent:
+            del self._by_uuid[d.uuid], self._by_name[d.name]
+        self._emit(DomainEventType.STOPPED, d, reason)
+
+    def _require_active(self, d: _Dom, op: str) -> None:
+        if d.state not in _ACTIVE:
+            raise InvalidOperation(f"cannot {op} domain {d.name!r}: it is not running")
+
+    def _new(self, config: object, *, persistent: bool) -> _Dom:
+        try:
+            cfg = check_config(config)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        uuid = cfg.uuid or _uuid.uuid4()
+        self._open()
+        if cfg.name in self._by_name:
+            raise InvalidArgument(f"a domain named {cfg.name!r} already exists (uuid {self._by_name[cfg.name].uuid})")
+        if uuid in self._by_uuid:
+            raise InvalidArgument(f"a domain with uuid {uuid} already exists ({self._by_uuid[uuid].name!r})")
+        d = _Dom(dataclasses.replace(cfg, uuid=uuid), uuid, persistent)
+        self._by_uuid[uuid] = self._by_name[d.name] = d
+        return d
+
+    def _dispatch(self) -> None:
+        """Deliver queued events in order, outside the state lock; one thread delivers at a time."""
+        while self._pending:
+            if not self._dispatching.acquire(blocking=False):
+                return  # the thread holding it delivers ours too (it re-checks before leaving)
+            try:
+                while True:
+                    with self._lock:
+                        if not self._pending:
+                            break
+                        event, subs = self._pending.popleft()
+                    for token, callback in subs:
+                        if token not in self._callbacks:  # cancelled after the event was queued
+                            continue
+                        try:
+                            callback(event)
+                        except Exception:
+                            log.exception("test driver: event callback %r raised on %s", callback, event)
+            finally:
+                self._dispatching.release()
+
+    # -- connection --------------------------------------------------------------------------
+
+    def close(self, *, flags: int = 0) -> None:
+        """Forget callbacks and pending events; later calls raise ConnectionClosed. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._callbacks.clear()
+            self._subs = ()
+            self._pending.clear()
+
+    def connect_get_type(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        self._open()
+        return "Test"
+
+    def connect_get_version(self, *, flags: int = 0) -> Version:
+        _check_flags(flags)
+        self._open()
+        return _VERSION
+
+    def connect_get_hostname(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        self._open()
+        return self._hostname
+
+    def node_get_info(self, *, flags: int = 0) -> NodeInfo:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            used = sum(d.memory for d in self._active.values())
+        return dataclasses.replace(self._node, free_memory=max(0, self._node.memory - used))
+
+    def connect_list_domains(self, *, flags: int = 0) -> list[int]:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            return sorted(self._active)
+
+    def connect_num_of_domains(self, *, flags: int = 0) -> int:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            return len(self._active)
+
+    def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            return sorted(d.name for d in self._by_uuid.values() if d.id is None)
+
+    def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            d = self._active.get(id)
+            if d is None:
+                raise NoSuchDomain(f"no running domain with id {id!r}")
+            return d.ref
+
+    def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            d = self._by_name.get(name)
+            if d is None:
+                raise NoSuchDomain(f"no domain named {name!r}")
+            return d.ref
+
+    def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        with self._lock:
+            self._open()
+            d = self._by_uuid.get(uuid)
+            if d is None:
+                raise NoSuchDomain(f"no domain with uuid {uuid}")
+            return d.ref
+
+    def connect_domain_event_register(self, callback: Callback, *, flags: int = 0) -> Callable[[], None]:
+        _check_flags(flags)
+        if not callable(callback):
+            raise InvalidArgument(f"callback must be callable, got {type(callback).__name__}")
+        with self._lock:
+            self._open()
+            token = next(self._tokens)
+            self._callbacks[token] = callback
+            self._subs = tuple(self._callbacks.items())
+
+        def cancel() -> None:
+            with self._lock:
+                if self._callbacks.pop(token, None) is not None:
+                    self._subs = tuple(self._callbacks.items())
+
+        return cancel
+
+    # -- domain queries ------------------------------------------------------------------------
+
+    def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            return DomainInfo(d.state, d.max_memory, d.memory, d.vcpus, d.cpu_time(time.monotonic_ns()))
+
+    def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            return DomainStateInfo(d.state, d.reason)
+
+    def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags)
+        with self._lock:
+            return self._find(dom).max_memory
+
+    def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        with self._lock:
+            return self._find(dom).config.os_type
+
+    def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags, _MAXIMUM)
+        with self._lock:
+            d = self._find(dom)
+            return d.max_vcpus if flags & _MAXIMUM else d.vcpus
+
+    def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            return dataclasses.replace(
+                d.config, memory=d.memory, max_memory=d.max_memory, vcpus=d.vcpus, max_vcpus=d.max_vcpus
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            if d.state is not _RUNNING:
+                raise InvalidOperation(f"cannot suspend domain {d.name!r}: it is {d.state.label}, not running")
+            d.cpu_ns, d.since = d.cpu_time(time.monotonic_ns()), None
+            d.state, d.reason = _PAUSED, "user"
+            self._emit(DomainEventType.SUSPENDED, d, "paused")
+        self._dispatch()
+
+    def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            if d.state is not _PAUSED:
+                raise InvalidOperation(f"cannot resume domain {d.name!r}: it is {d.state.label}, not paused")
+            d.since = time.monotonic_ns()
+            d.state, d.reason = _RUNNING, "unpaused"
+            self._emit(DomainEventType.RESUMED, d, "unpaused")
+        self._dispatch()
+
+    def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
+        # The guest cooperates at once, as in libvirt's test driver: running or paused -> shut off.
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            self._require_active(d, "shut down")
+            self._emit(DomainEventType.SHUTDOWN, d, "finished")
+            self._stop(d, "shutdown")
+        self._dispatch()
+
+    def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            self._require_active(d, "reboot")
+            if d.config.on_reboot == "destroy":  # the config says a reboot ends the domain
+                self._emit(DomainEventType.SHUTDOWN, d, "finished")
+                self._stop(d, "shutdown")
+            else:  # same id, like libvirt's test driver; cpu time keeps counting
+                if d.since is None:
+                    d.since = time.monotonic_ns()
+                d.state, d.reason = _RUNNING, "booted"
+                self._emit(DomainEventType.REBOOTED, d, "")
+        self._dispatch()
+
+    def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            self._require_active(d, "destroy")
+            self._stop(d, "destroyed")
+        self._dispatch()
+
+    def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        with self._lock:
+            d = self._new(config, persistent=False)
+            self._boot(d)
+            ref = d.ref
+        self._dispatch()
+        return ref
+
+    def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        with self._lock:
+            d = self._new(config, persistent=True)
+            self._emit(DomainEventType.DEFINED, d, "added")
+            ref = d.ref
+        self._dispatch()
+        return ref
+
+    def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            if d.state is not _SHUTOFF:
+                raise InvalidOperation(f"cannot start domain {d.name!r}: it is already {d.state.label}")
+            self._boot(d)
+            ref = d.ref
+        self._dispatch()
+        return ref
+
+    def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
+        # libvirt: undefining a running persistent domain makes it transient; it goes when it stops.
+        _check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            if not d.persistent:
+                raise InvalidOperation(f"cannot undefine domain {d.name!r}: it is transient (destroy it instead)")
+            d.persistent = False
+            if d.id is None:
+                del self._by_uuid[d.uuid], self._by_name[d.name]
+            self._emit(DomainEventType.UNDEFINED, d, "removed")
+        self._dispatch()
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        _positive(memory, "memory")
+        with self._lock:
+            d = self._find(dom)
+            if memory > d.max_memory:
+                raise InvalidArgument(
+                    f"cannot set memory of {d.name!r} to {memory} KiB: above its maximum {d.max_memory} KiB"
+                )
+            d.memory = memory
+
+    def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        # Like Xen: lowering the maximum below the current allocation balloons the domain down.
+        _check_flags(flags)
+        _positive(memory, "memory")
+        with self._lock:
+            d = self._find(dom)
+            d.max_memory = memory
+            d.memory = min(d.memory, memory)
+
+    def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
+        _check_flags(flags, _MAXIMUM)
+        _positive(count, "vcpu count")
+        with self._lock:
+            d = self._find(dom)
+            if flags & _MAXIMUM:
+                # libvirt: the maximum is part of the config and only changes while shut off
+                if d.state is not _SHUTOFF:
+                    raise InvalidOperation(f"cannot change the maximum vcpus of {d.name!r} while it is active")
+                d.max_vcpus = count
+                d.vcpus = min(d.vcpus, count)
+            elif count > d.max_vcpus:
+                raise InvalidArgument(f"cannot give {d.name!r} {count} vcpus: above its maximum {d.max_vcpus}")
+            else:
+                d.vcpus = count
+
+
+def _positive(value: object, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgument(f"{what} must be a positive integer, got {value!r}")

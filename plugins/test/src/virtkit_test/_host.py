@@ -1,0 +1,313 @@
+"""Host descriptions: the fixed ``test:///default`` host and the JSON files ``test:///PATH.json`` names.
+
+A description is immutable; every open builds its own mutable state from it, so two connections
+never share domains. The default host is written in the JSON format itself and goes through the
+same validation as a file, so the README's format and the default can't drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid as _uuid
+from collections.abc import Mapping
+from typing import Any
+
+from virtkit import DomainConfig, DomainState, InvalidArgument, NodeInfo
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_HOST_DATA",
+    "DomainSpec",
+    "HostSpec",
+    "check_config",
+    "load_host",
+    "parse_host",
+]
+
+#: libvirt's accepted on_poweroff / on_reboot / on_crash actions.
+LIFECYCLE_ACTIONS = frozenset(
+    {"destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart"}
+)
+
+#: JSON spelling of the states a description may start a domain in.
+STATES: Mapping[str, DomainState] = {
+    "running": DomainState.RUNNING,
+    "paused": DomainState.PAUSED,
+    "shutoff": DomainState.SHUTOFF,
+}
+
+# uuid5 namespace for domains a description gives no uuid: stable across opens and machines.
+_UUID_NS = _uuid.UUID("0b6c3e6a-5e4f-4d1e-9a43-7a3d1c2b9e10")
+
+DEFAULT_NODE_HOSTNAME = "test-host"
+
+#: libvirt's test driver node (16 cpus at 1400 MHz, 2 nodes x 2 sockets x 2 cores x 2 threads), 3 GiB.
+DEFAULT_NODE: Mapping[str, Any] = {
+    "model": "x86_64",
+    "memory": 3 * 1024 * 1024,
+    "cpus": 16,
+    "mhz": 1400,
+    "nodes": 2,
+    "sockets": 2,
+    "cores": 2,
+    "threads": 2,
+}
+
+_CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(DomainConfig))
+_DOMAIN_KEYS = _CONFIG_KEYS | {"id", "state", "persistent", "cpu_time"}
+_NODE_KEYS = frozenset({"model", "memory", "cpus", "mhz", "nodes", "sockets", "cores", "threads"})
+_HOST_KEYS = frozenset({"hostname", "node", "domains"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DomainSpec:
+    """One domain as a description starts it. ``config`` is complete (max memory/vcpus and uuid set)."""
+
+    config: DomainConfig
+    state: DomainState
+    id: int | None
+    persistent: bool
+    cpu_time: int  # ns already used when the host is opened
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostSpec:
+    hostname: str
+    node: NodeInfo  # free_memory is computed live, so None here
+    domains: tuple[DomainSpec, ...]
+
+
+class _Bad(ValueError):
+    """A defect at a location inside the description; the caller adds the file name."""
+
+
+def _int(value: object, where: str, *, minimum: int = 1) -> int:
+    # bool is an int subclass: reject it, "memory": true is a typo, not 1 KiB
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Bad(f"{where}: must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise _Bad(f"{where}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"{where}: must be a non-empty string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _obj(value: object, where: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _Bad(f"{where}: must be a JSON object, got {type(value).__name__}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _Bad(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def check_config(config: object, where: str = "config") -> DomainConfig:
+    """Validate a DomainConfig and complete it (max memory/vcpus default to memory/vcpus).
+
+    Raises ValueError naming the field; ``uuid`` stays None when not given.
+    """
+    if not isinstance(config, DomainConfig):
+        raise _Bad(f"{where}: expected a virtkit.DomainConfig, got {type(config).__name__}")
+    _str(config.name, f"{where}.name")
+    memory = _int(config.memory, f"{where}.memory")
+    vcpus = _int(config.vcpus, f"{where}.vcpus")
+    max_memory = memory if config.max_memory is None else _int(config.max_memory, f"{where}.max_memory")
+    max_vcpus = vcpus if config.max_vcpus is None else _int(config.max_vcpus, f"{where}.max_vcpus")
+    if memory > max_memory:
+        raise _Bad(f"{where}: memory {memory} KiB is above max_memory {max_memory} KiB")
+    if vcpus > max_vcpus:
+        raise _Bad(f"{where}: vcpus {vcpus} is above max_vcpus {max_vcpus}")
+    if config.uuid is not None and not isinstance(config.uuid, _uuid.UUID):
+        raise _Bad(f"{where}.uuid: must be a uuid.UUID, got {type(config.uuid).__name__}")
+    _str(config.os_type, f"{where}.os_type")
+    for key in ("kernel", "initrd", "cmdline"):
+        if getattr(config, key) is not None:
+            _str(getattr(config, key), f"{where}.{key}")
+    for key in ("on_poweroff", "on_reboot", "on_crash"):
+        action = getattr(config, key)
+        if action not in LIFECYCLE_ACTIONS:
+            raise _Bad(f"{where}.{key}: {action!r} is not one of {', '.join(sorted(LIFECYCLE_ACTIONS))}")
+    for i, dev in enumerate(config.devices):
+        if not isinstance(dev, Mapping):
+            raise _Bad(f"{where}.devices[{i}]: must be an object, got {type(dev).__name__}")
+    if not isinstance(config.extra, Mapping):
+        raise _Bad(f"{where}.extra: must be an object, got {type(config.extra).__name__}")
+    if max_memory == config.max_memory and max_vcpus == config.max_vcpus:
+        return config
+    return dataclasses.replace(config, max_memory=max_memory, max_vcpus=max_vcpus)
+
+
+def _parse_uuid(value: object, where: str) -> _uuid.UUID:
+    try:
+        if isinstance(value, str):
+            return _uuid.UUID(value)
+    except ValueError:
+        pass
+    raise _Bad(f"{where}: not a UUID: {value!r}")
+
+
+def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | None, bool, int]:
+    data = _obj(raw, where, _DOMAIN_KEYS)
+    name = _str(data.get("name"), f"{where}.name")
+    state_name = data.get("state", "running")
+    if state_name not in STATES:
+        raise _Bad(f"{where}.state: {state_name!r} is not one of {', '.join(STATES)}")
+    state = STATES[state_name]
+    persistent = data.get("persistent", True)
+    if not isinstance(persistent, bool):
+        raise _Bad(f"{where}.persistent: must be true or false, got {persistent!r}")
+    dom_id = data.get("id")
+    if dom_id is not None:
+        dom_id = _int(dom_id, f"{where}.id", minimum=0)
+    cpu_time = _int(data.get("cpu_time", 0), f"{where}.cpu_time", minimum=0)
+    if state is DomainState.SHUTOFF:
+        if dom_id is not None:
+            raise _Bad(f"{where}.id: a shut-off domain has no id (got {dom_id})")
+        if not persistent:
+            raise _Bad(f"{where}: a shut-off domain must be persistent (a stopped transient domain is gone)")
+        if cpu_time:
+            raise _Bad(f"{where}.cpu_time: a shut-off domain has used no cpu time (got {cpu_time})")
+    if "memory" not in data:
+        raise _Bad(f"{where}.memory: missing (KiB)")
+    kw = {k: v for k, v in data.items() if k in _CONFIG_KEYS}
+    kw["name"] = name
+    kw["uuid"] = _uuid.uuid5(_UUID_NS, name) if kw.get("uuid") is None else _parse_uuid(kw["uuid"], f"{where}.uuid")
+    if "devices" in kw:
+        if not isinstance(kw["devices"], list):
+            raise _Bad(f"{where}.devices: must be a list of objects")
+        kw["devices"] = tuple(kw["devices"])
+    config = check_config(DomainConfig(**kw), where)
+    return config, state, dom_id, persistent, cpu_time
+
+
+def parse_host(data: object) -> HostSpec:
+    """Validate a decoded description; ValueError names the defect's location (``domains[2].memory``)."""
+    top = _obj(data, "host", _HOST_KEYS)
+    hostname = _str(top.get("hostname", DEFAULT_NODE_HOSTNAME), "hostname")
+    node_data = _obj(top.get("node", {}), "node", _NODE_KEYS)
+    node_kw: dict[str, Any] = {**DEFAULT_NODE, **node_data}
+    model = _str(node_kw.pop("model"), "node.model")
+    node = NodeInfo(model=model, **{k: _int(v, f"node.{k}") for k, v in node_kw.items()})
+    raw_domains = top.get("domains", [])
+    if not isinstance(raw_domains, list):
+        raise _Bad(f"domains: must be a list, got {type(raw_domains).__name__}")
+
+    parsed = [_domain(raw, f"domains[{i}]") for i, raw in enumerate(raw_domains)]
+    names: dict[str, int] = {}
+    uuids: dict[_uuid.UUID, int] = {}
+    ids: dict[int, int] = {}
+    for i, (config, _state, dom_id, _p, _c) in enumerate(parsed):
+        if config.name in names:
+            raise _Bad(f"domains[{i}].name: duplicate name {config.name!r} (also domains[{names[config.name]}])")
+        names[config.name] = i
+        assert config.uuid is not None
+        if config.uuid in uuids:
+            raise _Bad(f"domains[{i}].uuid: duplicate uuid {config.uuid} (also domains[{uuids[config.uuid]}])")
+        uuids[config.uuid] = i
+        if dom_id is not None:
+            if dom_id in ids:
+                raise _Bad(f"domains[{i}].id: duplicate id {dom_id} (also domains[{ids[dom_id]}])")
+            ids[dom_id] = i
+    # Active domains without an id get the next free ones, in file order.
+    next_id = max(ids, default=0) + 1
+    specs = []
+    for config, state, dom_id, persistent, cpu_time in parsed:
+        if dom_id is None and state is not DomainState.SHUTOFF:
+            dom_id, next_id = next_id, next_id + 1
+        specs.append(DomainSpec(config, state, dom_id, persistent, cpu_time))
+    return HostSpec(hostname, node, tuple(specs))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of repeated keys silently; a repeated key is almost always a mistake
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Bad(f"duplicate key {key!r} in one object")
+        out[key] = value
+    return out
+
+
+def load_host(path: str) -> HostSpec:
+    """Read and validate a JSON description; any defect is an InvalidArgument naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise InvalidArgument(f"test host file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"test host file {path}: cannot read it: {exc}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _Bad as exc:
+        raise InvalidArgument(f"test host file {path}: {exc}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"test host file {path}: not valid JSON: {exc}") from None
+    try:
+        return parse_host(data)
+    except ValueError as exc:
+        raise InvalidArgument(f"test host file {path}: {exc}") from None
+
+
+#: The ``test:///default`` host, in the JSON format a file uses.
+DEFAULT_HOST_DATA: Mapping[str, Any] = {
+    "hostname": DEFAULT_NODE_HOSTNAME,
+    "node": dict(DEFAULT_NODE),
+    "domains": [
+        {
+            # libvirt's test driver default domain: same name and uuid
+            "name": "test",
+            "uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f",
+            "id": 1,
+            "state": "running",
+            "memory": 524288,
+            "max_memory": 1048576,
+            "vcpus": 2,
+            "max_vcpus": 2,
+            "os_type": "hvm",
+        },
+        {
+            "name": "web",
+            "uuid": "6695eb01-f6a4-8304-79aa-97f2502e1940",
+            "id": 2,
+            "state": "running",
+            "memory": 1048576,
+            "max_memory": 2097152,
+            "vcpus": 4,
+            "max_vcpus": 8,
+            "os_type": "linux",
+            "kernel": "/boot/vmlinuz-6.1.0-18-amd64",
+            "initrd": "/boot/initrd.img-6.1.0-18-amd64",
+            "cmdline": "root=/dev/xvda1 ro console=hvc0",
+        },
+        {
+            "name": "paused-vm",
+            "uuid": "6695eb01-f6a4-8304-79aa-97f2502e1941",
+            "id": 3,
+            "state": "paused",
+            "cpu_time": 1_500_000_000,  # it ran for 1.5 s before it was paused
+            "memory": 262144,
+            "max_memory": 524288,
+            "vcpus": 1,
+            "max_vcpus": 2,
+            "os_type": "linux",
+        },
+        {
+            "name": "defined-vm",
+            "uuid": "6695eb01-f6a4-8304-79aa-97f2502e1942",
+            "state": "shutoff",
+            "memory": 524288,
+            "max_memory": 524288,
+            "vcpus": 1,
+            "max_vcpus": 2,
+            "os_type": "hvm",
+        },
+    ],
+}
+
+DEFAULT_HOST: HostSpec = parse_host(DEFAULT_HOST_DATA)
