@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -86,18 +87,42 @@ def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[Lo
     return sources, failures
 
 
+# One process-wide plugin manager: registration (and pluggy's signature validation) happens once
+# per plugin object, not once per open(). Guarded by _pm_lock; in-code plugins are removed again
+# after their open so throwaway objects don't accumulate.
+_pm: pluggy.PluginManager | None = None
+_pm_lock = threading.Lock()
+_rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why pluggy refused it)
+
+
+def _manager() -> pluggy.PluginManager:
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(HookSpecs)
+        _pm = pm
+    return _pm
+
+
 def _register(pm: pluggy.PluginManager, src: PluginSource) -> str | None:
     """Register with pluggy (which validates hook signatures); None or the error text."""
+    if pm.is_registered(src.plugin):
+        return None
+    known = _rejected.get(id(src.plugin))
+    if known is not None and known[0] is src.plugin:
+        return known[1]
+    why = None
     try:
-        pm.register(src.plugin, name=src.name)
-    except ValueError as exc:
-        return f"cannot register: {exc}"  # e.g. two plugins with one name
+        pm.register(src.plugin)
     except pluggy.PluginValidationError as exc:
-        return "invalid hook implementation: " + " ".join(str(exc).split())
-    if not any(impl.plugin is src.plugin for impl in pm.hook.open.get_hookimpls()):
-        pm.unregister(src.plugin)
-        return "implements no 'open' hook"
-    return None
+        why = "invalid hook implementation: " + " ".join(str(exc).split())
+    else:
+        if not any(impl.plugin is src.plugin for impl in pm.hook.open.get_hookimpls()):
+            pm.unregister(src.plugin)
+            why = "implements no 'open' hook"
+    if why is not None and src.target is not None:  # entry-point plugins live for the process
+        _rejected[id(src.plugin)] = (src.plugin, why)
+    return why
 
 
 def _method_priority(driver: object, op: str, default: int) -> tuple[Slot, int] | None:
@@ -142,8 +167,6 @@ def compose(uri: URI, opts: ComposeOptions) -> Composition:
     for f in failures:
         log.warning("open %s: ERROR %s failed to load: %s", shown, f.name, f.error)
 
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(HookSpecs)
     options = OpenOptions(readonly=opts.readonly, timeout=opts.timeout, params=dict(opts.params))
     attempts: list[Attempt] = []
     opened: list[tuple[str, object, int]] = []
@@ -155,9 +178,32 @@ def compose(uri: URI, opts: ComposeOptions) -> Composition:
         if outcome is Outcome.ERROR and opts.strict:
             raise PluginLoadError(f"plugin {src.name}: {reason}", driver=src.name, uri=shown)
 
+    with _pm_lock:
+        pm = _manager()
+    try:
+        return _negotiate(pm, uri, opts, options, sources, failures, record, attempts, opened)
+    finally:
+        with _pm_lock:
+            for src in sources:
+                if src.target is None and pm.is_registered(src.plugin):
+                    pm.unregister(src.plugin)
+
+
+def _negotiate(
+    pm: pluggy.PluginManager,
+    uri: URI,
+    opts: ComposeOptions,
+    options: OpenOptions,
+    sources: list[PluginSource],
+    failures: list[LoadFailure],
+    record: Callable[..., None],
+    attempts: list[Attempt],
+    opened: list[tuple[str, object, int]],
+) -> Composition:
     try:
         for src in sources:
-            bad = _register(pm, src)
+            with _pm_lock:  # plugin hooks themselves run unlocked: opens proceed in parallel
+                bad = _register(pm, src)
             if bad:
                 record(src, Outcome.ERROR, bad)
                 continue

@@ -10,7 +10,12 @@ plugin serving several schemes lists the same object under each name.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
+import os
+import pathlib
+import sys
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -58,7 +63,10 @@ class LoadFailure:
 
 # Loaded plugin objects, by entry-point target: a class is instantiated once per process.
 _instances: dict[str, object] = {}
-_lock = threading.Lock()
+# load_plugins() results per set of schemes: a steady-state open() costs no discovery at all.
+_loaded: dict[frozenset[str], tuple[list[PluginSource], list[LoadFailure]]] = {}
+_group: list[importlib.metadata.EntryPoint] | None = None
+_lock = threading.RLock()
 
 
 def scheme_of(entry_point_name: str) -> str:
@@ -68,21 +76,66 @@ def scheme_of(entry_point_name: str) -> str:
 
 def refresh() -> None:
     """Forget cached entry points and plugin objects (after installing a plugin at run time)."""
+    global _group
     with _lock:
         _instances.clear()
+        _loaded.clear()
+        _group = None
         stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
-        from stevedore import _cache
 
-        _cache._c._internal.clear()
+
+def _index_path() -> pathlib.Path:
+    """The index file for this interpreter and this sys.path, keyed on the path entries' mtimes.
+
+    Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` directory,
+    which changes its site directory's mtime: O(len(sys.path)) stats detect it, where a per-file
+    check (stevedore's own cache key) costs a stat per installed distribution.
+    """
+    h = hashlib.sha256(f"{sys.executable}\0{sys.prefix}".encode())
+    for entry in sys.path:
+        try:
+            mtime = os.stat(entry or ".").st_mtime_ns
+        except OSError:
+            mtime = -1
+        h.update(f"\0{entry}\0{mtime}".encode())
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base, "virtkit", f"entry-points-{h.hexdigest()[:32]}.json")
+
+
+def _read_group() -> list[importlib.metadata.EntryPoint]:
+    path = _index_path()
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in rows]
+    except (OSError, ValueError, TypeError):
+        pass
+    eps: list[importlib.metadata.EntryPoint] = []
+    seen: set[tuple[str, str]] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if (ep.name, ep.value) not in seen:  # a dist on sys.path twice lists its entry points twice
+            seen.add((ep.name, ep.value))
+            eps.append(ep)
+    try:  # atomically, so concurrent processes never read half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([[ep.name, ep.value] for ep in eps]), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: discovery still works, uncached
+    return eps
 
 
 def installed_entry_points() -> list[importlib.metadata.EntryPoint]:
-    """Every entry point of the group, without importing anything (stevedore's metadata cache)."""
-    return list(stevedore.ExtensionManager.list_entry_points(_manager_stub()))
+    """Every entry point of the group, without importing anything.
 
-
-def _manager_stub() -> stevedore.ExtensionManager[object]:
-    return stevedore.ExtensionManager.make_test_instance([], namespace=ENTRY_POINT_GROUP)
+    Also primes stevedore's per-process entry-point cache, so its managers load from this list.
+    """
+    global _group
+    with _lock:
+        if _group is None:
+            _group = _read_group()
+            stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = list(_group)
+        return _group
 
 
 def plugin_name(plugin: object, target: str | None = None) -> str:
@@ -111,7 +164,20 @@ def check_catalogue(plugin: object) -> str | None:
 
 
 def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
-    """Import the plugins registered for ``schemes`` (plus ``*``); record the ones that fail."""
+    """Import the plugins registered for ``schemes`` (plus ``*``); record the ones that fail.
+
+    Memoized per process (``refresh()`` forgets): the result, failures included, is the same
+    until something is installed.
+    """
+    key = frozenset(schemes)
+    with _lock:
+        hit = _loaded.get(key)
+        if hit is None:
+            hit = _loaded[key] = _load_plugins(key)
+        return list(hit[0]), list(hit[1])
+
+
+def _load_plugins(schemes: frozenset[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
     wanted_schemes = set(schemes) | {ANY_SCHEME}
     loaded: list[PluginSource] = []
     failures: list[LoadFailure] = []
@@ -150,15 +216,14 @@ def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadF
         if target in seen:
             continue
         seen.add(target)
-        with _lock:
-            obj = _instances.get(target)
-            if obj is None:
-                try:
-                    obj = _instances[target] = instantiate(ext.plugin)
-                except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
-                    on_failure(None, ext.entry_point, exc)
-                    seen.add(target)
-                    continue
+        obj = _instances.get(target)
+        if obj is None:
+            try:
+                obj = _instances[target] = instantiate(ext.plugin)
+            except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
+                seen.discard(target)
+                on_failure(None, ext.entry_point, exc)
+                continue
         name = plugin_name(obj, target)
         why = check_catalogue(obj)
         if why is not None:
