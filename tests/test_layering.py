@@ -41,3 +41,12 @@ def test_public_api_is_explicit() -> None:
     for name in virtkit.__all__:
         assert hasattr(virtkit, name), name
     assert (ROOT / "core" / "virtkit" / "py.typed").exists()
+
+
+def test_package_docstring_example_runs() -> None:
+    import doctest
+
+    import virtkit
+
+    result = doctest.testmod(virtkit, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,9 +1,9 @@
 """virtkit: one Python API over many hypervisors, each a separately installed plugin.
 
 >>> import virtkit
->>> with virtkit.open("test:///default") as conn:
-...     [d.name for d in conn.domains()]
-['test', 'web']
+>>> with virtkit.open("test:///default") as conn:  # with the virtkit-test plugin installed
+...     [d.name for d in conn.domains(all=True)]
+['test', 'web', 'paused-vm', 'defined-vm']
 """
 
 from __future__ import annotations
