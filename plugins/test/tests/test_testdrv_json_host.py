@@ -193,3 +193,12 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 def test_bad_test_uris_are_explained(uri: str, match: str) -> None:
     with pytest.raises(virtkit.VirtError, match=match):
         virtkit.open(uri)
+
+
+def test_the_readme_example_is_a_valid_host(tmp_path: Path) -> None:
+    readme = Path(__file__).parents[1] / "README.md"
+    example = readme.read_text(encoding="utf-8").split("```json\n", 1)[1].split("```", 1)[0]
+    with virtkit.open(f"test://{_write(tmp_path, example)}") as conn:
+        assert conn.hostname() == "lab-host"
+        assert conn.list_domains() == [0, 1, 2]
+        assert conn.list_defined_domains() == ["spare"]
