@@ -146,6 +146,7 @@ def test_cpu_time_grows_only_while_running(conn: virtkit.Connection) -> None:
 def test_paused_and_shutoff_cpu_time(conn: virtkit.Connection) -> None:
     paused = conn.lookup_by_name("paused-vm")
     assert paused.info().cpu_time == 1_500_000_000
+    assert 4_200_000_000 <= conn.lookup_by_name("test").info().cpu_time < 4_200_000_000 + 60 * 10**9
     off = conn.lookup_by_name("defined-vm")
     assert off.info().cpu_time == 0
     web = conn.lookup_by_name("web")

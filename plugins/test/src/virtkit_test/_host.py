@@ -265,6 +265,7 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f",
             "id": 1,
             "state": "running",
+            "cpu_time": 4_200_000_000,  # ns used before the open; it grows from there
             "memory": 524288,
             "max_memory": 1048576,
             "vcpus": 2,
@@ -276,6 +277,7 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "uuid": "6695eb01-f6a4-8304-79aa-97f2502e1940",
             "id": 2,
             "state": "running",
+            "cpu_time": 37_500_000_000,
             "memory": 1048576,
             "max_memory": 2097152,
             "vcpus": 4,
