@@ -129,3 +129,12 @@ def test_create_and_define_from_json(tmp_path: pathlib.Path) -> None:
 def test_events_times_out_cleanly() -> None:
     r = run("-c", URI, "events", "--timeout", "0.3")
     assert r.returncode == 0 and r.stdout == ""
+
+
+def test_explain_of_a_uri_nobody_opens_shows_who_declined() -> None:
+    r = run("explain", "fake://admin:pw123@remote.example/")
+    assert r.returncode == 1
+    assert "DECLINED fake_good: fake_good serves local URIs only" in r.stdout
+    assert "fake.broken" in r.stdout  # load failures too
+    assert "pw123" not in r.stdout + r.stderr
+    assert r.stderr.splitlines()[-1].startswith("error: no plugin can open fake://admin@remote.example/")

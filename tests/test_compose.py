@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 import virtkit
@@ -210,9 +209,11 @@ def test_driver_returning_wrong_type_is_driver_error() -> None:
 
             return D()
 
-    with virtkit.open("fake:///", plugins=[Liar()]) as conn:
-        with pytest.raises(virtkit.DriverError, match="not a DomainRef"):
-            conn.lookup_by_id(1)
+    with (
+        virtkit.open("fake:///", plugins=[Liar()]) as conn,
+        pytest.raises(virtkit.DriverError, match="not a DomainRef"),
+    ):
+        conn.lookup_by_id(1)
 
 
 def test_catalogue_incompatible_in_code_plugin_recorded() -> None:

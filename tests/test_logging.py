@@ -20,9 +20,8 @@ def test_open_attempts_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="virtkit"):
-        with pytest.raises(virtkit.NoDriver) as info:
-            virtkit.open("fake://admin:topsecret@remote.example/")
+    with caplog.at_level(logging.DEBUG, logger="virtkit"), pytest.raises(virtkit.NoDriver) as info:
+        virtkit.open("fake://admin:topsecret@remote.example/")
     assert "topsecret" not in caplog.text
     assert "topsecret" not in str(info.value)
     assert "fake_good serves local URIs only" in str(info.value)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from ._connection import Connection, Domain
 from ._connection import open as open_connection
-from ._errors import InvalidArgument, VirtError
+from ._errors import InvalidArgument, NoDriver, VirtError
 from ._types import DomainEvent, DomainState, VcpuFlags
 
 __all__ = ["main", "parse_size"]
@@ -362,7 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_drivers(args)
             return 0
         uri = getattr(args, "uri", None) if args.command == "explain" else None
-        with open_connection(uri or args.connect, readonly=args.readonly, timeout=args.open_timeout) as conn:
+        try:
+            conn = open_connection(uri or args.connect, readonly=args.readonly, timeout=args.open_timeout)
+        except NoDriver as exc:
+            if args.command == "explain" and exc.explanation is not None:
+                _emit(args, exc.explanation.to_dict(), exc.explanation.render)
+            raise
+        with conn:
             _COMMANDS[args.command](conn, args)
         return 0
     except VirtError as exc:

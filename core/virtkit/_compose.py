@@ -251,12 +251,16 @@ def _build(
     failures: list[LoadFailure],
 ) -> Composition:
     shown = str(uri)
+    failed = tuple((f.name, f.target, f.error) for f in failures)
     if not opened:
         why = "; ".join(f"{a.plugin} {a.outcome.value.lower()}: {a.reason}" for a in attempts)
         why += "".join(f"; {f.name} failed to load: {f.error}" for f in failures)
-        raise NoDriver(
+        err = NoDriver(
             f"no plugin can open {shown}" + (f" ({why})" if why else " (none installed for this scheme)"), uri=shown
         )
+        # explain's view of a failed open: who declined, who failed, and nothing routed
+        err.explanation = Explanation(shown, (), tuple(attempts), failed)
+        raise err
     names = {name for name, _, _ in opened}
     for key in opts.prefer:
         if key != "*" and key not in CATALOGUE:
@@ -297,7 +301,7 @@ def _build(
         uri=shown,
         routes=tuple(routes),
         attempts=tuple(attempts),
-        load_failures=tuple((f.name, f.target, f.error) for f in failures),
+        load_failures=failed,
     )
     return Composition(vtable, served_by, drivers, explanation)
 

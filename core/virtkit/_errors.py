@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 __all__ = [
     "ConnectionClosed",
@@ -89,9 +90,14 @@ class InvalidURI(VirtError):
 
 
 class NoDriver(VirtError):
-    """No plugin could open the URI, or mandatory operations were left without a driver."""
+    """No plugin could open the URI, or mandatory operations were left without a driver.
+
+    ``explanation`` (a :class:`virtkit.Explanation` with no routes), when set, tells which
+    plugins declined and which failed, as ``Connection.explain()`` would have.
+    """
 
     code = ErrorCode.NO_DRIVER
+    explanation: Any = None
 
 
 class Unsupported(VirtError):

@@ -65,7 +65,7 @@ class Explanation:
                     "operation": r.operation,
                     "plugin": r.plugin,
                     "priority": r.priority,
-                    "lost": [dataclasses.asdict(c) for c in r.lost],
+                    "lost": [{"plugin": c.plugin, "priority": c.priority} for c in r.lost],
                     "note": r.note,
                     "fallback": r.fallback,
                 }

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import uuid as _uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "DomainConfig",
@@ -60,8 +60,12 @@ class VcpuFlags(enum.IntFlag):
     MAXIMUM = 4
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DomainRef:
+# The per-call results are NamedTuples, not frozen dataclasses: as immutable and typed, they
+# build about 4x faster (tuple.__new__ instead of object.__setattr__ per field), which is most of
+# a test:/// call, and they unpack like libvirt-python's lists: state, maxmem, mem, n, t = info.
+
+
+class DomainRef(NamedTuple):
     """How drivers name a domain to each other: any plugin resolves it by what it knows.
 
     ``id`` is None for a defined domain that is not running.
@@ -72,8 +76,7 @@ class DomainRef:
     id: int | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DomainInfo:
+class DomainInfo(NamedTuple):
     """libvirt's virDomainInfo: memory in KiB, cpu time in nanoseconds."""
 
     state: DomainState
@@ -83,14 +86,12 @@ class DomainInfo:
     cpu_time: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DomainStateInfo:
+class DomainStateInfo(NamedTuple):
     state: DomainState
     reason: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NodeInfo:
+class NodeInfo(NamedTuple):
     """libvirt's virNodeInfo: memory in KiB, cpu frequency in MHz."""
 
     model: str

@@ -6,9 +6,9 @@ import doctest
 import uuid
 
 import pytest
-import virtkit_test
 
 import virtkit
+import virtkit_test
 from virtkit import DomainState, VcpuFlags
 
 # name -> (id, state, uuid, max_memory, memory, vcpus, max_vcpus, os_type)

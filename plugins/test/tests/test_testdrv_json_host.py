@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import virtkit_test
 
 import virtkit
+import virtkit_test
 from virtkit import DomainState
 
 GOOD: dict[str, Any] = {

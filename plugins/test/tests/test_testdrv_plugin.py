@@ -6,9 +6,9 @@ import importlib.metadata
 import inspect
 
 import pytest
-import virtkit_test
 
 import virtkit
+import virtkit_test
 from virtkit import URI, Declined, OpenOptions, parse_uri
 
 

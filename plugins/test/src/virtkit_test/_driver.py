@@ -260,7 +260,7 @@ class Driver:
         with self._lock:
             self._open()
             used = sum(d.memory for d in self._active.values())
-        return dataclasses.replace(self._node, free_memory=max(0, self._node.memory - used))
+        return self._node._replace(free_memory=max(0, self._node.memory - used))
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         if flags:
