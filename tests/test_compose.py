@@ -221,3 +221,17 @@ def test_catalogue_incompatible_in_code_plugin_recorded() -> None:
     p.virtkit_catalogue = "2.0"  # type: ignore[misc]
     with virtkit.open("fake:///", plugins=[p]) as conn:
         assert any("incompatible" in e for _n, _t, e in conn.explain().load_failures)
+
+
+def test_typed_error_from_open_reaches_the_caller() -> None:
+    class Picky(InCodePlugin):
+        virtkit_name = "picky"
+
+        @hookimpl
+        def open(self, uri: URI, options: OpenOptions) -> object:
+            raise virtkit.InvalidArgument(f"{uri.path}: no such host file")
+
+    with pytest.raises(virtkit.InvalidArgument) as info:
+        virtkit.open("nosuch:///x.json", plugins=[Picky()])
+    assert info.value.driver == "picky" and info.value.uri == "nosuch:///x.json"
+    assert "no such host file" in str(info.value)

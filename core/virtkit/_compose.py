@@ -200,6 +200,7 @@ def _negotiate(
     attempts: list[Attempt],
     opened: list[tuple[str, object, int]],
 ) -> Composition:
+    typed: list[VirtError] = []  # typed errors plugins raised: the caller may branch on them
     try:
         for src in sources:
             with _pm_lock:  # plugin hooks themselves run unlocked: opens proceed in parallel
@@ -226,6 +227,9 @@ def _negotiate(
                 raise
             except VirtError as exc:
                 record(src, Outcome.ERROR, f"{type(exc).__name__}: {exc.message}")
+                if exc.driver is None:
+                    exc.driver = src.name
+                typed.append(exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, not fatal
                 record(src, Outcome.ERROR, f"raised {type(exc).__name__}: {exc}")
@@ -236,7 +240,7 @@ def _negotiate(
             record(src, Outcome.SUCCESS, "", prio)
             opened.append((src.name, driver, prio))
 
-        return _build(uri, opts, opened, attempts, failures)
+        return _build(uri, opts, opened, attempts, failures, typed)
     except BaseException:
         for _name, driver, _prio in opened:
             _close_quietly(driver)
@@ -249,9 +253,19 @@ def _build(
     opened: list[tuple[str, object, int]],
     attempts: list[Attempt],
     failures: list[LoadFailure],
+    typed: list[VirtError],
 ) -> Composition:
     shown = str(uri)
     failed = tuple((f.name, f.target, f.error) for f in failures)
+    if not opened and typed:
+        # A plugin claimed the URI and said precisely what is wrong with it (a bad host file, a
+        # daemon refusing us): that typed error is the answer, not a generic NoDriver.
+        err = typed[0]
+        err.uri = shown
+        for a in attempts:
+            if a.outcome is not Outcome.SUCCESS and a.plugin != err.driver:
+                err.add_note(f"{a.plugin} {a.outcome.value.lower()}: {a.reason}")
+        raise err
     if not opened:
         why = "; ".join(f"{a.plugin} {a.outcome.value.lower()}: {a.reason}" for a in attempts)
         why += "".join(f"; {f.name} failed to load: {f.error}" for f in failures)
