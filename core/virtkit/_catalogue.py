@@ -8,9 +8,9 @@ method ``domain_suspend``.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from collections.abc import Mapping
+from typing import NamedTuple
 
 __all__ = [
     "CATALOGUE",
@@ -26,15 +26,13 @@ __all__ = [
 CATALOGUE_VERSION = "1.0"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Param:
+class Param(NamedTuple):
     name: str
     type: str
     doc: str = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Operation:
+class Operation(NamedTuple):
     """One vtable slot. ``params`` exclude ``self`` and the keyword-only ``flags`` every op takes."""
 
     name: str

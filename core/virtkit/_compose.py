@@ -8,11 +8,11 @@ vtable maps each operation to one bound callable.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
+import types
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -28,10 +28,10 @@ __all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
 log = logging.getLogger("virtkit.open")
 
 Slot = Callable[..., Any]
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ComposeOptions:
+class ComposeOptions(NamedTuple):
     """The integrator's say over composition (all optional)."""
 
     readonly: bool = False
@@ -39,14 +39,13 @@ class ComposeOptions:
     strict: bool = False
     plugins: tuple[object, ...] = ()  # registered in code, beside (or instead of) entry points
     entry_points: bool = True
-    prefer: Mapping[str, str] = dataclasses.field(default_factory=dict)  # op or "*" -> plugin
-    exclude: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)  # op or "*" -> plugins
+    prefer: Mapping[str, str] = _EMPTY  # op or "*" -> plugin
+    exclude: Mapping[str, Collection[str]] = _EMPTY  # op or "*" -> plugins
     fallback: Collection[str] = ()  # ops that may fall through to the next candidate
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    params: Mapping[str, Any] = _EMPTY
 
 
-@dataclasses.dataclass(slots=True)
-class Composition:
+class Composition(NamedTuple):
     vtable: dict[str, Slot]
     served_by: dict[str, str]
     drivers: list[tuple[str, object]]

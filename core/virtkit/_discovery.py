@@ -9,7 +9,6 @@ plugin serving several schemes lists the same object under each name.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -18,7 +17,7 @@ import pathlib
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import stevedore
 
@@ -40,8 +39,7 @@ ENTRY_POINT_GROUP = "virtkit.drivers"
 ANY_SCHEME = "*"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PluginSource:
+class PluginSource(NamedTuple):
     """A loaded plugin object and where it came from."""
 
     name: str
@@ -50,15 +48,14 @@ class PluginSource:
     target: str | None = None  # the entry point's value, None for in-code plugins
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class LoadFailure:
+class LoadFailure(NamedTuple):
     """A plugin that could not take part: import failed, or its catalogue is incompatible."""
 
     name: str
     target: str
     schemes: tuple[str, ...]
     error: str
-    exception: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
+    exception: BaseException | None = None
 
 
 # Loaded plugin objects, by entry-point target: a class is instantiated once per process.

@@ -7,9 +7,9 @@ A plugin is a module, class or object carrying ``@hookimpl`` functions for the h
 
 from __future__ import annotations
 
-import dataclasses
+import types
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pluggy
 
@@ -48,13 +48,12 @@ class Declined(Exception):
         return False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class OpenOptions:
+class OpenOptions(NamedTuple):
     """What the core tells a plugin's ``open`` hook about the connection being built."""
 
     readonly: bool = False
     timeout: float = 30.0
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    params: Mapping[str, Any] = types.MappingProxyType({})
 
 
 def priority(value: int) -> Callable[[_F], _F]:

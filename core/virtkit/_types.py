@@ -105,8 +105,7 @@ class NodeInfo(NamedTuple):
     free_memory: int | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True, order=True)
-class Version:
+class Version(NamedTuple):
     major: int
     minor: int
     release: int = 0
