@@ -1,0 +1,374 @@
+"""The xend driver connection: catalogue operations as xend HTTP requests.
+
+Domains are addressed by name in URLs (what every xend understood, and what libvirt sends);
+every reply's uuid is checked against the DomainRef so a renamed or recreated domain is never
+mistaken for the one the caller meant. Status codes map as xend documents them: 404 ->
+NoSuchDomain, 500 with ``(xend.err MSG)`` -> DriverError(MSG), 501 -> Unsupported.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+import uuid as _uuid
+from collections.abc import Mapping
+
+from virtkit import (
+    ConnectionClosed,
+    DomainConfig,
+    DomainInfo,
+    DomainRef,
+    DomainStateInfo,
+    DriverError,
+    InvalidArgument,
+    NodeInfo,
+    NoSuchDomain,
+    PermissionDenied,
+    ProtocolError,
+    Unsupported,
+    VcpuFlags,
+    Version,
+)
+
+from ._model import XendDomain, config_to_sxp
+from ._sxp import Sxp, dumps, parse_one, value
+from ._transport import Reply, Transport
+
+__all__ = ["Driver", "XendError"]
+
+log = logging.getLogger("virtkit.xen_xend")
+
+_MAXIMUM = int(VcpuFlags.MAXIMUM)
+
+
+class XendError(Exception):
+    """xend's own failure text, chained as the ``__cause__`` of the DriverError raised for it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _check_flags(flags: int, allowed: int = 0) -> None:
+    if not isinstance(flags, int) or flags & ~allowed:
+        raise InvalidArgument(f"unsupported flags {flags!r}")
+
+
+def _xend_err(body: Sxp | None) -> str | None:
+    if isinstance(body, list) and body and body[0] == "xend.err":
+        return " ".join(v if isinstance(v, str) else dumps(v) for v in body[1:]) or "unspecified xend error"
+    return None
+
+
+def _node_int(node: Sxp, key: str, default: int = 0) -> int:
+    raw = value(node, key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise ProtocolError(f"xend node field {key!r} is not a number: {raw!r}") from None
+
+
+class Driver:
+    """One connection to one xend; the methods are the catalogue's operations."""
+
+    __slots__ = ("_closed", "_t", "uri")
+
+    def __init__(self, transport: Transport, uri: str) -> None:
+        self._t = transport
+        self.uri = uri
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xen_xend.Driver {self._t.where}{' closed' if self._closed else ''}>"
+
+    @property
+    def where(self) -> str:
+        return self._t.where
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._t.close()
+
+    # -- the wire ---------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+        what: str = "",
+    ) -> Sxp | None:
+        """One request; the parsed SXP body (None when empty) or the typed error for its status."""
+        if self._closed:
+            raise ConnectionClosed(f"the connection to xend at {self._t.where} is closed")
+        reply = self._t.request(method, path, params=params, form=form)
+        return self._decode(reply, method, path, what)
+
+    def _decode(self, reply: Reply, method: str, path: str, what: str) -> Sxp | None:
+        status, text = reply.status, reply.body
+        where = self._t.where
+        html = "html" in reply.content_type.lower() or text.lstrip()[:1] == "<"
+        if status in (200, 201, 202, 204):
+            if not text.strip():
+                return None
+            if html:
+                raise ProtocolError(
+                    f"xend at {where} answered {method} {path} with HTML, not SXP "
+                    f"(Content-Type {reply.content_type or 'missing'!r}): it ignored 'Accept: application/sxp'"
+                )
+            body = parse_one(text)
+            err = _xend_err(body)
+            if err is not None:  # some xend error paths still answer 200/202
+                raise DriverError(f"xend: {err}") from XendError(status, err)
+            if status == 202 and "failed" in text:
+                raise DriverError(f"xend: {text.strip()}") from XendError(status, text.strip())
+            return body
+        detail = text.strip()
+        err = None
+        if detail and not html and detail[:1] == "(":
+            try:
+                err = _xend_err(parse_one(detail))
+            except ProtocolError:
+                err = None
+        message = err or detail or reply.reason
+        cause = XendError(status, message)
+        if status == 404:
+            raise NoSuchDomain(f"no domain {what or path} on xend at {where}") from cause
+        if status == 501:
+            raise Unsupported(f"xend at {where} does not implement this: {message}") from cause
+        if status == 413:
+            raise InvalidArgument(f"xend at {where} refused the request as too large: {message}") from cause
+        if status in (401, 403):
+            raise PermissionDenied(f"xend at {where} refused access: {message}") from cause
+        if status == 500 and err is not None:
+            raise DriverError(f"xend: {err}") from cause
+        raise DriverError(f"xend at {where}: HTTP {status} {reply.reason}: {message}") from cause
+
+    def _record(self, key: str, what: str) -> XendDomain:
+        body = self._call("GET", "/xend/domain/" + urllib.parse.quote(key, safe=""), what=what)
+        if body is None:
+            raise ProtocolError(f"xend at {self._t.where} sent an empty record for domain {what}")
+        return XendDomain.from_sxp(body)
+
+    def _get(self, dom: DomainRef) -> XendDomain:
+        if not isinstance(dom, DomainRef):
+            raise InvalidArgument(f"expected a DomainRef, got {type(dom).__name__}")
+        rec = self._record(dom.name, repr(dom.name))
+        if rec.uuid != dom.uuid:  # same name, another domain: the one meant is gone
+            raise NoSuchDomain(f"no domain {dom.name!r} with uuid {dom.uuid} on xend at {self._t.where}")
+        return rec
+
+    def _op(self, dom: DomainRef, op: str, **fields: str) -> Sxp | None:
+        self._get(dom)  # resolve by name and check the uuid before acting on it
+        form = {"op": op, **fields}
+        return self._call(
+            "POST", "/xend/domain/" + urllib.parse.quote(dom.name, safe=""), form=form, what=repr(dom.name)
+        )
+
+    def _records(self, state: str) -> list[XendDomain]:
+        body = self._call("GET", "/xend/domain", params={"detail": "1", "state": state})
+        if body is None:
+            return []
+        if not isinstance(body, list):
+            raise ProtocolError(f"xend at {self._t.where} sent {body!r} for the domain list")
+        return [XendDomain.from_sxp(x) for x in body]
+
+    def _node(self) -> Sxp:
+        body = self._call("GET", "/xend/node/")
+        if not isinstance(body, list) or not body or body[0] != "node":
+            raise ProtocolError(f"xend at {self._t.where} sent no (node ...) record for /xend/node/")
+        return body
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def connect_get_type(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        return "Xen"
+
+    def connect_get_version(self, *, flags: int = 0) -> Version:
+        _check_flags(flags)
+        node = self._node()
+        extra = (value(node, "xen_extra") or "").lstrip(".")
+        digits = ""
+        for c in extra:
+            if not c.isdigit():
+                break
+            digits += c
+        return Version(_node_int(node, "xen_major"), _node_int(node, "xen_minor"), int(digits or 0))
+
+    def connect_get_hostname(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        host = value(self._node(), "host")
+        if not host:
+            raise ProtocolError(f"xend at {self._t.where} did not say its host name")
+        return host
+
+    def node_get_info(self, *, flags: int = 0) -> NodeInfo:
+        _check_flags(flags)
+        node = self._node()
+        cpus = _node_int(node, "nr_cpus")
+        nodes = _node_int(node, "nr_nodes", 1) or 1
+        cores = _node_int(node, "cores_per_socket", 1) or 1
+        threads = _node_int(node, "threads_per_core", 1) or 1
+        sockets = _node_int(node, "sockets_per_node", 0)
+        if not sockets:  # xend >= 3.2 dropped it: libvirt derives it the same way
+            sockets = max(1, cpus // (nodes * cores * threads))
+        free = value(node, "free_memory")
+        return NodeInfo(
+            model=value(node, "machine") or "",
+            memory=_node_int(node, "total_memory") << 10,
+            cpus=cpus,
+            mhz=_node_int(node, "cpu_mhz"),
+            nodes=nodes,
+            sockets=sockets,
+            cores=cores,
+            threads=threads,
+            free_memory=(_node_int(node, "free_memory") << 10) if free is not None else None,
+        )
+
+    def connect_list_domains(self, *, flags: int = 0) -> list[int]:
+        _check_flags(flags)
+        return sorted(d.id for d in self._records("all") if d.active and d.id is not None)
+
+    def connect_num_of_domains(self, *, flags: int = 0) -> int:
+        return len(self.connect_list_domains(flags=flags))
+
+    def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
+        _check_flags(flags)
+        return sorted(d.name for d in self._records("halted") if not d.active)
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
+        _check_flags(flags)
+        if not isinstance(id, int) or isinstance(id, bool) or id < 0:
+            raise InvalidArgument(f"domain id must be a non-negative int, got {id!r}")
+        rec = self._record(str(id), f"with id {id}")
+        if rec.id != id or not rec.active:
+            # xend matches names before ids: a domain *named* "5" answered; look through the list
+            for d in self._records("all"):
+                if d.id == id and d.active:
+                    return d.ref
+            raise NoSuchDomain(f"no running domain with id {id} on xend at {self._t.where}")
+        return rec.ref
+
+    def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"domain name must be a non-empty str, got {name!r}")
+        rec = self._record(name, repr(name))
+        if rec.name != name:  # xend fell back to an id or uuid match
+            raise NoSuchDomain(f"no domain named {name!r} on xend at {self._t.where}")
+        return rec.ref
+
+    def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        if not isinstance(uuid, _uuid.UUID):
+            raise InvalidArgument(f"expected a uuid.UUID, got {type(uuid).__name__}")
+        rec = self._record(str(uuid), f"with uuid {uuid}")
+        if rec.uuid != uuid:
+            raise NoSuchDomain(f"no domain with uuid {uuid} on xend at {self._t.where}")
+        return rec.ref
+
+    # -- domain state -----------------------------------------------------------------------------
+
+    def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
+        _check_flags(flags)
+        return self._get(dom).info()
+
+    def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
+        _check_flags(flags)
+        return self._get(dom).state_info()
+
+    def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags)
+        return self._get(dom).max_memory
+
+    def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        return self._get(dom).os_type
+
+    def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags, _MAXIMUM)
+        rec = self._get(dom)
+        return rec.max_vcpus if flags & _MAXIMUM else rec.vcpus
+
+    def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
+        _check_flags(flags)
+        return self._get(dom).to_config()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "pause")
+
+    def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "unpause")
+
+    def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "shutdown", reason="poweroff")
+
+    def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "shutdown", reason="reboot")
+
+    def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "destroy")
+
+    def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "mem_target_set", target=str(_to_mib(memory)))
+
+    def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "maxmem_set", memory=str(_to_mib(memory)))
+
+    def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
+        _check_flags(flags, _MAXIMUM)
+        if flags & _MAXIMUM:
+            raise Unsupported("xend cannot change a domain's maximum vcpus (only the online count)")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise InvalidArgument(f"vcpu count must be a positive int, got {count!r}")
+        self._op(dom, "set_vcpus", vcpus=str(count))
+
+    def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        return self._new("create", config)
+
+    def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        return self._new("new", config)
+
+    def _new(self, op: str, config: DomainConfig) -> DomainRef:
+        vm = config_to_sxp(config)
+        body = self._call("POST", "/xend/domain", form={"op": op, "config": dumps(vm)})
+        if isinstance(body, list) and body and body[0] == "domain":
+            return XendDomain.from_sxp(body).ref
+        rec = self._record(config.name, repr(config.name))  # older xend answers op=new with no body
+        return rec.ref
+
+    def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        self._op(dom, "start")
+        return self._get(dom).ref
+
+    def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        self._op(dom, "delete")
+
+
+def _to_mib(kib: int) -> int:
+    """xend takes MiB: KiB are rounded down to whole MiB, as libvirt does (``kib >> 10``)."""
+    if not isinstance(kib, int) or isinstance(kib, bool) or kib < 1024:
+        raise InvalidArgument(f"memory must be an int of at least 1024 KiB (xend counts MiB), got {kib!r}")
+    return kib >> 10

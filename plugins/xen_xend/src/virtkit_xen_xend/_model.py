@@ -1,0 +1,505 @@
+"""xend's ``(domain ...)`` record as typed data, read the way libvirt's xen_sxpr.c reads it.
+
+Units: xend speaks MiB and seconds; everything here is KiB and nanoseconds like virtkit.
+The reading rules (defaults, clamps, which device blocks count) are libvirt 3.0's, and are
+checked against every one of libvirt's sexpr2xml fixtures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid as _uuid
+from collections.abc import Mapping
+from typing import Any
+
+from virtkit import DomainConfig, DomainInfo, DomainRef, DomainState, DomainStateInfo, InvalidArgument, ProtocolError
+
+from ._sxp import Sxp, child, children, dumps, lookup, parse_one, value
+
+__all__ = [
+    "RUNTIME_KEYS",
+    "Devices",
+    "XendDomain",
+    "config_to_sxp",
+    "state_from_flags",
+]
+
+# libvirt's precedence: the first flag found in this order decides.
+_FLAG_STATES = (
+    ("c", DomainState.CRASHED),
+    ("s", DomainState.SHUTOFF),
+    ("d", DomainState.DYING),
+    ("p", DomainState.PAUSED),
+    ("b", DomainState.BLOCKED),
+    ("r", DomainState.RUNNING),
+)
+# Xen-API power states in (status N), used when a record has no (state ...) flags.
+_STATUS_STATES = {
+    0: DomainState.SHUTOFF,
+    1: DomainState.PAUSED,
+    2: DomainState.RUNNING,
+    3: DomainState.SHUTOFF,  # suspended = saved to disk: not running
+    4: DomainState.SHUTDOWN,
+    5: DomainState.CRASHED,
+}
+
+#: Keys xend adds to a running domain's record; dropped when a record is reused as a config.
+RUNTIME_KEYS = frozenset(
+    {
+        "domid",
+        "state",
+        "status",
+        "cpu_time",
+        "start_time",
+        "up_time",
+        "online_vcpus",
+        "store_mfn",
+        "console_mfn",
+        "shutdown_reason",
+        "memory_dynamic_min",
+        "memory_dynamic_max",
+    }
+)
+
+
+def state_from_flags(flags: str | None, status: int | None) -> DomainState:
+    """``-b----`` style flags (``?`` and ``-`` mean unset) to a state; else the power status."""
+    if flags:
+        for letter, state in _FLAG_STATES:
+            if letter in flags:
+                return state
+    if status is not None:
+        return _STATUS_STATES.get(status, DomainState.NOSTATE)
+    return DomainState.NOSTATE
+
+
+def _int(x: Sxp, key: str, default: int | None = None) -> int | None:
+    raw = value(x, key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw, 0) if raw.startswith(("0x", "0X")) else int(raw)
+    except ValueError:
+        try:
+            return int(float(raw))  # e.g. (vcpus 1.0) from an old xend
+        except ValueError:
+            raise ProtocolError(f"xend record field {key!r} is not a number: {raw!r}") from None
+
+
+def _float(x: Sxp, key: str) -> float | None:
+    raw = value(x, key)
+    if raw is None or raw == "":
+        return None
+    try:
+        f = float(raw)
+    except ValueError:
+        raise ProtocolError(f"xend record field {key!r} is not a number: {raw!r}") from None
+    if not math.isfinite(f):
+        raise ProtocolError(f"xend record field {key!r} is not finite: {raw!r}")
+    return f
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Devices:
+    """Device blocks summarised as libvirt turns them into XML elements.
+
+    ``disks``: every (device (vbd|tap|tap2 ...)); ``nics``: every (device (vif ...));
+    ``hostdevs``: each (dev ...) of the first (device (pci ...)) block (xend puts all PCI
+    devices in one block); ``graphics``: the first (device (vfb ...)), else an old-style
+    ``(image (hvm|linux (vnc 1)|(sdl 1)))`` console: libvirt shows at most one.
+    """
+
+    disks: tuple[Mapping[str, Any], ...] = ()
+    nics: tuple[Mapping[str, Any], ...] = ()
+    hostdevs: tuple[Mapping[str, Any], ...] = ()
+    graphics: tuple[Mapping[str, Any], ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "disk": len(self.disks),
+            "interface": len(self.nics),
+            "hostdev": len(self.hostdevs),
+            "graphics": len(self.graphics),
+        }
+
+    def all(self) -> tuple[Mapping[str, Any], ...]:
+        return self.disks + self.nics + self.hostdevs + self.graphics
+
+
+def _disk(kind: str, dev: Sxp) -> dict[str, Any]:
+    uname = value(dev, "uname")
+    target = value(dev, "dev") or ""
+    mode = value(dev, "mode") or ""
+    d: dict[str, Any] = {"type": "disk", "backend": kind}
+    if target.startswith("ioemu:"):
+        target = target[6:]
+    base, _, suffix = target.rpartition(":") if ":" in target else (target, "", "")
+    d["target"] = base
+    d["device"] = "cdrom" if suffix == "cdrom" else "disk"
+    if uname:
+        driver, _, src = uname.partition(":")
+        d["driver"] = "tap2" if kind == "tap2" and driver == "tap" else driver
+        if driver in ("tap", "tap2") and ":" in src:
+            fmt, _, src = src.partition(":")
+            d["format"] = "raw" if fmt == "aio" else fmt
+        d["source"] = src
+        d["uname"] = uname
+    else:
+        d["source"] = None  # an empty CD-ROM drive
+    d["readonly"] = "r" in mode
+    d["shareable"] = "!" in mode
+    if value(dev, "bootable") == "1":
+        d["bootable"] = True
+    return d
+
+
+def _nic(dev: Sxp) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": "interface"}
+    for key in ("mac", "bridge", "script", "model", "ip", "vifname", "rate"):
+        v = value(dev, key)
+        if v is not None:
+            d[key] = v
+    if "model" not in d and value(dev, "type") == "netfront":
+        d["model"] = "netfront"
+    return d
+
+
+def _graphics_new(dev: Sxp) -> dict[str, Any]:
+    kind = value(dev, "type") or ("vnc" if value(dev, "vnc") else "sdl" if value(dev, "sdl") else "unknown")
+    d: dict[str, Any] = {"type": "graphics", "kind": kind}
+    for key in ("vnclisten", "keymap", "vncdisplay", "location", "display"):
+        v = value(dev, key)
+        if v is not None:
+            d[key] = v
+    return d
+
+
+def _devices(dom: Sxp, hvm: bool) -> Devices:
+    disks: list[Mapping[str, Any]] = []
+    nics: list[Mapping[str, Any]] = []
+    graphics: list[Mapping[str, Any]] = []
+    hostdevs: list[Mapping[str, Any]] = []
+    pci_seen = False
+    for block in children(dom, "device"):
+        for kind in ("vbd", "tap2", "tap"):  # libvirt's order of preference within one block
+            dev = child(block, kind)
+            if dev is not None:
+                disks.append(_disk(kind, dev))
+                break
+        if (dev := child(block, "vif")) is not None:
+            nics.append(_nic(dev))
+        if not graphics and (dev := child(block, "vfb")) is not None:
+            graphics.append(_graphics_new(dev))
+        if not pci_seen and (dev := child(block, "pci")) is not None:
+            pci_seen = True
+            for slot in children(dev, "dev"):
+                parts = [value(slot, k) for k in ("domain", "bus", "slot", "func")]
+                if any(p is None for p in parts):
+                    raise ProtocolError(f"xend PCI device lacks domain/bus/slot/func: {dumps(slot)}")
+                try:
+                    dom_, bus, sl, fn = (int(p or "", 0) for p in parts)
+                except ValueError:
+                    raise ProtocolError(f"xend PCI device address is not numeric: {dumps(slot)}") from None
+                hostdevs.append({"type": "hostdev", "address": f"{dom_:04x}:{bus:02x}:{sl:02x}.{fn:x}"})
+    if not graphics:
+        image = lookup(dom, ("image", "hvm" if hvm else "linux"))
+        for kind in ("vnc", "sdl"):
+            if (value(image, kind) or "").startswith("1"):
+                d: dict[str, Any] = {"type": "graphics", "kind": kind}
+                for key in ("vnclisten", "keymap", "vncdisplay", "display"):
+                    v = value(image, key)
+                    if v is not None:
+                        d[key] = v
+                graphics.append(d)
+                break
+    return Devices(tuple(disks), tuple(nics), tuple(hostdevs), tuple(graphics))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class XendDomain:
+    """One domain as xend describes it. Memory in KiB, cpu time in ns."""
+
+    id: int | None
+    name: str
+    uuid: _uuid.UUID
+    memory: int
+    max_memory: int
+    vcpus: int
+    max_vcpus: int
+    online_vcpus: int
+    state: DomainState
+    state_flags: str | None
+    status: int | None
+    cpu_time: int
+    os_type: str
+    start_time: float | None
+    on_poweroff: str
+    on_reboot: str
+    on_crash: str
+    kernel: str | None
+    initrd: str | None
+    cmdline: str | None
+    bootloader: str | None
+    bootloader_args: str | None
+    shutdown_reason: str | None
+    devices: Devices
+    sxp: list[Sxp] = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def from_sxp(cls, x: Sxp) -> XendDomain:
+        """Read a ``(domain ...)`` record; a record a client can't use is a ProtocolError."""
+        if not isinstance(x, list) or not x or x[0] != "domain":
+            head = x[0] if isinstance(x, list) and x and isinstance(x[0], str) else type(x).__name__
+            raise ProtocolError(f"expected a (domain ...) record from xend, got ({head} ...)")
+        name = value(x, "name")
+        if not name:
+            raise ProtocolError("xend domain record has no name")
+        raw_uuid = value(x, "uuid")
+        if not raw_uuid:
+            raise ProtocolError(f"xend domain record {name!r} has no uuid")
+        try:
+            uuid = _uuid.UUID(raw_uuid)
+        except ValueError:
+            raise ProtocolError(f"xend domain record {name!r}: bad uuid {raw_uuid!r}") from None
+        dom_id = _int(x, "domid")
+        hvm = lookup(x, "image/hvm") is not None
+        image = lookup(x, ("image", "hvm" if hvm else "linux"))
+
+        max_mib = _int(x, "maxmem")
+        cur_mib = _int(x, "memory")
+        max_kib = (max_mib if max_mib is not None else cur_mib or 0) << 10
+        cur_kib = min((cur_mib if cur_mib is not None else max_mib or 0) << 10, max_kib)
+
+        max_vcpus = _int(x, "vcpus", 1) or 1
+        avail = _int(x, "vcpu_avail", 0) or 0
+        vcpus = avail.bit_count() if avail > 0 else 0
+        if not vcpus or vcpus > max_vcpus:
+            vcpus = max_vcpus
+        online = _int(x, "online_vcpus") or vcpus
+
+        flags = value(x, "state") or None
+        status = _int(x, "status")
+        cpu = _float(x, "cpu_time")
+
+        kernel = value(image, "kernel")
+        if hvm:
+            # old xend put the loader in 'kernel': libvirt shows no kernel then
+            if value(image, "loader") is None or kernel == "" or kernel == value(image, "loader"):
+                kernel = None
+        elif kernel == "":
+            kernel = None
+        bootloader = None if hvm else value(x, "bootloader")
+        return cls(
+            id=dom_id,
+            name=name,
+            uuid=uuid,
+            memory=cur_kib,
+            max_memory=max_kib,
+            vcpus=vcpus,
+            max_vcpus=max_vcpus,
+            online_vcpus=online,
+            state=state_from_flags(flags, status),
+            state_flags=flags,
+            status=status,
+            cpu_time=round(cpu * 1e9) if cpu is not None else 0,
+            os_type="hvm" if hvm else "linux",
+            start_time=_float(x, "start_time"),
+            on_poweroff=value(x, "on_poweroff") or "destroy",
+            on_reboot=value(x, "on_reboot") or "restart",
+            on_crash=value(x, "on_crash") or "destroy",
+            kernel=kernel,
+            initrd=(value(image, "ramdisk") or None) if kernel or not hvm else None,
+            cmdline=value(image, "args") if kernel or not hvm else None,
+            bootloader=bootloader,
+            bootloader_args=value(x, "bootloader_args") if bootloader is not None else None,
+            shutdown_reason=value(x, "shutdown_reason"),
+            devices=_devices(x, hvm),
+            sxp=x,
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> XendDomain:
+        return cls.from_sxp(parse_one(text))
+
+    @property
+    def active(self) -> bool:
+        return self.id is not None and self.state not in (DomainState.SHUTOFF, DomainState.NOSTATE)
+
+    @property
+    def ref(self) -> DomainRef:
+        return DomainRef(self.name, self.uuid, self.id if self.active else None)
+
+    def info(self) -> DomainInfo:
+        return DomainInfo(self.state, self.max_memory, self.memory, self.vcpus, self.cpu_time)
+
+    def state_info(self) -> DomainStateInfo:
+        reason = self.shutdown_reason if self.state in (DomainState.SHUTOFF, DomainState.SHUTDOWN) else None
+        return DomainStateInfo(self.state, reason)
+
+    def to_config(self) -> DomainConfig:
+        """The structured config; ``extra["sxp"]`` is xend's record itself, as text."""
+        extra: dict[str, Any] = {"sxp": dumps(self.sxp)}
+        if self.bootloader is not None:
+            extra["bootloader"] = self.bootloader
+            if self.bootloader_args:
+                extra["bootloader_args"] = self.bootloader_args
+        return DomainConfig(
+            name=self.name,
+            memory=self.memory,
+            vcpus=self.vcpus,
+            max_memory=self.max_memory,
+            max_vcpus=self.max_vcpus,
+            uuid=self.uuid,
+            os_type=self.os_type,
+            kernel=self.kernel,
+            initrd=self.initrd,
+            cmdline=self.cmdline,
+            on_poweroff=self.on_poweroff,
+            on_reboot=self.on_reboot,
+            on_crash=self.on_crash,
+            devices=self.devices.all(),
+            extra=extra,
+        )
+
+
+# -- DomainConfig -> (vm ...) for op=create / op=new ---------------------------------------------
+
+
+def _mib(kib: int) -> int:
+    return -(-kib // 1024)  # round up, as libvirt's VIR_DIV_UP: never give a guest less than asked
+
+
+def _device_sxp(dev: Mapping[str, Any]) -> list[Sxp]:
+    kind = dev.get("type")
+    if kind == "disk":
+        uname = dev.get("uname")
+        if uname is None and dev.get("source") is not None:
+            driver = dev.get("driver") or "file"
+            fmt = dev.get("format")
+            uname = (
+                f"{driver}:{fmt}:{dev['source']}" if driver in ("tap", "tap2") and fmt else f"{driver}:{dev['source']}"
+            )
+        target = str(dev.get("target") or "")
+        if not target:
+            raise InvalidArgument(f"disk device needs a 'target' (e.g. xvda): {dict(dev)}")
+        if dev.get("device") == "cdrom":
+            target += ":cdrom"
+        mode = ("r" if dev.get("readonly") else "w") + ("!" if dev.get("shareable") else "")
+        body: list[Sxp] = [str(dev.get("backend") or "vbd"), ["dev", target]]
+        if uname is not None:
+            body.append(["uname", str(uname)])
+        body.append(["mode", mode])
+        return ["device", body]
+    if kind == "interface":
+        body = ["vif"]
+        for key in ("mac", "bridge", "script", "model", "ip", "vifname", "rate"):
+            if dev.get(key) is not None:
+                body.append([key, str(dev[key])])
+        return ["device", body]
+    if kind == "graphics":
+        body = ["vfb", ["type", str(dev.get("kind") or "vnc")]]
+        for key in ("vnclisten", "keymap", "vncdisplay", "display"):
+            if dev.get(key) is not None:
+                body.append([key, str(dev[key])])
+        return ["device", body]
+    raise InvalidArgument(f"xend plugin cannot create device type {kind!r}: {dict(dev)}")
+
+
+def _pci_sxp(devs: list[Mapping[str, Any]]) -> list[Sxp]:
+    body: list[Sxp] = ["pci"]
+    for dev in devs:
+        addr = str(dev.get("address") or "")
+        try:
+            dom, bus, rest = addr.split(":")
+            slot, func = rest.split(".")
+            parts = [int(p, 16) for p in (dom, bus, slot, func)]
+        except ValueError:
+            raise InvalidArgument(f"PCI address must be DDDD:BB:SS.F, got {addr!r}") from None
+        body.append(
+            [
+                "dev",
+                ["domain", f"0x{parts[0]:04x}"],
+                ["bus", f"0x{parts[1]:02x}"],
+                ["slot", f"0x{parts[2]:02x}"],
+                ["func", f"0x{parts[3]:x}"],
+            ]
+        )
+    return ["device", body]
+
+
+def _set(vm: list[Sxp], key: str, val: Sxp | int) -> None:
+    item: list[Sxp] = [key, str(val) if isinstance(val, int) else val]
+    for i, c in enumerate(vm):
+        if isinstance(c, list) and c and c[0] == key:
+            vm[i] = item
+            return
+    vm.append(item)
+
+
+def config_to_sxp(config: DomainConfig) -> list[Sxp]:
+    """The ``(vm ...)`` xend's op=create / op=new take, as libvirt's xml2sexpr writes it.
+
+    With ``extra["sxp"]`` (e.g. from :meth:`XendDomain.to_config`) that record is the base:
+    runtime keys are dropped and the typed fields (name, uuid, memory, vcpus, on_*) override
+    its values; its image and devices are kept as they are.
+    """
+    if not isinstance(config, DomainConfig):
+        raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
+    max_kib = config.max_memory or config.memory
+    if config.memory <= 0 or max_kib < config.memory:
+        raise InvalidArgument(f"memory {config.memory} KiB must be positive and <= max_memory {max_kib} KiB")
+    max_vcpus = config.max_vcpus or config.vcpus
+    if config.vcpus <= 0 or max_vcpus < config.vcpus:
+        raise InvalidArgument(f"vcpus {config.vcpus} must be positive and <= max_vcpus {max_vcpus}")
+    base = config.extra.get("sxp") if config.extra else None
+    if base is not None:
+        parsed = parse_one(base) if isinstance(base, str) else base
+        if not isinstance(parsed, list) or not parsed or parsed[0] not in ("vm", "domain"):
+            raise InvalidArgument("extra['sxp'] must be a (vm ...) or (domain ...) S-expression")
+        vm: list[Sxp] = ["vm", *(c for c in parsed[1:] if not (isinstance(c, list) and c and c[0] in RUNTIME_KEYS))]
+    else:
+        vm = ["vm"]
+    _set(vm, "name", config.name)
+    _set(vm, "memory", _mib(config.memory))
+    _set(vm, "maxmem", _mib(max_kib))
+    _set(vm, "vcpus", max_vcpus)
+    if config.vcpus < max_vcpus:
+        _set(vm, "vcpu_avail", (1 << config.vcpus) - 1)
+    if config.uuid is not None:
+        _set(vm, "uuid", str(config.uuid))
+    _set(vm, "on_poweroff", config.on_poweroff)
+    _set(vm, "on_reboot", config.on_reboot)
+    _set(vm, "on_crash", config.on_crash)
+    if base is not None:
+        return vm
+    bootloader = config.extra.get("bootloader") if config.extra else None
+    if bootloader is not None:
+        vm.append(["bootloader", str(bootloader)])
+        if config.extra.get("bootloader_args"):
+            vm.append(["bootloader_args", str(config.extra["bootloader_args"])])
+    if config.os_type not in ("linux", "hvm"):
+        raise InvalidArgument(f"xend runs os_type 'linux' (PV) or 'hvm', not {config.os_type!r}")
+    kind = config.os_type
+    image: list[Sxp] = [kind]
+    if kind == "hvm":
+        image.append(["kernel", str(config.extra.get("loader", "/usr/lib/xen/boot/hvmloader"))])
+        image.append(["vcpus", str(max_vcpus)])
+        image.append(["boot", str(config.extra.get("boot", "c"))])
+    elif config.kernel is None and bootloader is None:
+        raise InvalidArgument("a PV (linux) domain needs a kernel or extra['bootloader']")
+    if kind == "linux" and config.kernel is not None:
+        image.append(["kernel", config.kernel])
+    if config.initrd is not None:
+        image.append(["ramdisk", config.initrd])
+    if config.cmdline is not None:
+        image.append(["args", config.cmdline])
+    if len(image) > 1:
+        vm.append(["image", image])
+    pci = [d for d in config.devices if d.get("type") == "hostdev"]
+    for dev in config.devices:
+        if dev.get("type") != "hostdev":
+            vm.append(_device_sxp(dev))
+    if pci:
+        vm.append(_pci_sxp(pci))
+    return vm

@@ -1,0 +1,460 @@
+"""The emulated xend's host: domains with real state transitions, kept as xend's own records.
+
+Each domain keeps the ``(domain ...)`` record it was seeded or created with (key order and
+unknown keys preserved); lifecycle operations edit its runtime keys the way xend 4.1 does:
+``domid`` first while active, ``state`` flags, ``status`` (Xen-API power state), ``cpu_time``.
+Errors are raised as :class:`XendFault` carrying the HTTP status and xend's message.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Iterable
+
+from .._sxp import Sxp, SxpError, child, dumps, parse_one, value
+
+__all__ = ["SEED_FILES", "EmulatedDomain", "Host", "XendFault", "default_node", "seed_domains"]
+
+#: Real captured xend records (libvirt's tests/sexpr2xmldata, see seed/PROVENANCE.md).
+SEED_FILES = (
+    "sexpr2xml-fv-legacy-vfb.sexpr",  # s10u4, HVM, -b----
+    "sexpr2xml-pv-vfb-type-crash.sexpr",  # test2vm, PV, -b---- (its domid 1 clashes: renumbered)
+    "sexpr2xml-curmem.sexpr",  # rhel5, PV, -b----, memory 175 of maxmem 385
+    "sexpr2xml-fv-autoport.sexpr",  # domu-224, HVM, r-----
+    "sexpr2xml-no-source-cdrom.sexpr",  # test, HVM, (status 0): a defined, inactive domain
+)
+
+_DOM0 = (
+    "(domain (domid 0) (cpu_weight 256) (cpu_cap 0) (uuid 00000000-0000-0000-0000-000000000000)"
+    " (vcpus 2) (name Domain-0) (on_poweroff destroy) (on_reboot restart) (on_crash restart)"
+    " (maxmem 767) (memory 512) (shadow_memory 0) (vcpu_avail 3) (features ) (on_xend_start ignore)"
+    " (on_xend_stop ignore) (start_time 1132003608.22) (cpu_time 2181.4) (online_vcpus 2)"
+    " (image (linux (kernel ))) (status 2) (state r-----))"
+)
+
+# xend's power-state names, as ?state= compares them (case-insensitively).
+_POWER_NAMES = {0: "halted", 1: "paused", 2: "running", 3: "suspended", 4: "halted", 5: "crashed", 6: "unknown"}
+_SHUTDOWN_REASONS = ("poweroff", "reboot", "halt", "suspend", "crash")
+
+
+class XendFault(Exception):
+    """An xend error: HTTP ``status`` and the message xend puts in ``(xend.err ...)``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _set(rec: list[Sxp], key: str, val: object, *, first: bool = False) -> None:
+    item: list[Sxp] = [key, val if isinstance(val, str) else str(val)]
+    for i, c in enumerate(rec):
+        if isinstance(c, list) and c and c[0] == key:
+            if first and i != 1:
+                del rec[i]
+                break
+            rec[i] = item
+            return
+    if first:
+        rec.insert(1, item)
+    else:
+        rec.append(item)
+
+
+def _drop(rec: list[Sxp], *keys: str) -> None:
+    rec[:] = [c for c in rec if not (isinstance(c, list) and c and c[0] in keys)]
+
+
+def _int_field(rec: Sxp, key: str, default: int) -> int:
+    raw = value(rec, key)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        return default
+
+
+class EmulatedDomain:
+    """One domain: its xend record plus the runtime state xend tracks outside of it."""
+
+    __slots__ = ("cpu_base", "domid", "managed", "paused", "pending_shutdown", "rec", "running_since")
+
+    def __init__(self, rec: list[Sxp], *, domid: int | None, managed: bool) -> None:
+        self.rec = rec
+        self.domid = domid
+        self.managed = managed
+        self.paused = False
+        self.pending_shutdown: str | None = None  # a shutdown a paused guest has not acted on yet
+        try:
+            self.cpu_base = float(value(rec, "cpu_time") or 0.0)
+        except ValueError:
+            self.cpu_base = 0.0
+        self.running_since: float | None = time.monotonic() if domid is not None else None
+
+    @property
+    def name(self) -> str:
+        return value(self.rec, "name") or ""
+
+    @property
+    def uuid(self) -> str:
+        return value(self.rec, "uuid") or ""
+
+    @property
+    def active(self) -> bool:
+        return self.domid is not None
+
+    @property
+    def power(self) -> str:
+        if self.domid is None:
+            return "halted"
+        return "paused" if self.paused else "running"
+
+    def cpu_time(self) -> float:
+        if self.running_since is None:
+            return self.cpu_base
+        return self.cpu_base + (time.monotonic() - self.running_since)
+
+    def sxpr(self) -> list[Sxp]:
+        """The record as xend 4.1 would send it now."""
+        rec: list[Sxp] = [x if not isinstance(x, list) else list(x) for x in self.rec]
+        if self.domid is None:
+            _drop(rec, "domid", "state", "start_time", "cpu_time", "online_vcpus", "store_mfn", "console_mfn")
+            _set(rec, "status", 0)
+            return rec
+        _set(rec, "domid", self.domid, first=True)
+        _set(rec, "cpu_time", f"{self.cpu_time():.9f}")
+        _set(rec, "status", 1 if self.paused else 2)
+        flags = value(rec, "state") or "r-----"
+        if self.paused:
+            flags = "--p---"
+        elif "p" in flags or not flags.strip("-?"):
+            flags = "r-----"
+        _set(rec, "state", flags)
+        return rec
+
+    def start(self, domid: int, *, paused: bool = False) -> None:
+        self.domid = domid
+        self.paused = paused
+        self.pending_shutdown = None
+        self.cpu_base = 0.0
+        self.running_since = None if paused else time.monotonic()
+        _set(self.rec, "start_time", f"{time.time():.2f}")
+        _set(self.rec, "state", "--p---" if paused else "r-----")
+        _set(self.rec, "online_vcpus", self.vcpus_online())
+        _drop(self.rec, "shutdown_reason")
+
+    def stop(self, reason: str) -> None:
+        self.domid = None
+        self.paused = False
+        self.pending_shutdown = None
+        self.cpu_base = 0.0
+        self.running_since = None
+        _drop(self.rec, "domid", "state")
+        _set(self.rec, "shutdown_reason", reason)
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.cpu_base = self.cpu_time()
+            self.running_since = None
+            self.paused = True
+
+    def unpause(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.running_since = time.monotonic()
+
+    def vcpus_max(self) -> int:
+        return max(1, _int_field(self.rec, "vcpus", 1))
+
+    def vcpus_online(self) -> int:
+        avail = _int_field(self.rec, "vcpu_avail", 0)
+        n = avail.bit_count() if avail > 0 else 0
+        return n if 0 < n <= self.vcpus_max() else self.vcpus_max()
+
+
+def default_node() -> list[Sxp]:
+    """``/xend/node`` as xend answers it; the values are the sample ``xm info`` of xm(1)."""
+    return [
+        "node",
+        ["host", "talon"],
+        ["release", "2.6.12.6-xen0"],
+        ["version", "#1 Mon Nov 14 14:26:26 EST 2005"],
+        ["machine", "i686"],
+        ["nr_cpus", "2"],
+        ["nr_nodes", "1"],
+        ["cores_per_socket", "1"],
+        ["threads_per_core", "1"],
+        ["cpu_mhz", "696"],
+        ["hw_caps", "0383fbff:00000000:00000000:00000040"],
+        ["total_memory", "767"],
+        ["free_memory", "37"],
+        ["xen_major", "3"],
+        ["xen_minor", "0"],
+        ["xen_extra", "-devel"],
+        ["xen_caps", "xen-3.0-x86_32"],
+        ["xen_scheduler", "credit"],
+        ["xen_pagesize", "4096"],
+        ["platform_params", "virt_start=0xfc000000"],
+        ["xen_changeset", "Mon Nov 14 18:13:38 2005 +0100 7793:090e44133d40"],
+        ["cc_compiler", "gcc version 3.4.3 (Mandrakelinux 10.2 3.4.3-7mdk)"],
+        ["cc_compile_by", "sdague"],
+        ["cc_compile_domain", "(none)"],
+        ["cc_compile_date", "Mon Nov 14 14:16:48 EST 2005"],
+        ["xend_config_format", "3"],
+    ]
+
+
+def seed_domains() -> list[list[Sxp]]:
+    """Domain-0 (synthetic, in xend 4.1's key order) and the captured records, parsed."""
+    recs: list[list[Sxp]] = []
+    base = importlib.resources.files(__package__).joinpath("seed")
+    for name in SEED_FILES:
+        rec = parse_one(base.joinpath(name).read_text(encoding="utf-8"), continuation=True)
+        assert isinstance(rec, list)
+        recs.append(rec)
+    dom0 = parse_one(_DOM0)
+    assert isinstance(dom0, list)
+    return [dom0, *recs]
+
+
+class Host:
+    """All domains of the emulated host, behind one lock."""
+
+    def __init__(self, records: Iterable[list[Sxp]] | None = None, node: list[Sxp] | None = None) -> None:
+        self.lock = threading.RLock()
+        self.node = node if node is not None else default_node()
+        self.domains: list[EmulatedDomain] = []
+        used: set[int] = set()
+        pending: list[EmulatedDomain] = []
+        for rec in seed_domains() if records is None else records:
+            rec = [x if not isinstance(x, list) else list(x) for x in rec]
+            status = _int_field(rec, "status", 2)
+            captured = value(rec, "domid")
+            active = captured is not None and status != 0
+            d = EmulatedDomain(rec, domid=None, managed=not active or captured is None)
+            if active:
+                wanted = int(captured or 0)
+                if wanted in used:
+                    pending.append(d)  # renumbered below, after every captured id is taken
+                else:
+                    used.add(wanted)
+                    d.domid = wanted
+                    d.running_since = time.monotonic()
+            else:
+                d.stop(value(rec, "shutdown_reason") or "poweroff")
+                _drop(d.rec, "shutdown_reason")
+            self.domains.append(d)
+        self._ids = itertools.count(max(used, default=0) + 1)
+        for d in pending:
+            d.domid = next(self._ids)
+            d.running_since = time.monotonic()
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # -- lookups (xend's domain_lookup_nr: name, then domid, then uuid) ---------------------------
+
+    def find(self, key: str) -> EmulatedDomain:
+        for d in self.domains:
+            if d.name == key:
+                return d
+        if key.isdigit():
+            for d in self.domains:
+                if d.domid == int(key):
+                    return d
+        try:
+            u = _uuid.UUID(key)
+        except ValueError:
+            u = None
+        if u is not None:
+            for d in self.domains:
+                try:
+                    if _uuid.UUID(d.uuid) == u:
+                        return d
+                except ValueError:
+                    continue
+        raise XendFault(404, f"Not found: {key}")
+
+    def listing(self, state: str | None) -> list[EmulatedDomain]:
+        """xend's ``list_sorted``: by domid, inactive ones last; ``state`` a power name or 'all'."""
+        want = (state or "running").lower()
+        doms = sorted(self.domains, key=lambda d: (d.domid is None, d.domid or 0, d.name))
+        if want == "all":
+            return doms
+        return [d for d in doms if d.power == want]
+
+    # -- domain operations --------------------------------------------------------------------
+
+    def _not_dom0(self, d: EmulatedDomain, verb: str) -> None:
+        if d.domid == 0:
+            raise XendFault(500, f"Cannot {verb} privileged domain 0")
+
+    def _started(self, d: EmulatedDomain) -> None:
+        if not d.active:
+            raise XendFault(500, f"Domain '{d.name}' is not started")
+
+    def pause(self, d: EmulatedDomain) -> None:
+        self._not_dom0(d, "pause")
+        self._started(d)
+        d.pause()
+
+    def unpause(self, d: EmulatedDomain) -> None:
+        self._not_dom0(d, "unpause")
+        self._started(d)
+        d.unpause()
+        if d.pending_shutdown:
+            self._shutdown_now(d, d.pending_shutdown)
+
+    def shutdown(self, d: EmulatedDomain, reason: str) -> None:
+        if reason not in _SHUTDOWN_REASONS:
+            raise XendFault(500, f"Invalid reason: {reason}")
+        self._not_dom0(d, "shutdown")
+        self._started(d)
+        if d.paused:  # the guest sees control/shutdown only once it runs again
+            d.pending_shutdown = reason
+            return
+        self._shutdown_now(d, reason)
+
+    def _shutdown_now(self, d: EmulatedDomain, reason: str) -> None:
+        key = {"reboot": "on_reboot", "crash": "on_crash"}.get(reason, "on_poweroff")
+        default = "restart" if key == "on_reboot" else "destroy"
+        action = value(d.rec, key) or default
+        if action in ("restart", "rename-restart"):
+            d.start(self.next_id())  # Xen restarts a domain as a new domain: a new id
+        else:
+            self._halt(d, reason)
+
+    def _halt(self, d: EmulatedDomain, reason: str) -> None:
+        d.stop(reason)
+        if not d.managed:  # a transient domain is gone once it stops
+            self.domains.remove(d)
+
+    def destroy(self, d: EmulatedDomain) -> None:
+        self._not_dom0(d, "destroy")
+        self._started(d)
+        self._halt(d, "destroy")
+
+    def reset(self, d: EmulatedDomain) -> None:
+        self._not_dom0(d, "reset")
+        self._started(d)
+        d.start(self.next_id())
+
+    def start(self, d: EmulatedDomain, paused: bool) -> None:
+        if d.active:
+            raise XendFault(500, f"Domain '{d.name}' is already running")
+        d.start(self.next_id(), paused=paused)
+
+    def delete(self, d: EmulatedDomain) -> None:
+        if d.active:
+            raise XendFault(500, f"Domain '{d.name}' is not halted")
+        self.domains.remove(d)
+
+    def rename(self, d: EmulatedDomain, name: str) -> None:
+        if not name:
+            raise XendFault(500, "Invalid domain name")
+        if any(o.name == name for o in self.domains if o is not d):
+            raise XendFault(500, f"Domain '{name}' already exists")
+        _set(d.rec, "name", name)
+
+    def maxmem_set(self, d: EmulatedDomain, mib: int) -> None:
+        if mib <= 0:
+            raise XendFault(500, "Invalid memory size")
+        _set(d.rec, "maxmem", mib)
+        if _int_field(d.rec, "memory", mib) > mib:
+            _set(d.rec, "memory", mib)
+
+    def mem_target_set(self, d: EmulatedDomain, mib: int) -> None:
+        maxmem = _int_field(d.rec, "maxmem", mib)
+        if mib <= 0:
+            raise XendFault(500, "Invalid memory target")
+        if mib > maxmem:
+            raise XendFault(500, f"cannot set memory target above maxmem: {mib} > {maxmem} MiB")
+        _set(d.rec, "memory", mib)
+
+    def set_vcpus(self, d: EmulatedDomain, n: int) -> None:
+        top = d.vcpus_max()
+        if n < 1:
+            raise XendFault(500, "Invalid number of vcpus")
+        if n > top:
+            raise XendFault(500, f"Cannot set vcpus greater than max vcpus on running domain ({n} > {top})")
+        _set(d.rec, "vcpu_avail", (1 << n) - 1)
+        if d.active:
+            _set(d.rec, "online_vcpus", n)
+
+    def vcpuinfo(self, d: EmulatedDomain) -> list[Sxp]:
+        out: list[Sxp] = ["domain", ["domid", str(d.domid)], ["name", d.name], ["vcpu_count", str(d.vcpus_max())]]
+        online = d.vcpus_online()
+        for i in range(d.vcpus_max()):
+            up = i < online and d.active
+            out.append(
+                [
+                    "vcpu",
+                    ["number", str(i)],
+                    ["online", "1" if up else "0"],
+                    ["blocked", "0"],
+                    ["running", "1" if up and not d.paused else "0"],
+                    ["cpu_time", f"{d.cpu_time() / max(online, 1):.9f}" if up else "0.0"],
+                    ["cpu", str(i % 2)],
+                    ["cpumap", ["0", "1"]],
+                ]
+            )
+        return out
+
+    # -- create / new -------------------------------------------------------------------------
+
+    def _config(self, text: str) -> list[Sxp]:
+        try:
+            vm = parse_one(text)
+        except SxpError as exc:
+            raise XendFault(500, f"Invalid configuration: {exc}") from None
+        if not isinstance(vm, list) or not vm or vm[0] != "vm":
+            raise XendFault(500, "Invalid configuration: expected (vm ...)")
+        name = value(vm, "name")
+        if not name:
+            raise XendFault(500, "Invalid configuration: missing name")
+        for d in self.domains:
+            if d.name == name:
+                raise XendFault(500, f"VM name '{name}' already in use by domain {d.domid if d.active else '-'}")
+        uid = value(vm, "uuid") or str(_uuid.uuid4())
+        try:
+            parsed = _uuid.UUID(uid)
+        except ValueError:
+            raise XendFault(500, f"Invalid configuration: bad uuid {uid!r}") from None
+        for d in self.domains:
+            try:
+                if _uuid.UUID(d.uuid) == parsed:
+                    raise XendFault(500, f"VM with UUID {parsed} already exists")
+            except ValueError:
+                continue
+        memory = _int_field(vm, "memory", 128)
+        maxmem = max(_int_field(vm, "maxmem", memory), memory)
+        rec: list[Sxp] = ["domain", ["uuid", str(parsed)]]
+        for c in vm[1:]:
+            if isinstance(c, list) and c and c[0] not in ("uuid", "memory", "maxmem"):
+                rec.append(list(c))
+        _set(rec, "maxmem", maxmem)
+        _set(rec, "memory", memory)
+        if child(rec, "vcpus") is None:
+            _set(rec, "vcpus", 1)
+        return rec
+
+    def create(self, text: str) -> EmulatedDomain:
+        d = EmulatedDomain(self._config(text), domid=None, managed=False)
+        d.start(self.next_id())
+        self.domains.append(d)
+        return d
+
+    def new(self, text: str) -> EmulatedDomain:
+        d = EmulatedDomain(self._config(text), domid=None, managed=True)
+        d.stop("poweroff")
+        _drop(d.rec, "shutdown_reason")
+        self.domains.append(d)
+        return d
+
+    def dump(self) -> str:
+        """Every domain's record, one per line: handy when a test fails."""
+        with self.lock:
+            return "\n".join(dumps(d.sxpr()) for d in self.domains)
