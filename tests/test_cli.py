@@ -138,3 +138,13 @@ def test_explain_of_a_uri_nobody_opens_shows_who_declined() -> None:
     assert "fake.broken" in r.stdout  # load failures too
     assert "pw123" not in r.stdout + r.stderr
     assert r.stderr.splitlines()[-1].startswith("error: no plugin can open fake://admin@remote.example/")
+
+
+def test_prefer_and_exclude_from_the_command_line() -> None:
+    out = json.loads(ok("--prefer", "domain_get_info=compete_a", "--json", "explain", "compete:///"))
+    route = next(r for r in out["operations"] if r["operation"] == "domain_get_info")
+    assert route["plugin"] == "compete_a" and "preferred" in route["note"]
+    out = json.loads(ok("--exclude", "compete_b", "--json", "explain", "compete:///"))
+    assert all(r["plugin"] != "compete_b" for r in out["operations"])
+    r = run("--prefer", "=x", "explain", "compete:///")
+    assert r.returncode == 1 and "expected [OP=]PLUGIN" in r.stderr

@@ -301,6 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log open attempts (-vv: debug)")
     p.add_argument("--timeout", dest="open_timeout", type=float, default=30.0, help="seconds for driver calls")
+    p.add_argument(
+        "--prefer",
+        action="append",
+        default=[],
+        metavar="[OP=]PLUGIN",
+        help="serve OP (default: every op it offers) by PLUGIN; repeatable",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="[OP=]PLUGIN",
+        help="never serve OP (default: any op) by PLUGIN; repeatable",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -341,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _op_plugin(text: str) -> tuple[str, str]:
+    """``domain_get_info=xenstore`` -> (op, plugin); a bare ``xenstore`` means every op ("*")."""
+    op, eq, plugin = text.partition("=")
+    if not eq:
+        op, plugin = "*", op
+    if not op or not plugin:
+        raise InvalidArgument(f"expected [OP=]PLUGIN, got {text!r}")
+    return op, plugin
+
+
+def _excludes(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for op, plugin in map(_op_plugin, items):
+        out.setdefault(op, []).append(plugin)
+    return out
+
+
 def _setup_logging(verbose: int) -> None:
     """Plugin trouble goes to stderr as one-line warnings; -v shows every open attempt."""
     import logging
@@ -363,7 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
-            conn = open_connection(uri or args.connect, readonly=args.readonly, timeout=args.open_timeout)
+            conn = open_connection(
+                uri or args.connect,
+                readonly=args.readonly,
+                timeout=args.open_timeout,
+                prefer=dict(_op_plugin(x) for x in args.prefer),
+                exclude=_excludes(args.exclude),
+            )
         except NoDriver as exc:
             if args.command == "explain" and exc.explanation is not None:
                 _emit(args, exc.explanation.to_dict(), exc.explanation.render)
