@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,3 +79,59 @@ def test_describe_installed_lists_every_plugin() -> None:
     assert rows["fake.broken"]["status"] == "failed"
     assert "virtkit_fakes_missing_dependency" in rows["fake.broken"]["error"]
     assert rows["fake_oldcat"]["status"] == "failed"
+
+
+_LATE_PLUGIN = """
+import uuid
+from virtkit import DomainInfo, DomainRef, DomainState, hookimpl
+virtkit_catalogue = "1.0"
+virtkit_name = "late"
+R = DomainRef("late", uuid.UUID(int=9), 1)
+class D:
+    def connect_get_type(self, *, flags=0): return "Late"
+    def connect_list_domains(self, *, flags=0): return [1]
+    def domain_lookup_by_id(self, id, *, flags=0): return R
+    def domain_lookup_by_name(self, name, *, flags=0): return R
+    def domain_lookup_by_uuid(self, uuid, *, flags=0): return R
+    def domain_get_info(self, dom, *, flags=0): return DomainInfo(DomainState.RUNNING, 1, 1, 1, 0)
+@hookimpl
+def open(uri, options): return D()
+"""
+
+
+def test_entry_point_index_sees_a_distribution_installed_later(tmp_path: pathlib.Path) -> None:
+    """The on-disk index is keyed on sys.path directories' mtimes: installing a distribution
+    (a new *.dist-info directory) is seen by the next process without any manual refresh."""
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    probe = (
+        "import virtkit\n"
+        "try:\n    print(virtkit.open('late:///').type())\n"
+        "except virtkit.NoDriver:\n    print('none')\n"
+    )
+
+    def run() -> str:
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    os.utime(site, (time.time() - 10, time.time() - 10))  # settled: old enough to be cached
+    assert run() == "none"
+    assert list((tmp_path / "cache" / "virtkit").glob("entry-points-*.json"))  # the index was written
+    (site / "late_plugin.py").write_text(_LATE_PLUGIN)
+    info = site / "late_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[virtkit.drivers]\nlate = late_plugin\n")
+    assert run() == "Late"
+
+
+def test_refresh_forgets_in_process_caches() -> None:
+    from virtkit import _discovery
+
+    first = _discovery.installed_entry_points()
+    assert first is _discovery.installed_entry_points()  # cached
+    _discovery.refresh()
+    again = _discovery.installed_entry_points()
+    assert again is not first and {(e.name, e.value) for e in again} == {(e.name, e.value) for e in first}

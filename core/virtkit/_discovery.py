@@ -16,6 +16,7 @@ import os
 import pathlib
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -64,6 +65,7 @@ _instances: dict[str, object] = {}
 _loaded: dict[frozenset[str], tuple[list[PluginSource], list[LoadFailure]]] = {}
 _group: list[importlib.metadata.EntryPoint] | None = None
 _lock = threading.RLock()
+_SETTLE_NS = 2_000_000_000  # don't cache an index of directories changed this recently
 
 
 def scheme_of(entry_point_name: str) -> str:
@@ -81,26 +83,32 @@ def refresh() -> None:
         stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
 
 
-def _index_path() -> pathlib.Path:
+def _index_path() -> tuple[pathlib.Path, bool]:
     """The index file for this interpreter and this sys.path, keyed on the path entries' mtimes.
 
     Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` directory,
     which changes its site directory's mtime: O(len(sys.path)) stats detect it, where a per-file
     check (stevedore's own cache key) costs a stat per installed distribution.
+
+    The flag says whether a directory changed in the last seconds: an install may be under way
+    (dist-info created, entry_points.txt not yet written), so an index built now is not kept.
     """
     h = hashlib.sha256(f"{sys.executable}\0{sys.prefix}".encode())
+    newest = 0
     for entry in sys.path:
         try:
             mtime = os.stat(entry or ".").st_mtime_ns
         except OSError:
             mtime = -1
+        newest = max(newest, mtime)
         h.update(f"\0{entry}\0{mtime}".encode())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base, "virtkit", f"entry-points-{h.hexdigest()[:32]}.json")
+    settled = time.time_ns() - newest > _SETTLE_NS
+    return pathlib.Path(base, "virtkit", f"entry-points-{h.hexdigest()[:32]}.json"), settled
 
 
 def _read_group() -> list[importlib.metadata.EntryPoint]:
-    path = _index_path()
+    path, settled = _index_path()
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in rows]
@@ -112,6 +120,8 @@ def _read_group() -> list[importlib.metadata.EntryPoint]:
         if (ep.name, ep.value) not in seen:  # a dist on sys.path twice lists its entry points twice
             seen.add((ep.name, ep.value))
             eps.append(ep)
+    if not settled:
+        return eps
     try:  # atomically, so concurrent processes never read half a file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
