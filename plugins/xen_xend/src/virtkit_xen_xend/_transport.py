@@ -8,9 +8,11 @@ reset, TLS). Credentials travel in ``Session.auth``, never in a URL, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -103,7 +105,7 @@ class Reply:
 class Transport:
     """A keep-alive session to one xend; ``where`` names it in messages (never with credentials)."""
 
-    __slots__ = ("_base", "_session", "keepalive", "timeout", "where")
+    __slots__ = ("_base", "_session", "insecure", "keepalive", "timeout", "where")
 
     def __init__(
         self, session: requests.Session, base: str, where: str, timeout: float, keepalive: bool = True
@@ -113,6 +115,7 @@ class Transport:
         self.where = where
         self.timeout = timeout
         self.keepalive = keepalive
+        self.insecure = session.verify is False  # the user turned verification off: don't warn per call
 
     @classmethod
     def tcp(
@@ -151,16 +154,17 @@ class Transport:
         """Send one request and read the whole reply; transport trouble raises a typed error."""
         headers = None if self.keepalive else {"Connection": "close"}
         try:
-            resp = self._session.request(
-                method,
-                self._base + path,
-                params=params,
-                data=form,
-                headers=headers,
-                timeout=self.timeout,
-                stream=True,
-                allow_redirects=False,
-            )
+            with _insecure() if self.insecure else contextlib.nullcontext():
+                resp = self._session.request(
+                    method,
+                    self._base + path,
+                    params=params,
+                    data=form,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=True,
+                    allow_redirects=False,
+                )
         except requests.exceptions.Timeout as exc:
             raise VirtTimeoutError(
                 f"xend at {self.where} did not answer {method} {path} within {self.timeout:g}s"
@@ -205,6 +209,13 @@ class Transport:
         ctype = resp.headers.get("Content-Type", "")
         log.debug("%s %s%s -> %d %s (%d bytes)", method, self.where, path, resp.status_code, ctype, len(raw))
         return Reply(resp.status_code, resp.reason or "", ctype, body, resp.headers)
+
+
+@contextlib.contextmanager
+def _insecure() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield
 
 
 def _reason(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ import dataclasses
 import html
 import http.server
 import os
+import socket
 import socketserver
 import ssl
 import threading
@@ -43,6 +44,12 @@ class Fault:
     path: str = "/"
     times: int | None = None  # None: every matching request
     delay: float = 0.0
+
+
+class _Text(str):
+    """A plain-text body (dmesg, the log, error pages): sent as text/plain, never as SXP."""
+
+    __slots__ = ()
 
 
 class _Reply(Exception):
@@ -91,6 +98,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().setup()
         with self.emu._counter_lock:
             self.emu.connections += 1
+            self.emu._live.add(self.connection)
+
+    def finish(self) -> None:
+        with self.emu._counter_lock:
+            self.emu._live.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass  # the emulator was stopped under this connection
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -157,7 +173,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ) -> None:
         if body is None:
             data, ctype = b"", _SXP if sxp_ok else "text/html"
-        elif isinstance(body, str) and status >= 400:
+        elif isinstance(body, _Text) or (isinstance(body, str) and status >= 400):
             data, ctype = body.encode(), "text/plain"
         elif sxp_ok:
             data, ctype = (body if isinstance(body, str) else dumps(body)).encode(), _SXP
@@ -199,10 +215,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._perform(args, {"shutdown": None, "reboot": None})
         if top == "node" and rest[1:] == ["dmesg"]:
             if method == "GET":
-                return "(XEN) Xen version 3.0-devel (emulated)\n"
+                return _Text("(XEN) Xen version 3.0-devel (emulated)\n")
             return self._perform(args, {"clear": lambda: None})
         if top == "node" and rest[1:] == ["log"]:
-            return "[2005-11-14 14:26:26 xend] INFO (emulated) xend started\n"
+            return _Text("[2005-11-14 14:26:26 xend] INFO (emulated) xend started\n")
         if top == "vnet" and len(rest) == 1:
             return []
         if top != "domain":
@@ -311,6 +327,7 @@ class XendEmulator:
         self.connections = 0
         self._counter_lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._live: set[Any] = set()  # open client connections, closed by stop()
         self._stopping = threading.Event()
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
@@ -394,6 +411,13 @@ class XendEmulator:
                 srv.shutdown()  # returns once serve_forever has left its loop
         for srv in self._servers:
             srv.server_close()
+        with self._counter_lock:
+            live, self._live = list(self._live), set()
+        for conn in live:  # "server gone" means kept-alive connections too
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for t in self._threads:
             t.join(timeout)
         self._servers.clear()
