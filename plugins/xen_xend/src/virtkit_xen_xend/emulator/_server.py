@@ -96,6 +96,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            # headers and body go out in two writes: without this, Nagle + the client's delayed
+            # ACK add ~40 ms to every reply, which would be the emulator's artefact, not xend's
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.emu._counter_lock:
             self.emu.connections += 1
             self.emu._live.add(self.connection)
