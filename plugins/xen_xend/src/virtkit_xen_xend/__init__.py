@@ -11,7 +11,8 @@ serves its URL tree from captured records for tests.
 
 from __future__ import annotations
 
-from ._driver import Driver, XendError
+from typing import TYPE_CHECKING, Any
+
 from ._model import RUNTIME_KEYS, Devices, XendDomain, config_to_sxp, state_from_flags
 from ._plugin import DEFAULT_PORT, DEFAULT_SOCKET, PRIORITY, Plugin
 from ._sxp import (
@@ -28,8 +29,11 @@ from ._sxp import (
     parse_one,
     value,
 )
-from ._transport import MAX_REPLY, Reply, Transport, UnixAdapter
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._driver import Driver, XendError
+    from ._transport import MAX_REPLY, Reply, Transport, UnixAdapter
 
 __all__ = [
     "DEFAULT_PORT",
@@ -62,6 +66,26 @@ __all__ = [
     "state_from_flags",
     "value",
 ]
+
+# The HTTP side imports requests (~100 ms): loaded on first use, so declining a URI stays cheap.
+_LAZY = {
+    "Driver": "._driver",
+    "XendError": "._driver",
+    "MAX_REPLY": "._transport",
+    "Reply": "._transport",
+    "Transport": "._transport",
+    "UnixAdapter": "._transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(mod, __name__), name)
+
 
 #: The object the ``virtkit.drivers`` entry point ``xen`` names.
 plugin = Plugin()

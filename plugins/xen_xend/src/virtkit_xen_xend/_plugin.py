@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from virtkit import URI, Declined, InvalidURI, OpenOptions, hookimpl
 
-from ._driver import Driver
-from ._transport import Transport
+if TYPE_CHECKING:
+    from ._driver import Driver
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_SOCKET", "PRIORITY", "Plugin"]
 
@@ -85,6 +86,10 @@ class Plugin:
             raise InvalidURI(f"{uri}: unknown parameter(s) {', '.join(unknown)} for xend", uri=str(uri))
         if uri.path not in ("", "/"):
             raise InvalidURI(f"{uri}: xend URIs have no path (use '/')", uri=str(uri))
+        # imported here: requests costs ~100 ms, not worth paying to decline xen:/// on a host without xend
+        from ._driver import Driver
+        from ._transport import Transport
+
         timeout = options.timeout
         if uri.host or uri.transport in ("tcp", "https"):
             https = uri.transport == "https"
