@@ -1,0 +1,251 @@
+"""Hypercalls with the right ABI: xen_version, domctl and sysctl over one reused buffer.
+
+``Hypervisor`` owns one hypercall-safe buffer: page 0 holds the xen_domctl / xen_sysctl being
+issued, the following pages the getdomaininfolist output array. The interface versions come
+from the hypervisor's own version; the first EACCES probes the other known versions, because an
+exact match is required and a distro may have backported an ABI change.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from virtkit import DriverError, InvalidOperation, NoSuchDomain, PermissionDenied, Unsupported, Version
+
+from . import _abi as A
+from ._privcmd import PAGE_SIZE, HypercallBuffer
+
+__all__ = ["LIST_PAGES", "Hypervisor", "HypervisorCall"]
+
+#: Pages for the getdomaininfolist array: 146 domains per sysctl with 4.16+'s 112-byte entries.
+LIST_PAGES = 4
+
+#: ``call(op, arg0, arg1) -> int``: one hypercall; a Xen error raises OSError(errno).
+HypervisorCall = Callable[[int, int, int], int]
+
+_ZERO = bytes(PAGE_SIZE)
+
+
+class Hypervisor:
+    """The hypercalls the driver needs; thread-safe (one lock around the shared buffer)."""
+
+    __slots__ = (
+        "_call",
+        "_close",
+        "_dctl_ok",
+        "_dctl_ver",
+        "_extra",
+        "_info_layout",
+        "_lock",
+        "_pick_dom",
+        "_pick_phys",
+        "_sctl_ok",
+        "_sctl_ver",
+        "abi",
+        "buf",
+        "version",
+    )
+
+    def __init__(self, call: HypervisorCall, buf: HypercallBuffer, *, close: Callable[[], None] | None = None) -> None:
+        if buf.size < (1 + LIST_PAGES) * PAGE_SIZE:
+            raise ValueError("the hypercall buffer needs 1 + LIST_PAGES pages")
+        self._call = call
+        self._close = close
+        self.buf = buf
+        self._lock = threading.Lock()
+        self.version = self._read_version()
+        self.abi = A.abi_for(self.version.major, self.version.minor, self._extra)
+        self._dctl_ok = False  # becomes True at the first domctl Xen accepts
+        self._sctl_ok = False
+        self._set_domctl(self.abi.domctl)
+        self._set_sysctl(self.abi.sysctl)
+
+    # -- version -------------------------------------------------------------------------------
+
+    def _read_version(self) -> Version:
+        v = self._call(A.HYPERVISOR_XEN_VERSION, A.XENVER_VERSION, 0)
+        mem = self.buf.mem
+        mem[0:16] = _ZERO[:16]
+        self._call(A.HYPERVISOR_XEN_VERSION, A.XENVER_EXTRAVERSION, self.buf.addr)
+        self._extra = bytes(mem[0:16]).split(b"\0", 1)[0].decode("ascii", "replace")
+        return Version(v >> 16, v & 0xFFFF, A._patch_level(self._extra))
+
+    @property
+    def extraversion(self) -> str:
+        return self._extra
+
+    # -- ABI selection ------------------------------------------------------------------------
+
+    def _set_domctl(self, ver: int) -> None:
+        layout = A.dominfo_layout(ver)
+        assert layout is not None
+        self._dctl_ver = ver
+        self._info_layout = layout
+        self._pick_dom: Callable[[tuple[Any, ...]], A.DomInfo] = A.picker(layout, A.DomInfo)
+
+    def _set_sysctl(self, ver: int) -> None:
+        layout = A.physinfo_layout(ver)
+        assert layout is not None
+        self._sctl_ver = ver
+        self._pick_phys: Callable[[tuple[Any, ...]], A.PhysInfo] = A.picker(layout, A.PhysInfo)
+
+    @property
+    def interface_versions(self) -> tuple[int, int]:
+        """(domctl, sysctl) versions in use: confirmed by Xen once a call of each kind succeeded."""
+        return self._dctl_ver, self._sctl_ver
+
+    def _unsupported(self, kind: str, tried: tuple[int, ...]) -> Unsupported:
+        v = self.version
+        return Unsupported(
+            f"unsupported Xen ABI {v.major}.{v.minor}: the hypervisor refused every known {kind} "
+            f"interface version ({', '.join(f'{t:#x}' for t in tried)}) with EACCES"
+            + ("" if self.abi.known else " (this Xen release is newer or older than the plugin's table)")
+            + "; an XSM policy denying this domain would look the same"
+        )
+
+    def _issue(self, hcall: int, size: int, header: Callable[[int], None], fill: bytes | None, kind: str) -> None:
+        """Issue one domctl/sysctl from page 0, probing interface versions on the first EACCES."""
+        mem, addr, call = self.buf.mem, self.buf.addr, self._call
+        domctl = hcall == A.HYPERVISOR_DOMCTL
+        union = A.DOMCTL_UNION if domctl else A.SYSCTL_UNION
+        ver = self._dctl_ver if domctl else self._sctl_ver
+        ok = self._dctl_ok if domctl else self._sctl_ok
+        candidates = (ver,) if ok else (A.domctl_candidates(ver) if domctl else A.sysctl_candidates(ver))
+        for v in candidates:
+            mem[0:size] = _ZERO[:size]  # Xen reads union padding for some ops: always zero it
+            header(v)
+            if fill:
+                mem[union : union + len(fill)] = fill
+            try:
+                call(hcall, addr, 0)
+            except OSError as exc:
+                if exc.errno == errno.EACCES and not ok:
+                    continue  # not this version (or not allowed at all): try the next
+                self._accept(domctl, v)  # any other answer means Xen accepted the version
+                raise
+            self._accept(domctl, v)
+            return
+        raise self._unsupported(kind, candidates)
+
+    def _accept(self, domctl: bool, ver: int) -> None:
+        if domctl:
+            if ver != self._dctl_ver:
+                self._set_domctl(ver)
+            self._dctl_ok = True
+        else:
+            if ver != self._sctl_ver:
+                self._set_sysctl(ver)
+            self._sctl_ok = True
+
+    def _domctl(self, cmd: int, domid: int, fill: bytes | None = None) -> None:
+        mem = self.buf.mem
+
+        def header(v: int) -> None:
+            A.HEADER_DOMCTL.pack_into(mem, 0, cmd, v, domid)
+
+        self._issue(A.HYPERVISOR_DOMCTL, A.DOMCTL_SIZE, header, fill, "domctl")
+
+    def _sysctl(self, cmd: int, fill: bytes | None = None) -> None:
+        mem = self.buf.mem
+
+        def header(v: int) -> None:
+            A.HEADER_SYSCTL.pack_into(mem, 0, cmd, v)
+
+        self._issue(A.HYPERVISOR_SYSCTL, A.SYSCTL_SIZE, header, fill, "sysctl")
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def physinfo(self) -> A.PhysInfo:
+        with self._lock:
+            try:
+                self._sysctl(A.SYSCTL_PHYSINFO)
+            except OSError as exc:
+                raise _error(exc, "physinfo") from exc
+            layout = A.physinfo_layout(self._sctl_ver)
+            assert layout is not None
+            return self._pick_phys(layout.struct.unpack_from(self.buf.mem, A.SYSCTL_UNION))
+
+    def dominfo(self, domid: int) -> A.DomInfo:
+        """One domain's info; NoSuchDomain when ``domid`` does not exist."""
+        if not 0 <= domid < A.DOMID_FIRST_RESERVED:
+            raise NoSuchDomain(f"no domain with id {domid}")
+        with self._lock:
+            try:
+                self._domctl(A.DOMCTL_GETDOMAININFO, domid)
+            except OSError as exc:
+                raise _error(exc, "getdomaininfo", domid) from exc
+            info = self._pick_dom(self._info_layout.struct.unpack_from(self.buf.mem, A.DOMCTL_UNION))
+        if info.domid != domid:  # up to 4.17 Xen answers with the next domain id >= domid
+            raise NoSuchDomain(f"no domain with id {domid}")
+        return info
+
+    def domains(self) -> list[A.DomInfo]:
+        """Every domain, one getdomaininfolist sysctl per batch of up to ~146."""
+        out: list[A.DomInfo] = []
+        first = 0
+        mem = self.buf.mem
+        with self._lock:
+            while True:
+                size = self._info_layout.struct.size
+                batch = LIST_PAGES * PAGE_SIZE // size
+                fill = A.GETDOMAININFOLIST.pack(first, batch, self.buf.addr + PAGE_SIZE, 0)
+                try:
+                    self._sysctl(A.SYSCTL_GETDOMAININFOLIST, fill)
+                except OSError as exc:
+                    raise _error(exc, "getdomaininfolist") from exc
+                n = A.GETDOMAININFOLIST.unpack_from(mem, A.SYSCTL_UNION)[3]
+                if n > batch:
+                    raise DriverError(f"getdomaininfolist returned {n} domains for a buffer of {batch}")
+                size = self._info_layout.struct.size  # may have changed if the sysctl was probed
+                pick = self._pick_dom
+                with memoryview(mem) as view:
+                    chunk = view[PAGE_SIZE : PAGE_SIZE + n * size]
+                    try:
+                        out.extend(pick(t) for t in self._info_layout.struct.iter_unpack(chunk))
+                    finally:
+                        chunk.release()
+                if n < batch:
+                    return out
+                first = out[-1].domid + 1
+
+    def _simple(self, cmd: int, what: str, domid: int, fill: bytes | None = None) -> None:
+        with self._lock:
+            try:
+                self._domctl(cmd, domid, fill)
+            except OSError as exc:
+                raise _error(exc, what, domid) from exc
+
+    def pause(self, domid: int) -> None:
+        self._simple(A.DOMCTL_PAUSEDOMAIN, "pause", domid)
+
+    def unpause(self, domid: int) -> None:
+        self._simple(A.DOMCTL_UNPAUSEDOMAIN, "unpause", domid)
+
+    def destroy(self, domid: int) -> None:
+        self._simple(A.DOMCTL_DESTROYDOMAIN, "destroy", domid)
+
+    def set_max_mem(self, domid: int, kib: int) -> None:
+        self._simple(A.DOMCTL_MAX_MEM, "max_mem", domid, A.MAX_MEM.pack(kib))
+
+    def close(self) -> None:
+        with self._lock:
+            self.buf.close()
+            if self._close is not None:
+                self._close()
+                self._close = None
+
+
+def _error(exc: OSError, what: str, domid: int | None = None) -> Exception:
+    """A Xen error from an accepted call, typed."""
+    on = f" on domain {domid}" if domid is not None else ""
+    e = exc.errno
+    if e == errno.ESRCH:
+        return NoSuchDomain(f"no domain with id {domid}" if domid is not None else f"{what}: no such domain")
+    if e in (errno.EPERM, errno.EACCES):
+        return PermissionDenied(f"Xen refused {what}{on}: {exc.strerror}")
+    if e == errno.EINVAL:
+        return InvalidOperation(f"Xen refused {what}{on} as invalid in the domain's state (EINVAL)")
+    return DriverError(f"{what}{on} failed: {exc.strerror or exc}")
