@@ -1,0 +1,694 @@
+"""The kit's contract tests, generated from the operation catalogue (collected by the plugin).
+
+Every test reaches the driver through the connection's vtable, the way the public API does, and
+turns a backend's own exception into the ``DriverError`` a caller would see. Read-only checks run
+on a read-only connection unless ``--virtkit-mutating`` is given; the mutating ones create their
+own domain when the driver can (``domain_create``, else ``domain_define`` + ``domain_start``) and
+remove it after, else borrow a running domain (never id 0) and put it back as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import json
+import pathlib
+import sys
+import uuid as _uuid
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import pytest
+
+from .._catalogue import CATALOGUE, Operation
+from .._connection import Connection
+from .._connection import open as open_connection
+from .._errors import InvalidArgument, InvalidOperation, NoSuchDomain, ReadOnlyError, VirtError
+from .._types import DomainConfig, DomainEventType, DomainRef, DomainState, VcpuFlags
+from ._checks import ContractViolation, EventRecorder, check_result, check_signature, wait_for
+
+OPS = list(CATALOGUE.values())
+QUERIES = [op for op in OPS if not op.mutates]
+MUTATORS = [op for op in OPS if op.mutates]
+DOMAIN_OPS = [op for op in OPS if op.owner == "domain"]
+LOOKUPS = [CATALOGUE[n] for n in ("domain_lookup_by_id", "domain_lookup_by_name", "domain_lookup_by_uuid")]
+
+RUNNING = frozenset({DomainState.RUNNING, DomainState.BLOCKED, DomainState.NOSTATE})
+INACTIVE = frozenset({DomainState.SHUTOFF})
+#: What "invalid transition" may raise: libvirt's OPERATION_INVALID, or an invalid argument.
+TRANSITION_ERRORS = (InvalidOperation, InvalidArgument)
+
+mutating = pytest.mark.virtkit_mutating
+
+
+def _names(ops: list[Operation]) -> list[str]:
+    return [op.name for op in ops]
+
+
+# -- settings and connections ------------------------------------------------------------------
+
+
+class Settings(NamedTuple):
+    uri: str
+    mutating: bool
+    timeout: float
+    plugins: tuple[object, ...]
+    config: DomainConfig | None
+
+
+def load_object(spec: str) -> object:
+    """``pkg.mod:obj`` or ``path/to/file.py:obj`` -> the object."""
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        raise pytest.UsageError(f"--virtkit-plugin {spec!r}: expected MODULE:OBJECT or FILE.py:OBJECT")
+    if where.endswith(".py"):
+        path = pathlib.Path(where).resolve()
+        name = f"_virtkit_kit_plugin_{abs(hash(str(path))):x}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec_ = importlib.util.spec_from_file_location(name, path)
+            if spec_ is None or spec_.loader is None:
+                raise pytest.UsageError(f"--virtkit-plugin {spec!r}: cannot load {path}")
+            module = importlib.util.module_from_spec(spec_)
+            sys.modules[name] = module
+            spec_.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    try:
+        obj: object = getattr(module, attr)
+        return obj
+    except AttributeError:
+        raise pytest.UsageError(f"--virtkit-plugin {spec!r}: {where} has no {attr!r}") from None
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest) -> Settings:
+    opt = request.config.getoption
+    config = None
+    if opt("virtkit_config"):
+        path = pathlib.Path(opt("virtkit_config"))
+        config = DomainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return Settings(
+        uri=opt("virtkit_uri"),
+        mutating=bool(opt("virtkit_mutating")),
+        timeout=float(opt("virtkit_timeout")),
+        plugins=tuple(load_object(s) for s in opt("virtkit_plugin")),
+        config=config,
+    )
+
+
+def _open(s: Settings, readonly: bool) -> Connection:
+    return open_connection(s.uri, readonly=readonly, timeout=s.timeout, plugins=s.plugins)
+
+
+@pytest.fixture(scope="session")
+def conn(settings: Settings) -> Iterator[Connection]:
+    """The connection under test: read-only unless the mutating checks were asked for."""
+    c = _open(settings, readonly=not settings.mutating)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def ro_conn(settings: Settings, conn: Connection) -> Iterator[Connection]:
+    if conn.readonly:
+        yield conn
+        return
+    c = _open(settings, readonly=True)
+    yield c
+    c.close()
+
+
+# -- calling the driver as the public API does ----------------------------------------------------
+
+
+def provided(conn: Connection, op: str) -> bool:
+    return conn.served_by(op) is not None
+
+
+def need(conn: Connection, *ops: str) -> None:
+    missing = [op for op in ops if not provided(conn, op)]
+    if missing:
+        pytest.skip(f"not provided: {', '.join(missing)} (no plugin that opened {conn.uri} implements it)")
+
+
+def call(conn: Connection, op: str, *args: Any, flags: int = 0) -> Any:
+    """One vtable call; a backend's own exception becomes the DriverError a caller would get."""
+    try:
+        result = conn.vtable[op](*args, flags=flags)
+    except Exception as exc:  # noqa: BLE001 - completed or wrapped, as Connection does
+        raise conn._fail(op, exc) from (None if isinstance(exc, VirtError) else exc)
+    check_result(op, result)
+    return result
+
+
+Errors = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def expect_error(kinds: Errors, fn: Callable[[], object], what: str) -> None:
+    try:
+        got = fn()
+    except kinds:
+        return
+    except Exception as exc:  # any other outcome is the violation we report
+        names = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+        raise ContractViolation(f"{what}: expected {names}, got {type(exc).__name__}: {exc}") from exc
+    names = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+    raise ContractViolation(f"{what}: expected {names}, but it succeeded (returned {got!r})")
+
+
+def running_ids(conn: Connection) -> list[int]:
+    return list(call(conn, "connect_list_domains"))
+
+
+def all_refs(conn: Connection) -> list[DomainRef]:
+    refs = [call(conn, "domain_lookup_by_id", i) for i in running_ids(conn)]
+    if provided(conn, "connect_list_defined_domains"):
+        refs += [call(conn, "domain_lookup_by_name", n) for n in call(conn, "connect_list_defined_domains")]
+    return refs
+
+
+def ghost(conn: Connection) -> DomainRef:
+    """A domain that does not exist: unused name, random uuid, an id above every running one."""
+    unused_id = max(running_ids(conn), default=0) + 7919
+    return DomainRef(f"virtkit-kit-missing-{_uuid.uuid4().hex[:12]}", _uuid.uuid4(), unused_id)
+
+
+def state_of(conn: Connection, uuid: _uuid.UUID) -> DomainState | None:
+    """The domain's state, None once it is gone."""
+    try:
+        ref = call(conn, "domain_lookup_by_uuid", uuid)
+    except NoSuchDomain:
+        return None
+    state: DomainState = call(conn, "domain_get_info", ref).state
+    return state
+
+
+def refresh(conn: Connection, ref: DomainRef) -> DomainRef:
+    r: DomainRef = call(conn, "domain_lookup_by_uuid", ref.uuid)
+    return r
+
+
+def wait_state(conn: Connection, ref: DomainRef, states: frozenset[DomainState], what: str, timeout: float) -> None:
+    wait_for(lambda: state_of(conn, ref.uuid) in states, timeout, f"{ref.name} to be {what}")
+
+
+def arg_for(conn: Connection, op: Operation, index: int, ref: DomainRef) -> Any:
+    p = op.params[index]
+    if p.type == "DomainRef":
+        return ref
+    if p.name == "memory":
+        return 131072
+    if p.name == "count":
+        return 1
+    if p.type == "DomainConfig":
+        return DomainConfig(name=ref.name, memory=131072)
+    if p.name == "id":
+        return ref.id
+    if p.name == "name":
+        return ref.name
+    if p.type == "UUID":
+        return ref.uuid
+    if p.name == "callback":
+        return lambda _event: None
+    raise AssertionError(f"the kit has no argument for {op.name}({p.name}: {p.type})")
+
+
+def args_for(conn: Connection, op: Operation, ref: DomainRef) -> list[Any]:
+    return [arg_for(conn, op, i, ref) for i in range(len(op.params))]
+
+
+def _driver_method(conn: Connection, op: Operation) -> Callable[..., Any]:
+    plugin = conn.served_by(op.name)
+    for name, driver in conn._drivers:
+        if name == plugin:
+            method: Callable[..., Any] = getattr(driver, op.name)
+            return method
+    return conn.vtable[op.name]  # not reached: the serving plugin's driver is always kept
+
+
+# -- every operation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", OPS, ids=_names(OPS))
+def test_signature(conn: Connection, op: Operation) -> None:
+    """The driver's method takes the catalogue's parameters positionally and keyword ``flags=0``."""
+    need(conn, op.name)
+    check_signature(op, _driver_method(conn, op))
+
+
+def test_mandatory_operations_served(conn: Connection) -> None:
+    missing = [op.name for op in OPS if op.mandatory and not provided(conn, op.name)]
+    assert not missing, f"mandatory operations without a provider: {missing}"
+
+
+@pytest.mark.parametrize("op", QUERIES, ids=_names(QUERIES))
+def test_result_type(conn: Connection, op: Operation) -> None:
+    """Each query returns the catalogue's type, on every domain it applies to."""
+    need(conn, op.name)
+    if op.name == "connect_domain_event_register":
+        cancel = call(conn, op.name, lambda _event: None)
+        cancel()
+        return
+    if not op.params:
+        call(conn, op.name)
+        return
+    refs = all_refs(conn)
+    if not refs:
+        pytest.skip("the host has no domain to query")
+    for ref in refs:
+        if op.name == "domain_lookup_by_id" and ref.id is None:
+            continue
+        call(conn, op.name, *args_for(conn, op, ref))
+
+
+@pytest.mark.parametrize("op", LOOKUPS + DOMAIN_OPS, ids=_names(LOOKUPS + DOMAIN_OPS))
+def test_missing_domain(conn: Connection, settings: Settings, op: Operation) -> None:
+    """Asking about a domain that does not exist raises NoSuchDomain, for every domain operation."""
+    need(conn, op.name)
+    if op.mutates and not settings.mutating:
+        pytest.skip("mutating operation: pass --virtkit-mutating")
+    missing = ghost(conn)
+    expect_error(
+        NoSuchDomain,
+        lambda: call(conn, op.name, *args_for(conn, op, missing)),
+        f"{op.name} on a domain that does not exist ({missing})",
+    )
+
+
+@pytest.mark.parametrize("op", MUTATORS, ids=_names(MUTATORS))
+def test_readonly_refuses(ro_conn: Connection, op: Operation) -> None:
+    """A read-only connection refuses every mutating operation, and nothing changes."""
+    need(ro_conn, op.name)
+    refs = all_refs(ro_conn)
+    target = next((r for r in refs if r.id), refs[0] if refs else ghost(ro_conn))
+    if op.params and op.params[0].type == "DomainConfig":
+        target = ghost(ro_conn)  # create/define: its name must stay unknown
+    before = state_of(ro_conn, target.uuid)
+    expect_error(
+        ReadOnlyError,
+        lambda: call(ro_conn, op.name, *args_for(ro_conn, op, target)),
+        f"{op.name} on a read-only connection",
+    )
+    assert state_of(ro_conn, target.uuid) == before, f"{op.name} changed {target.name} on a read-only connection"
+
+
+# -- lookups and listings -------------------------------------------------------------------------
+
+
+def test_lookups_round_trip(conn: Connection) -> None:
+    """id -> name -> uuid -> the same domain, for every running and defined domain."""
+    for dom_id in running_ids(conn):
+        by_id = call(conn, "domain_lookup_by_id", dom_id)
+        assert by_id.id == dom_id, f"lookup_by_id({dom_id}) returned id {by_id.id}"
+        by_name = call(conn, "domain_lookup_by_name", by_id.name)
+        assert (by_name.name, by_name.uuid, by_name.id) == (by_id.name, by_id.uuid, dom_id), (
+            f"lookup_by_name({by_id.name!r}) = {by_name} but lookup_by_id({dom_id}) = {by_id}"
+        )
+        by_uuid = call(conn, "domain_lookup_by_uuid", by_id.uuid)
+        assert (by_uuid.name, by_uuid.uuid, by_uuid.id) == (by_id.name, by_id.uuid, dom_id), (
+            f"lookup_by_uuid({by_id.uuid}) = {by_uuid} but lookup_by_id({dom_id}) = {by_id}"
+        )
+    if provided(conn, "connect_list_defined_domains"):
+        for name in call(conn, "connect_list_defined_domains"):
+            ref = call(conn, "domain_lookup_by_name", name)
+            assert ref.name == name and ref.id is None, f"defined {name!r}: lookup_by_name gave {ref}"
+            again = call(conn, "domain_lookup_by_uuid", ref.uuid)
+            assert again.name == name and again.id is None, f"defined {name!r}: lookup_by_uuid gave {again}"
+
+
+def test_missing_lookups_raise(conn: Connection) -> None:
+    """By id, name and uuid: a domain that does not exist is NoSuchDomain, not None or a crash."""
+    missing = ghost(conn)
+    for op, arg in (
+        ("domain_lookup_by_id", missing.id),
+        ("domain_lookup_by_name", missing.name),
+        ("domain_lookup_by_uuid", missing.uuid),
+    ):
+        expect_error(NoSuchDomain, functools.partial(call, conn, op, arg), f"{op}({arg!r})")
+
+
+def test_listings_consistent(conn: Connection) -> None:
+    ids = running_ids(conn)
+    assert len(ids) == len(set(ids)), f"list_domains repeats ids: {ids}"
+    if provided(conn, "connect_num_of_domains"):
+        n = call(conn, "connect_num_of_domains")
+        assert n == len(ids), f"num_of_domains() = {n} but list_domains() has {len(ids)}"
+    if provided(conn, "connect_list_defined_domains"):
+        defined = call(conn, "connect_list_defined_domains")
+        assert len(defined) == len(set(defined)), f"list_defined_domains repeats names: {defined}"
+        running_names = {call(conn, "domain_lookup_by_id", i).name for i in ids}
+        both = sorted(running_names & set(defined))
+        assert not both, f"domains both running and defined-inactive: {both}"
+
+
+def test_domain_reads_consistent(conn: Connection) -> None:
+    """info agrees with state, max memory and vcpus; running domains are active, defined ones off."""
+    for ref in all_refs(conn):
+        info = call(conn, "domain_get_info", ref)
+        if ref.id is None:
+            assert info.state in INACTIVE, f"{ref.name} has no id but its state is {info.state.label}"
+        else:
+            assert info.state not in INACTIVE, f"{ref.name} is listed as running (id {ref.id}) but shut off"
+        assert 0 <= info.memory <= info.max_memory, f"{ref.name}: memory {info.memory} > max {info.max_memory}"
+        if provided(conn, "domain_get_state"):
+            st = call(conn, "domain_get_state", ref).state
+            assert st == info.state, f"{ref.name}: get_state says {st.label}, get_info {info.state.label}"
+        if provided(conn, "domain_get_max_memory"):
+            mx = call(conn, "domain_get_max_memory", ref)
+            assert mx == info.max_memory, f"{ref.name}: get_max_memory {mx} != info.max_memory {info.max_memory}"
+        if provided(conn, "domain_get_vcpus"):
+            n = call(conn, "domain_get_vcpus", ref)
+            if ref.id is not None:
+                assert n == info.vcpus, f"{ref.name}: get_vcpus {n} != info.vcpus {info.vcpus}"
+            most = call(conn, "domain_get_vcpus", ref, flags=VcpuFlags.MAXIMUM)
+            assert most >= n, f"{ref.name}: maximum vcpus {most} < online vcpus {n}"
+        if provided(conn, "domain_get_config"):
+            cfg = call(conn, "domain_get_config", ref)
+            assert cfg.name == ref.name, f"{ref.name}: get_config names {cfg.name!r}"
+
+
+# -- mutating checks ------------------------------------------------------------------------------
+
+
+class Scratch(NamedTuple):
+    ref: DomainRef
+    owned: bool  # created by the kit: may be destroyed
+
+
+def new_config(settings: Settings) -> DomainConfig:
+    tag = _uuid.uuid4().hex[:8]
+    if settings.config is not None:
+        return dataclasses.replace(settings.config, name=f"{settings.config.name}-{tag}", uuid=None)
+    return DomainConfig(name=f"virtkit-kit-{tag}", memory=131072, vcpus=1)
+
+
+def remove(conn: Connection, uuid: _uuid.UUID, timeout: float) -> None:
+    """Destroy and undefine a domain the kit made; quiet if it is already gone."""
+    st = state_of(conn, uuid)
+    if st is not None and st not in INACTIVE and provided(conn, "domain_destroy"):
+        call(conn, "domain_destroy", refresh(conn, DomainRef("", uuid)))
+        wait_for(lambda: state_of(conn, uuid) in (None, DomainState.SHUTOFF), timeout, f"{uuid} to stop")
+    if state_of(conn, uuid) is not None and provided(conn, "domain_undefine"):
+        call(conn, "domain_undefine", refresh(conn, DomainRef("", uuid)))
+
+
+def start_new(conn: Connection, settings: Settings) -> DomainRef:
+    """A new running domain: created, else defined and started."""
+    cfg = new_config(settings)
+    if provided(conn, "domain_create"):
+        ref: DomainRef = call(conn, "domain_create", cfg)
+    else:
+        ref = call(conn, "domain_define", cfg)
+        try:
+            ref = call(conn, "domain_start", ref)
+        except BaseException:
+            remove(conn, ref.uuid, settings.timeout)
+            raise
+    wait_state(conn, ref, RUNNING, "running", settings.timeout)
+    return refresh(conn, ref)
+
+
+@pytest.fixture
+def scratch(conn: Connection, settings: Settings) -> Iterator[Scratch]:
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+    if provided(conn, "domain_create") or (provided(conn, "domain_define") and provided(conn, "domain_start")):
+        ref = start_new(conn, settings)
+        try:
+            yield Scratch(ref, True)
+        finally:
+            remove(conn, ref.uuid, settings.timeout)
+        return
+    for dom_id in running_ids(conn):
+        ref = call(conn, "domain_lookup_by_id", dom_id)
+        if dom_id != 0 and call(conn, "domain_get_info", ref).state in RUNNING:
+            break
+    else:
+        pytest.skip("no domain_create/domain_define and no running domain other than id 0 to borrow")
+    try:
+        yield Scratch(ref, False)
+    finally:
+        if state_of(conn, ref.uuid) is DomainState.PAUSED and provided(conn, "domain_resume"):
+            call(conn, "domain_resume", refresh(conn, ref))
+
+
+def need_owned(s: Scratch) -> None:
+    if not s.owned:
+        pytest.skip("the driver cannot create domains: the kit won't stop a domain it did not create")
+
+
+@mutating
+def test_suspend_resume(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    """suspend -> paused -> resume -> running."""
+    need(conn, "domain_suspend", "domain_resume")
+    ref = scratch.ref
+    call(conn, "domain_suspend", ref)
+    wait_state(conn, ref, frozenset({DomainState.PAUSED}), "paused after suspend", settings.timeout)
+    if provided(conn, "domain_get_state"):
+        st = call(conn, "domain_get_state", refresh(conn, ref)).state
+        assert st is DomainState.PAUSED, f"get_state says {st.label} after suspend"
+    call(conn, "domain_resume", refresh(conn, ref))
+    wait_state(conn, ref, RUNNING, "running after resume", settings.timeout)
+    assert refresh(conn, ref).id == ref.id, "suspend/resume changed the domain's id"
+
+
+@mutating
+def test_invalid_transitions(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    """resume a running domain, suspend a paused one: typed errors, no state change."""
+    ref = scratch.ref
+    if provided(conn, "domain_resume"):
+        expect_error(TRANSITION_ERRORS, lambda: call(conn, "domain_resume", ref), "resume of a running domain")
+        assert state_of(conn, ref.uuid) in RUNNING, "a refused resume changed the state"
+    if provided(conn, "domain_suspend"):
+        call(conn, "domain_suspend", ref)
+        wait_state(conn, ref, frozenset({DomainState.PAUSED}), "paused", settings.timeout)
+        expect_error(TRANSITION_ERRORS, lambda: call(conn, "domain_suspend", ref), "suspend of a paused domain")
+        if provided(conn, "domain_resume"):
+            call(conn, "domain_resume", refresh(conn, ref))
+    if not (provided(conn, "domain_suspend") or provided(conn, "domain_resume")):
+        pytest.skip("not provided: domain_suspend, domain_resume")
+
+
+def _stopped(conn: Connection, ref: DomainRef, what: str) -> None:
+    """Gone, or defined and shut off: no id, not listed as running, listed as defined."""
+    st = state_of(conn, ref.uuid)
+    if st is None:
+        return
+    assert st in INACTIVE, f"{ref.name} is {st.label} after {what}"
+    again = refresh(conn, ref)
+    assert again.id is None, f"{ref.name} still has id {again.id} after {what}"
+    assert ref.id not in running_ids(conn), f"{ref.name}'s old id {ref.id} still listed after {what}"
+    if provided(conn, "connect_list_defined_domains"):
+        defined = call(conn, "connect_list_defined_domains")
+        assert ref.name in defined, f"{ref.name} shut off after {what} but not in list_defined_domains {defined}"
+
+
+@mutating
+def test_destroy(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    """destroy -> gone, or defined and shut off; a second destroy is refused, typed."""
+    need(conn, "domain_destroy")
+    need_owned(scratch)
+    ref = scratch.ref
+    call(conn, "domain_destroy", ref)
+    wait_for(lambda: state_of(conn, ref.uuid) in (None, DomainState.SHUTOFF), settings.timeout, "stop after destroy")
+    _stopped(conn, ref, "destroy")
+    expect_error(
+        (*TRANSITION_ERRORS, NoSuchDomain),
+        lambda: call(conn, "domain_destroy", ref),
+        "destroy of a domain that is not running",
+    )
+    if state_of(conn, ref.uuid) is not None and provided(conn, "domain_suspend"):
+        expect_error(
+            TRANSITION_ERRORS,
+            lambda: call(conn, "domain_suspend", refresh(conn, ref)),
+            "suspend of a shut-off domain",
+        )
+
+
+@mutating
+def test_shutdown(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    need(conn, "domain_shutdown")
+    need_owned(scratch)
+    ref = scratch.ref
+    call(conn, "domain_shutdown", ref)
+    wait_for(lambda: state_of(conn, ref.uuid) in (None, DomainState.SHUTOFF), settings.timeout, "stop after shutdown")
+    _stopped(conn, ref, "shutdown")
+
+
+@mutating
+def test_reboot(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    need(conn, "domain_reboot")
+    need_owned(scratch)
+    ref = scratch.ref
+    call(conn, "domain_reboot", ref)
+    wait_state(conn, ref, RUNNING, "running after reboot", settings.timeout)
+
+
+@mutating
+def test_create_transient(conn: Connection, settings: Settings) -> None:
+    """create -> a running domain, listed and found; the same name again is refused; destroy -> gone."""
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+    need(conn, "domain_create")
+    cfg = new_config(settings)
+    ref = call(conn, "domain_create", cfg)
+    try:
+        assert ref.name == cfg.name, f"create({cfg.name!r}) returned a domain named {ref.name!r}"
+        wait_state(conn, ref, RUNNING, "running after create", settings.timeout)
+        ref = refresh(conn, ref)
+        assert ref.id is not None and ref.id in running_ids(conn), f"created {ref} is not listed as running"
+        assert call(conn, "domain_lookup_by_name", cfg.name).uuid == ref.uuid
+        if provided(conn, "domain_get_config"):
+            got = call(conn, "domain_get_config", ref)
+            assert got.name == cfg.name, f"get_config of {cfg.name!r} names {got.name!r}"
+        expect_error(
+            (InvalidArgument, InvalidOperation),
+            lambda: call(conn, "domain_create", cfg),
+            f"create of a second domain named {cfg.name!r}",
+        )
+        if provided(conn, "domain_destroy"):
+            call(conn, "domain_destroy", ref)
+            wait_for(lambda: state_of(conn, ref.uuid) is None, settings.timeout, "transient domain gone after destroy")
+    finally:
+        remove(conn, ref.uuid, settings.timeout)
+
+
+@mutating
+def test_define_start_undefine(conn: Connection, settings: Settings) -> None:
+    """define -> shut off and listed as defined; start -> running; destroy -> defined; undefine -> gone."""
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+    need(conn, "domain_define")
+    cfg = new_config(settings)
+    ref = call(conn, "domain_define", cfg)
+    try:
+        assert ref.id is None, f"a defined domain has id {ref.id}"
+        assert state_of(conn, ref.uuid) in INACTIVE, "a defined domain is not shut off"
+        if provided(conn, "connect_list_defined_domains"):
+            assert cfg.name in call(conn, "connect_list_defined_domains")
+        if provided(conn, "domain_suspend"):
+            expect_error(TRANSITION_ERRORS, lambda: call(conn, "domain_suspend", ref), "suspend of a shut-off domain")
+        if provided(conn, "domain_start"):
+            started = call(conn, "domain_start", ref)
+            wait_state(conn, ref, RUNNING, "running after start", settings.timeout)
+            ref = refresh(conn, ref)
+            assert ref.id is not None and ref.id in running_ids(conn), f"started {ref} is not listed"
+            assert started.uuid == ref.uuid, f"start returned {started}, not {ref.name}"
+            if provided(conn, "domain_destroy"):
+                call(conn, "domain_destroy", ref)
+                wait_state(conn, ref, INACTIVE, "shut off after destroy", settings.timeout)
+                _stopped(conn, ref, "destroy of a persistent domain")
+                assert state_of(conn, ref.uuid) is not None, "a persistent domain vanished on destroy"
+        if provided(conn, "domain_undefine") and state_of(conn, ref.uuid) in INACTIVE:
+            call(conn, "domain_undefine", refresh(conn, ref))
+            wait_for(lambda: state_of(conn, ref.uuid) is None, settings.timeout, "gone after undefine")
+    finally:
+        remove(conn, ref.uuid, settings.timeout)
+
+
+@mutating
+def test_set_memory(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    need(conn, "domain_set_memory")
+    ref = scratch.ref
+    info = call(conn, "domain_get_info", ref)
+    for bad in (0, info.max_memory + 1024):
+        set_bad = functools.partial(call, conn, "domain_set_memory", ref, bad)
+        expect_error(InvalidArgument, set_bad, f"set_memory({bad})")
+    call(conn, "domain_set_memory", ref, info.memory)
+    if scratch.owned:
+        target = max(info.memory - info.memory // 4, 1)
+        call(conn, "domain_set_memory", ref, target)
+        wait_for(lambda: call(conn, "domain_get_info", ref).memory == target, settings.timeout, f"memory {target} KiB")
+
+
+@mutating
+def test_set_max_memory(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    need(conn, "domain_set_max_memory")
+    ref = scratch.ref
+    info = call(conn, "domain_get_info", ref)
+    expect_error(InvalidArgument, lambda: call(conn, "domain_set_max_memory", ref, 0), "set_max_memory(0)")
+    call(conn, "domain_set_max_memory", ref, info.max_memory)
+    wait_for(
+        lambda: call(conn, "domain_get_info", ref).max_memory == info.max_memory,
+        settings.timeout,
+        f"max memory {info.max_memory} KiB",
+    )
+
+
+@mutating
+def test_set_vcpus(conn: Connection, settings: Settings, scratch: Scratch) -> None:
+    need(conn, "domain_set_vcpus")
+    ref = scratch.ref
+    info = call(conn, "domain_get_info", ref)
+    expect_error(InvalidArgument, lambda: call(conn, "domain_set_vcpus", ref, 0), "set_vcpus(0)")
+    call(conn, "domain_set_vcpus", ref, info.vcpus)
+    wait_for(lambda: call(conn, "domain_get_info", ref).vcpus == info.vcpus, settings.timeout, f"{info.vcpus} vcpus")
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+#: change -> (operations it needs, the event it must fire)
+EVENT_CHANGES: dict[str, tuple[tuple[str, ...], DomainEventType]] = {
+    "create": (("domain_create",), DomainEventType.STARTED),
+    "define": (("domain_define",), DomainEventType.DEFINED),
+    "start": (("domain_define", "domain_start"), DomainEventType.STARTED),
+    "suspend": (("domain_suspend",), DomainEventType.SUSPENDED),
+    "resume": (("domain_suspend", "domain_resume"), DomainEventType.RESUMED),
+    "shutdown": (("domain_shutdown",), DomainEventType.STOPPED),
+    "reboot": (("domain_reboot",), DomainEventType.REBOOTED),
+    "destroy": (("domain_destroy",), DomainEventType.STOPPED),
+    "undefine": (("domain_define", "domain_undefine"), DomainEventType.UNDEFINED),
+}
+
+
+@pytest.fixture
+def recorder(conn: Connection, settings: Settings) -> Iterator[EventRecorder]:
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+    need(conn, "connect_domain_event_register")
+    rec = EventRecorder()
+    cancel = call(conn, "connect_domain_event_register", rec)
+    try:
+        yield rec
+    finally:
+        cancel()
+
+
+@mutating
+@pytest.mark.parametrize("change", list(EVENT_CHANGES))
+def test_event(conn: Connection, settings: Settings, recorder: EventRecorder, change: str) -> None:
+    """Each lifecycle change fires its event, for that domain, within the timeout."""
+    ops, kind = EVENT_CHANGES[change]
+    need(conn, *ops)
+    made: list[_uuid.UUID] = []
+    t = settings.timeout
+    try:
+        if change in ("create", "define", "start", "undefine"):
+            op = "domain_create" if change == "create" else "domain_define"
+            mark = recorder.mark()
+            ref = call(conn, op, new_config(settings))
+            made.append(ref.uuid)
+            if change == "start":
+                mark = recorder.mark()
+                call(conn, "domain_start", ref)
+            elif change == "undefine":
+                mark = recorder.mark()
+                call(conn, "domain_undefine", ref)
+        else:
+            if not (provided(conn, "domain_create") or provided(conn, "domain_define")):
+                pytest.skip("the kit checks this event on a domain it creates; the driver cannot create one")
+            ref = start_new(conn, settings)
+            made.append(ref.uuid)
+            if change == "resume":
+                call(conn, "domain_suspend", ref)
+                wait_state(conn, ref, frozenset({DomainState.PAUSED}), "paused", t)
+            mark = recorder.mark()
+            call(conn, f"domain_{change}", ref)
+        ev = recorder.expect(kind, ref.uuid, t, after=mark)
+        assert ev.domain.name == ref.name, f"{kind.name} event names {ev.domain.name!r}, not {ref.name!r}"
+    finally:
+        for u in made:
+            remove(conn, u, t)
