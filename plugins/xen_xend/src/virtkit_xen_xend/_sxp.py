@@ -74,6 +74,16 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+# The fast path: one capture per token (leading whitespace folded in), read with findall so no
+# match objects are built; any doubt (an error, Ctrl-D) sends the text to the positioned scanner.
+_FAST = re.compile(
+    r"""[ \t\n\v\f\r]*(
+    \( | \) | '[^'\\]*(?:\\.[^'\\]*)*' | "[^"\\]*(?:\\.[^"\\]*)*"
+  | [!$-&*-~][^ \t\n\v\f\r#{}()<>\[\]!;]* | \#[^\n]* | .
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+_ATOM_START = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset("\"#'()")
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
 _SIMPLE = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 _EOT = "\x04"
@@ -138,6 +148,50 @@ def parse(
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes str, not {type(text).__name__}")
+    if not lenient:
+        fast = _parse_fast(join_continuations(text)[0] if continuation else text, max_depth)
+        if fast is not None:
+            return fast
+    return _parse_scan(text, lenient=lenient, continuation=continuation, max_depth=max_depth)
+
+
+class _Doubt(Exception):
+    pass
+
+
+def _parse_fast(text: str, max_depth: int) -> list[Sxp] | None:
+    """Well-formed text, quickly; None when anything is off (the scanner then says what and where)."""
+    out: list[Sxp] = []
+    stack: list[list[Sxp]] = []
+    cur = out
+    try:
+        for tok in _FAST.findall(text):
+            c = tok[0]
+            if c == "(":
+                if len(stack) >= max_depth:
+                    raise _Doubt
+                new: list[Sxp] = []
+                cur.append(new)
+                stack.append(cur)
+                cur = new
+            elif c == ")":
+                cur = stack.pop()  # IndexError at top level: a doubt
+            elif c == "'" or c == '"':
+                if len(tok) < 2:
+                    raise _Doubt  # an unterminated string
+                body = tok[1:-1]
+                cur.append(_unescape(body) if "\\" in body else body)
+            elif c in _ATOM_START:
+                cur.append(tok)
+            elif c != "#":
+                raise _Doubt  # an invalid character, or Ctrl-D
+    except (_Doubt, _BadEscape, IndexError):
+        return None
+    return None if stack else out
+
+
+def _parse_scan(text: str, *, lenient: bool, continuation: bool, max_depth: int) -> list[Sxp]:
+    """The positioned scanner: exact error offsets, and libvirt's lenient reading."""
     original = text
     removed: list[int] = []
     if continuation:

@@ -194,6 +194,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Expires", "-1")
         for k, v in headers.items():
             self.send_header(k.capitalize(), v)
+        if self.close_connection or truncate:
+            self.send_header("Connection", "close")  # so a client never reuses what we close
         self.end_headers()
         if truncate:
             self.wfile.write(data[: len(data) // 2])
@@ -296,12 +298,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _TCPServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # a connection-per-request client must not overflow the backlog
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    request_queue_size = 128
     daemon_threads = True
     block_on_close = False
 
