@@ -40,8 +40,6 @@ INACTIVE = frozenset({DomainState.SHUTOFF})
 #: What "invalid transition" may raise: libvirt's OPERATION_INVALID, or an invalid argument.
 TRANSITION_ERRORS = (InvalidOperation, InvalidArgument)
 
-mutating = pytest.mark.virtkit_mutating
-
 
 def _names(ops: list[Operation]) -> list[str]:
     return [op.name for op in ops]
@@ -440,7 +438,6 @@ def need_owned(s: Scratch) -> None:
         pytest.skip("the driver cannot create domains: the kit won't stop a domain it did not create")
 
 
-@mutating
 def test_suspend_resume(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     """suspend -> paused -> resume -> running."""
     need(conn, "domain_suspend", "domain_resume")
@@ -455,7 +452,6 @@ def test_suspend_resume(conn: Connection, settings: Settings, scratch: Scratch) 
     assert refresh(conn, ref).id == ref.id, "suspend/resume changed the domain's id"
 
 
-@mutating
 def test_invalid_transitions(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     """resume a running domain, suspend a paused one: typed errors, no state change."""
     ref = scratch.ref
@@ -486,7 +482,6 @@ def _stopped(conn: Connection, ref: DomainRef, what: str) -> None:
         assert ref.name in defined, f"{ref.name} shut off after {what} but not in list_defined_domains {defined}"
 
 
-@mutating
 def test_destroy(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     """destroy -> gone, or defined and shut off; a second destroy is refused, typed."""
     need(conn, "domain_destroy")
@@ -508,7 +503,6 @@ def test_destroy(conn: Connection, settings: Settings, scratch: Scratch) -> None
         )
 
 
-@mutating
 def test_shutdown(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     need(conn, "domain_shutdown")
     need_owned(scratch)
@@ -518,7 +512,6 @@ def test_shutdown(conn: Connection, settings: Settings, scratch: Scratch) -> Non
     _stopped(conn, ref, "shutdown")
 
 
-@mutating
 def test_reboot(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     need(conn, "domain_reboot")
     need_owned(scratch)
@@ -527,7 +520,6 @@ def test_reboot(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     wait_state(conn, ref, RUNNING, "running after reboot", settings.timeout)
 
 
-@mutating
 def test_create_transient(conn: Connection, settings: Settings) -> None:
     """create -> a running domain, listed and found; the same name again is refused; destroy -> gone."""
     if not settings.mutating:
@@ -556,7 +548,6 @@ def test_create_transient(conn: Connection, settings: Settings) -> None:
         remove(conn, ref.uuid, settings.timeout)
 
 
-@mutating
 def test_define_start_undefine(conn: Connection, settings: Settings) -> None:
     """define -> shut off and listed as defined; start -> running; destroy -> defined; undefine -> gone."""
     if not settings.mutating:
@@ -589,7 +580,6 @@ def test_define_start_undefine(conn: Connection, settings: Settings) -> None:
         remove(conn, ref.uuid, settings.timeout)
 
 
-@mutating
 def test_set_memory(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     need(conn, "domain_set_memory")
     ref = scratch.ref
@@ -604,7 +594,6 @@ def test_set_memory(conn: Connection, settings: Settings, scratch: Scratch) -> N
         wait_for(lambda: call(conn, "domain_get_info", ref).memory == target, settings.timeout, f"memory {target} KiB")
 
 
-@mutating
 def test_set_max_memory(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     need(conn, "domain_set_max_memory")
     ref = scratch.ref
@@ -618,7 +607,6 @@ def test_set_max_memory(conn: Connection, settings: Settings, scratch: Scratch) 
     )
 
 
-@mutating
 def test_set_vcpus(conn: Connection, settings: Settings, scratch: Scratch) -> None:
     need(conn, "domain_set_vcpus")
     ref = scratch.ref
@@ -657,7 +645,6 @@ def recorder(conn: Connection, settings: Settings) -> Iterator[EventRecorder]:
         cancel()
 
 
-@mutating
 @pytest.mark.parametrize("change", list(EVENT_CHANGES))
 def test_event(conn: Connection, settings: Settings, recorder: EventRecorder, change: str) -> None:
     """Each lifecycle change fires its event, for that domain, within the timeout."""

@@ -2,7 +2,7 @@
 
 Registered through the core's ``pytest11`` entry point (name ``virtkit``), so it is loaded in
 every pytest run of an environment where virtkit is installed. Without ``--virtkit-uri`` it only
-adds its command-line options: no test, fixture, marker or import of the rest of virtkit.
+adds its command-line options: no test, fixture, marker, or import of the rest of virtkit.
 With it, the kit's tests (``virtkit.testing._contract``, generated from the operation catalogue)
 join the collected tests under the node id ``virtkit-kit``.
 
@@ -56,11 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="domain config (virtkit create's JSON) for the domains the mutating checks create",
     )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("virtkit_uri"):
-        config.addinivalue_line("markers", "virtkit_mutating: a kit check that changes domains")
 
 
 class _KitModule(pytest.Module):
