@@ -1,0 +1,555 @@
+"""The XenStore client: every 4.17 message type a toolstack uses, transactions, watches.
+
+``Client`` is thread-safe: threads share one connection and their requests are pipelined (see
+_conn.Conn). A broken connection is replaced on the next call and its watches re-registered.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import NamedTuple, TypeVar
+
+from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError
+
+from ._conn import SLICE, Conn, open_channel
+from ._wire import (
+    NotSupportedByDaemon,
+    Op,
+    PathNotFound,
+    Perm,
+    ReplyTooBig,
+    TransactionConflict,
+    check_path,
+    check_payload,
+    format_perms,
+    parse_perms,
+)
+
+__all__ = ["Client", "Transaction", "Watch", "WatchEvent", "default_paths"]
+
+_T = TypeVar("_T")
+_DEFAULT_RUNDIR = "/var/run/xenstored"
+_XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+_tokens = itertools.count(1)
+
+
+def default_paths() -> list[str]:
+    """Where libxenstore looks, in order: ``$XENSTORED_PATH``, else the daemon socket
+    (``$XENSTORED_RUNDIR/socket``, /var/run/xenstored/socket, /run/xenstored/socket), then the
+    kernel's xenbus device."""
+    env = os.environ.get("XENSTORED_PATH")
+    if env:
+        return [env]
+    rundir = os.environ.get("XENSTORED_RUNDIR")
+    socks = [os.path.join(rundir, "socket")] if rundir else [f"{_DEFAULT_RUNDIR}/socket", "/run/xenstored/socket"]
+    return [*socks, *_XENBUS_DEVICES]
+
+
+class WatchEvent(NamedTuple):
+    path: str
+    token: str
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _value(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidArgument(f"a xenstore value must be bytes or str, not {type(value).__name__}")
+
+
+class _Ops:
+    """The node operations, shared by the client (no transaction) and a transaction."""
+
+    __slots__ = ()
+
+    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
+        raise NotImplementedError
+
+    def read(self, path: str) -> bytes:
+        """The node's value, byte for byte (it may be empty or contain NULs)."""
+        return self._request(Op.READ, check_path(path), path)
+
+    def read_text(self, path: str) -> str:
+        return _text(self.read(path))
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.read(path)
+        except PathNotFound:
+            return False
+        return True
+
+    def write(self, path: str, value: bytes | str) -> None:
+        """Set the node's value (missing parents are created by xenstored)."""
+        payload = check_path(path) + _value(value)
+        check_payload(payload)
+        self._request(Op.WRITE, payload, path)
+
+    def mkdir(self, path: str) -> None:
+        self._request(Op.MKDIR, check_path(path), path)
+
+    def rm(self, path: str) -> None:
+        """Remove the node and its children (absent node: fine; absent parent: PathNotFound)."""
+        self._request(Op.RM, check_path(path), path)
+
+    def directory(self, path: str) -> list[str]:
+        """The node's children's names. Lists over 4096 bytes are fetched with DIRECTORY_PART
+        where the daemon has it (C xenstored); oxenstored can't, and ReplyTooBig is raised."""
+        p = check_path(path)
+        try:
+            payload = self._request(Op.DIRECTORY, p, path)
+        except ReplyTooBig:
+            return self._directory_part(path, p)
+        return [_text(c) for c in payload.split(b"\0")[:-1]]
+
+    def _directory_part(self, path: str, p: bytes) -> list[str]:
+        # libxenstore's xs_directory_part: restart whenever the node's generation changes.
+        for _attempt in range(100):
+            acc = bytearray()
+            gen: bytes | None = None
+            restart = False
+            while True:
+                payload = p + str(len(acc)).encode() + b"\0"
+                try:
+                    reply = self._request(Op.DIRECTORY_PART, payload, path)
+                except NotSupportedByDaemon:
+                    raise ReplyTooBig(
+                        f"xenstore: the children of {path!r} exceed 4096 bytes and this daemon has no DIRECTORY_PART",
+                        errno_name="E2BIG",
+                        path=path,
+                    ) from None
+                g, sep, rest = reply.partition(b"\0")
+                if not sep:
+                    raise ProtocolError(f"xenstore: DIRECTORY_PART reply without a generation: {reply[:40]!r}")
+                if gen is None:
+                    gen = g
+                elif g != gen:
+                    restart = True
+                    break
+                acc += rest
+                if len(acc) <= 1 or acc[-2] == 0:
+                    break
+            if not restart:
+                return [_text(c) for c in bytes(acc).split(b"\0") if c]
+        raise TransactionConflict(f"xenstore: {path!r} kept changing while being listed", errno_name="EAGAIN")
+
+    def get_perms(self, path: str) -> list[Perm]:
+        return parse_perms(self._request(Op.GET_PERMS, check_path(path), path))
+
+    def set_perms(self, path: str, perms: Iterable[Perm]) -> None:
+        payload = check_path(path) + format_perms(tuple(perms))
+        check_payload(payload)
+        self._request(Op.SET_PERMS, payload, path)
+
+    def get_domain_path(self, domid: int) -> str:
+        return _text(self._request(Op.GET_DOMAIN_PATH, _domid(domid), None).rstrip(b"\0"))
+
+
+def _domid(domid: int) -> bytes:
+    if not isinstance(domid, int) or isinstance(domid, bool) or not 0 <= domid < 0x7FF0:
+        raise InvalidArgument(f"not a domain id: {domid!r}")
+    return str(domid).encode() + b"\0"
+
+
+class Client(_Ops):
+    """A XenStore client over the xenstored unix socket or the xenbus device.
+
+    ``path`` picks the socket or device; by default the first of :func:`default_paths` that
+    exists. ``timeout`` bounds every wait (connect, each request). Connects lazily.
+
+    >>> with Client() as xs:                                    # doctest: +SKIP
+    ...     xs.read("/local/domain/0/name")
+    b'Domain-0'
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_conn",
+        "_lock",
+        "_pump",
+        "_watches",
+        "path",
+        "timeout",
+    )
+
+    def __init__(self, path: str | None = None, *, timeout: float = 30.0) -> None:
+        if timeout <= 0:
+            raise InvalidArgument("timeout must be positive")
+        self.path = path
+        self.timeout = float(timeout)
+        self._lock = threading.Lock()
+        self._conn: Conn | None = None
+        self._closed = False
+        self._watches: dict[bytes, Watch] = {}
+        self._pump: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xenstore.Client {self.path or 'default'}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect(self) -> Client:
+        """Connect now (otherwise the first request does)."""
+        self._current()
+        return self
+
+    def _candidates(self) -> list[str]:
+        if self.path:
+            return [self.path]
+        return [p for p in default_paths() if os.path.exists(p)] or default_paths()[:1]
+
+    def _current(self) -> Conn:
+        c = self._conn
+        if c is not None and c.broken is None:
+            return c
+        with self._lock:
+            if self._closed:
+                raise ConnectionClosed("xenstore: the client is closed")
+            c = self._conn
+            if c is not None and c.broken is None:
+                return c
+            if c is not None:
+                c.close()
+                self._conn = None
+            errors = []
+            for path in self._candidates():
+                try:
+                    chan = open_channel(path, self.timeout)
+                except OSError as exc:
+                    errors.append(f"{path}: {exc.strerror or exc}")
+                    continue
+                c = Conn(chan, self._on_event)
+                try:
+                    for w in list(self._watches.values()):  # re-register after a reconnect
+                        for wp in w.paths:
+                            c.call(Op.WATCH, check_path(wp, watch=True) + w.token + b"\0", 0, wp, self.timeout)
+                except VirtError:
+                    c.close()
+                    raise
+                self._conn = c
+                return c
+            raise ConnectionClosed("xenstore: cannot reach xenstored (" + "; ".join(errors) + ")")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            c, self._conn = self._conn, None
+            watches = list(self._watches.values())
+            self._watches.clear()
+        for w in watches:
+            w._end()
+        if c is not None:
+            c.close()
+        pump = self._pump
+        if pump is not None and pump is not threading.current_thread():
+            pump.join(timeout=self.timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def channel_path(self) -> str | None:
+        """The socket or device actually in use (None before connecting)."""
+        c = self._conn
+        return c.chan.path if c is not None else None
+
+    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
+        return self._current().call(op, payload, 0, path, self.timeout)
+
+    # -- other message types -------------------------------------------------------------------
+
+    def is_domain_introduced(self, domid: int) -> bool:
+        return self._request(Op.IS_DOMAIN_INTRODUCED, _domid(domid), None).rstrip(b"\0") == b"T"
+
+    def introduce_domain(self, domid: int, gfn: int, evtchn: int) -> None:
+        """XS_INTRODUCE (privileged): tell xenstored about a new domain's ring page and port."""
+        payload = _domid(domid) + f"{int(gfn)}\0{int(evtchn)}\0".encode()
+        self._request(Op.INTRODUCE, payload, None)
+
+    def release_domain(self, domid: int) -> None:
+        """XS_RELEASE (privileged): xenstored forgets the domain; @releaseDomain fires."""
+        self._request(Op.RELEASE, _domid(domid), None)
+
+    def resume_domain(self, domid: int) -> None:
+        """XS_RESUME (privileged): clear the domain's shutdown flag after a suspend."""
+        self._request(Op.RESUME, _domid(domid), None)
+
+    def set_target(self, domid: int, target: int) -> None:
+        """XS_SET_TARGET (privileged): ``domid`` (a device model) may act on ``target``'s nodes."""
+        self._request(Op.SET_TARGET, _domid(domid) + _domid(target), None)
+
+    def reset_watches(self) -> None:
+        """Drop every watch of this connection (daemon side) and end our Watch objects."""
+        self._request(Op.RESET_WATCHES, b"\0", None)
+        with self._lock:
+            watches = list(self._watches.values())
+            self._watches.clear()
+        for w in watches:
+            w._end()
+
+    def control(self, command: str, *args: str | bytes) -> bytes:
+        """XS_CONTROL (privileged; commands are daemon-specific, e.g. C xenstored's 'print')."""
+        parts = [command.encode(), *(a.encode() if isinstance(a, str) else bytes(a) for a in args)]
+        payload = b"".join(x + b"\0" for x in parts)
+        check_payload(payload)
+        return self._request(Op.CONTROL, payload, None)
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """Start a transaction; use it as a context manager (commit on success, else abort)."""
+        c = self._current()
+        reply = c.call(Op.TRANSACTION_START, b"\0", 0, None, self.timeout)
+        try:
+            tx_id = int(reply.rstrip(b"\0"))
+        except ValueError:
+            c.fail(ProtocolError(f"xenstore: bad transaction id {reply[:20]!r}"))
+            raise c.broken or ProtocolError("bad transaction id") from None
+        return Transaction(self, c, tx_id)
+
+    def transact(self, fn: Callable[[Transaction], _T], *, timeout: float | None = None) -> _T:
+        """Run ``fn(tx)`` in a transaction and commit; on EAGAIN (a conflict) run it again,
+        with a short randomised back-off, until ``timeout`` (default: the client's) is spent."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        delay = 0.001
+        while True:
+            with self.transaction() as tx:
+                result = fn(tx)
+                try:
+                    tx.commit()
+                except TransactionConflict:
+                    if time.monotonic() + delay > deadline:
+                        raise
+                else:
+                    return result
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.1)
+
+    # -- watches -------------------------------------------------------------------------------
+
+    def watch(self, *paths: str, token: str | None = None, maxsize: int = 10_000) -> Watch:
+        """Watch ``paths`` (node paths or ``@introduceDomain``/``@releaseDomain``); events arrive
+        in the returned Watch (xenstored fires once for each path right away)."""
+        if not paths:
+            raise InvalidArgument("watch needs at least one path")
+        for p in paths:
+            check_path(p, watch=True)
+        tok = (token if token is not None else f"vk{os.getpid()}-{next(_tokens)}").encode()
+        if not tok or b"\0" in tok:
+            raise InvalidArgument("a watch token must be non-empty without NUL")
+        w = Watch(self, tok, paths, maxsize)
+        with self._lock:
+            if tok in self._watches:
+                raise InvalidArgument(f"watch token {tok!r} already in use on this client")
+            self._watches[tok] = w
+        try:
+            for p in paths:
+                self._request(Op.WATCH, check_path(p, watch=True) + tok + b"\0", p)
+        except BaseException:
+            self._forget(w)
+            raise
+        self._start_pump()
+        return w
+
+    def unwatch(self, path: str, token: str) -> None:
+        """Send UNWATCH for one (path, token) pair (PathNotFound if there is no such watch)."""
+        self._request(Op.UNWATCH, check_path(path, watch=True) + token.encode() + b"\0", path)
+
+    def _forget(self, w: Watch) -> None:
+        with self._lock:
+            if self._watches.get(w.token) is w:
+                del self._watches[w.token]
+
+    def _on_event(self, path: bytes, token: bytes) -> None:
+        w = self._watches.get(token)
+        if w is not None:  # events for a token already unwatched may still arrive: ignore
+            w._push(WatchEvent(_text(path), _text(token)))
+
+    def _start_pump(self) -> None:
+        with self._lock:
+            if self._pump is not None and self._pump.is_alive():
+                return
+            self._pump = threading.Thread(target=self._pump_loop, name="xenstore-watch-pump", daemon=True)
+            self._pump.start()
+
+    def _pump_loop(self) -> None:
+        # While watches exist, someone must read even when no call is waiting: this thread.
+        backoff = 0.05
+        while not self._closed and self._watches:
+            try:
+                c = self._current()
+            except VirtError:
+                time.sleep(backoff)  # xenstored down: keep trying, watches come back with it
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            c.pump(time.monotonic() + SLICE)
+        with self._lock:
+            if self._pump is threading.current_thread():
+                self._pump = None
+
+
+class Transaction(_Ops):
+    """An open transaction. Reads see a snapshot plus this transaction's own writes.
+
+    ``commit()`` raises TransactionConflict on EAGAIN; prefer :meth:`Client.transact`, which
+    retries. A transaction does not survive a reconnect: its calls then raise ConnectionClosed.
+    """
+
+    __slots__ = ("_client", "_conn", "_ended", "id")
+
+    def __init__(self, client: Client, conn: Conn, tx_id: int) -> None:
+        self._client = client
+        self._conn = conn
+        self.id = tx_id
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xenstore.Transaction {self.id}{' ended' if self._ended else ''}>"
+
+    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
+        if self._ended:
+            raise InvalidArgument(f"xenstore: transaction {self.id} has ended")
+        if self._conn.broken is not None:
+            raise ConnectionClosed(
+                f"xenstore: transaction {self.id} was lost with its connection ({self._conn.broken.message})"
+            )
+        return self._conn.call(op, payload, self.id, path, self._client.timeout)
+
+    def _end(self, commit: bool) -> None:
+        try:
+            self._request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", None)
+        finally:
+            self._ended = True
+
+    def commit(self) -> None:
+        self._end(True)
+
+    def abort(self) -> None:
+        self._end(False)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._ended:
+            return
+        if exc_type is None:
+            self.commit()
+        elif self._conn.broken is None:
+            try:
+                self.abort()
+            except VirtError:
+                pass  # the original error matters more
+
+
+class Watch:
+    """Events of one watch token over one or more paths. ``get(timeout)`` returns the next
+    :class:`WatchEvent` or None; iterating yields events until the watch is closed. The queue is
+    bounded: beyond ``maxsize`` the oldest event is dropped and counted in ``dropped``."""
+
+    __slots__ = ("_client", "_closed", "_cv", "_maxsize", "_q", "dropped", "paths", "token")
+
+    def __init__(self, client: Client, token: bytes, paths: tuple[str, ...], maxsize: int) -> None:
+        self._client = client
+        self.token = token
+        self.paths = paths
+        self._q: collections.deque[WatchEvent] = collections.deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._closed = False
+        self._maxsize = max(1, maxsize)
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xenstore.Watch {list(self.paths)} token={self.token.decode()!r}>"
+
+    def _push(self, ev: WatchEvent) -> None:
+        with self._cv:
+            if len(self._q) >= self._maxsize:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(ev)
+            self._cv.notify()
+
+    def _end(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None after ``timeout`` seconds or once the watch is closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while not self._q:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cv.wait(remaining if remaining is not None else SLICE * 5)
+            return self._q.popleft()
+
+    def drain(self) -> list[WatchEvent]:
+        with self._cv:
+            out = list(self._q)
+            self._q.clear()
+            return out
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        while True:
+            ev = self.get(SLICE * 5)
+            if ev is not None:
+                yield ev
+            elif self._closed:
+                return
+
+    def close(self) -> None:
+        """UNWATCH every path; further events are ignored."""
+        if self._closed:
+            return
+        self._client._forget(self)
+        self._end()
+        errors: list[VirtError] = []
+        for p in self.paths:
+            try:
+                self._client.unwatch(p, self.token.decode())
+            except VirtError as exc:
+                errors.append(exc)
+        if errors and not isinstance(errors[0], ConnectionClosed):
+            raise errors[0]
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

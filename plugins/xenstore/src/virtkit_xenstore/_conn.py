@@ -1,0 +1,407 @@
+"""One connection to xenstored: pipelined requests matched by req_id, shared by many threads.
+
+No dedicated reader thread on the request path: a caller waiting for its reply becomes the
+*leader* (holds ``read_lock``), reads whatever arrives and hands other callers their replies;
+when its own reply is in, it passes leadership to another waiter. A single-threaded caller thus
+does send + recv in its own thread like a bare socket loop, and with many threads one recv
+carries several replies. A watch pump thread (see _client.Client) takes the same role while
+watches exist.
+
+Failure model (pyxs issue #11 is what this avoids): a malformed header, an oversize reply, a
+reply with an unknown req_id or the wrong type, or EOF marks the connection *broken*: every call
+in flight on it fails at once with a typed error, the socket is shut down, and the owner opens a
+new connection on the next call. Replies to calls that already timed out are recognised and
+dropped. Every wait is bounded by the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+from virtkit import ConnectionClosed, ProtocolError, VirtError
+from virtkit import TimeoutError as XsTimeout
+
+from ._wire import HEADER, PAYLOAD_MAX, REPLY_TYPES, Op, error_from_reply
+
+__all__ = ["Channel", "Conn", "open_channel"]
+
+_HLEN = HEADER.size
+_unpack = HEADER.unpack_from
+_pack = HEADER.pack
+_monotonic = time.monotonic
+_WATCH_EVENT = int(Op.WATCH_EVENT)
+_ERROR = int(Op.ERROR)
+_TSTART = int(Op.TRANSACTION_START)
+_WATCH_OPS = (int(Op.WATCH), int(Op.UNWATCH))
+#: Blocking syscalls wake at least this often so deadlines and close() are honoured.
+SLICE = 0.2
+#: Timed-out req_ids remembered so their late replies are dropped; past this, start afresh.
+_ABANDONED_MAX = 4096
+
+
+class Channel:
+    """The byte pipe: a unix stream socket (blocking, kernel-side SO_RCVTIMEO/SO_SNDTIMEO so a
+    receive is one syscall with a bound) or the xenbus character device (non-blocking + poll)."""
+
+    __slots__ = ("_poll", "closed", "fd", "is_socket", "path", "sock")
+
+    def __init__(self, path: str, sock: socket.socket | None, fd: int) -> None:
+        self.path = path
+        self.sock = sock
+        self.fd = fd
+        self.is_socket = sock is not None
+        self.closed = False
+        self._poll: select.poll | None = None
+        if sock is None:
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
+
+    def send_all(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            if self.sock is not None:
+                try:
+                    n = self.sock.send(view)
+                except BlockingIOError:  # SO_SNDTIMEO slice elapsed: the daemon isn't reading
+                    n = 0
+            else:
+                try:
+                    n = os.write(self.fd, view)  # xenbus: exactly one message per write()
+                except BlockingIOError:
+                    n = 0
+                    select.select([], [self.fd], [], SLICE)
+            if n == 0 and _monotonic() > deadline:
+                raise XsTimeout(f"xenstore: sending to {self.path} timed out")
+            view = view[n:]
+
+    def recv(self) -> bytes | None:
+        """Some bytes, b"" at EOF, or None when nothing came within one slice."""
+        if self.sock is not None:
+            try:
+                return self.sock.recv(65536)
+            except BlockingIOError:
+                return None
+        assert self._poll is not None
+        if not self._poll.poll(SLICE * 1000):
+            return None
+        try:
+            return os.read(self.fd, 65536)
+        except BlockingIOError:
+            return None
+
+    def shutdown(self) -> None:
+        """Wake every thread blocked on this channel (they then see EOF or an error)."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.sock is not None:
+            self.shutdown()
+            self.sock.close()
+        else:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+def open_channel(path: str, timeout: float) -> Channel:
+    """Connect to a xenstored unix socket, or open a xenbus device, like libxenstore's xs_open."""
+    st = os.stat(path)  # FileNotFoundError / PermissionError go to the caller
+    import stat
+
+    if stat.S_ISSOCK(st.st_mode):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.settimeout(None)
+            tv = struct.pack("ll", int(SLICE), int((SLICE % 1) * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        except BaseException:
+            sock.close()
+            raise
+        return Channel(path, sock, sock.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    return Channel(path, None, fd)
+
+
+class Pending:
+    """One request in flight. ``lock`` is held until the owner is woken: by its reply, by a
+    failure, or to take over reading (``signalled`` keeps a release from happening twice)."""
+
+    __slots__ = ("done", "error", "lock", "op", "path", "payload", "req_id", "signalled", "tx_id")
+
+    def __init__(self, op: int, tx_id: int, path: str | None) -> None:
+        self.op = op
+        self.tx_id = tx_id
+        self.path = path
+        self.req_id = 0
+        self.done = False
+        self.signalled = False
+        self.payload = b""
+        self.error: VirtError | None = None
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+
+EventSink = Callable[[bytes, bytes], None]
+
+
+class Conn:
+    __slots__ = (
+        "_abandoned",
+        "_buf",
+        "_next_id",
+        "_outbox",
+        "_pending",
+        "_read_lock",
+        "_send_lock",
+        "_state",
+        "broken",
+        "chan",
+        "sink",
+    )
+
+    def __init__(self, chan: Channel, sink: EventSink) -> None:
+        self.chan = chan
+        self.sink = sink  # called with (path, token) of every WATCH_EVENT, from the reader
+        self.broken: VirtError | None = None
+        self._state = threading.Lock()  # guards _pending, _abandoned, _next_id, _outbox, signalled
+        self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._pending: dict[int, Pending] = {}
+        self._abandoned: set[int] = set()
+        self._next_id = 0
+        self._outbox: list[bytes] = []
+        self._buf = bytearray()
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def call(self, op: int, payload: bytes, tx_id: int, path: str | None, timeout: float) -> bytes:
+        """Send one request and return its reply payload, or raise its typed error."""
+        if len(payload) > PAYLOAD_MAX:  # the public API checks first; this is the last guard
+            raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
+        deadline = _monotonic() + timeout
+        p = Pending(op, tx_id, path)
+        with self._state:
+            if self.broken is not None:
+                raise self.broken
+            rid = self._next_id
+            while True:
+                rid = (rid + 1) & 0xFFFFFFFF  # req_id is u32: wrap, skip 0 and ids in use
+                if rid and rid not in self._pending and rid not in self._abandoned:
+                    break
+            self._next_id = rid
+            p.req_id = rid
+            self._pending[rid] = p
+            self._outbox.append(_pack(op, rid, tx_id, len(payload)) + payload)
+        self._flush(deadline)
+        self._wait(p, deadline)
+        if p.error is not None:
+            raise p.error
+        return p.payload
+
+    def _flush(self, deadline: float) -> None:
+        # Whoever holds the send lock writes everyone's queued requests (one syscall for several
+        # on a socket); a thread that finds it taken leaves its request to the holder.
+        while True:
+            if not self._send_lock.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    with self._state:
+                        batch, self._outbox = self._outbox, []
+                    if not batch:
+                        break
+                    try:
+                        if self.chan.is_socket:
+                            self.chan.send_all(b"".join(batch), deadline)
+                        else:
+                            for msg in batch:
+                                self.chan.send_all(msg, deadline)
+                    except XsTimeout as exc:
+                        self.fail(exc)  # part of a message may be out: the stream is unusable
+                        return
+                    except OSError as exc:
+                        self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
+                        return
+            finally:
+                self._send_lock.release()
+            with self._state:  # a request queued while we were releasing must not be stranded
+                if not self._outbox:
+                    return
+
+    def _wait(self, p: Pending, deadline: float) -> None:
+        try:
+            while not p.done:
+                if self._read_lock.acquire(blocking=False):
+                    try:
+                        self._read_until(p, deadline)
+                    finally:
+                        self._read_lock.release()
+                    break
+                remaining = deadline - _monotonic()
+                if remaining <= 0 or not p.lock.acquire(timeout=min(remaining, 1.0)):
+                    if _monotonic() >= deadline:
+                        raise XsTimeout(f"xenstore: no reply from {self.chan.path} in time")
+                    continue  # safety net: re-check leadership every second
+                with self._state:
+                    p.signalled = False
+        except XsTimeout as exc:
+            self._abandon(p, exc)
+        finally:
+            self._promote()
+
+    def _abandon(self, p: Pending, exc: XsTimeout) -> None:
+        with self._state:
+            if p.done:
+                return
+            p.done = True
+            p.error = exc
+            if self._pending.pop(p.req_id, None) is not None:
+                self._abandoned.add(p.req_id)
+            too_many = len(self._abandoned) > _ABANDONED_MAX
+        if too_many:
+            self.fail(XsTimeout("xenstore: too many requests timed out; reconnecting"))
+
+    def _promote(self) -> None:
+        """Wake one waiter to take over reading, unless someone already reads."""
+        if self._read_lock.locked():
+            return
+        with self._state:
+            for q in self._pending.values():
+                if not q.signalled and not q.done:
+                    q.signalled = True
+                    q.lock.release()
+                    return
+
+    def _signal(self, q: Pending) -> None:
+        # under self._state
+        if not q.signalled:
+            q.signalled = True
+            q.lock.release()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read_until(self, p: Pending, deadline: float) -> None:
+        while not p.done:
+            if _monotonic() >= deadline:
+                raise XsTimeout(f"xenstore: no reply from {self.chan.path} in time")
+            self._read_once()
+
+    def pump(self, deadline: float) -> None:
+        """Read and dispatch for up to ``deadline`` (the watch pump thread's turn as leader)."""
+        if not self._read_lock.acquire(timeout=max(0.0, deadline - _monotonic())):
+            return
+        try:
+            while self.broken is None and _monotonic() < deadline:
+                if self._read_once():
+                    return  # let callers take over when there is nothing else queued
+        finally:
+            self._read_lock.release()
+            self._promote()
+
+    def _read_once(self) -> bool:
+        """One receive + dispatch; True when something was dispatched."""
+        if self.broken is not None:
+            return False
+        try:
+            data = self.chan.recv()
+        except OSError as exc:
+            self.fail(ConnectionClosed(f"xenstore: reading from {self.chan.path} failed: {exc}"))
+            return False
+        if data is None:
+            return False
+        if not data:
+            self.fail(ConnectionClosed(f"xenstore: {self.chan.path} closed the connection"))
+            return False
+        buf = self._buf
+        buf += data
+        off = 0
+        n = len(buf)
+        dispatched = False
+        while n - off >= _HLEN:
+            typ, rid, tx, ln = _unpack(buf, off)
+            if ln > PAYLOAD_MAX or typ not in REPLY_TYPES:
+                self.fail(
+                    ProtocolError(
+                        f"xenstore: malformed packet from {self.chan.path} "
+                        f"(type {typ}, req_id {rid}, len {ln}); reconnecting"
+                    )
+                )
+                return False
+            end = off + _HLEN + ln
+            if end > n:
+                break
+            payload = bytes(buf[off + _HLEN : end])
+            off = end
+            if not self._dispatch(typ, rid, tx, payload):
+                return False
+            dispatched = True
+        del buf[:off]
+        return dispatched
+
+    def _dispatch(self, typ: int, rid: int, tx: int, payload: bytes) -> bool:
+        """Hand one packet to its owner; False when it broke the connection."""
+        if typ == _WATCH_EVENT:
+            path, _, rest = payload.partition(b"\0")
+            token = rest.split(b"\0", 1)[0]
+            try:
+                self.sink(path, token)
+            except Exception:  # noqa: BLE001 - a consumer's bug must not kill the reader
+                pass
+            return True
+        with self._state:
+            p = self._pending.pop(rid, None)
+            if p is None:
+                if rid in self._abandoned:
+                    self._abandoned.discard(rid)  # late reply to a timed-out call
+                    return True
+                why = f"a reply (type {typ}) to unknown req_id {rid}"
+            elif typ != p.op and typ != _ERROR:
+                why = f"a type {typ} reply to a type {p.op} request (req_id {rid})"
+            elif tx != p.tx_id and p.op != _TSTART and p.op not in _WATCH_OPS:
+                why = f"a reply for transaction {tx} to a request in transaction {p.tx_id}"
+            else:
+                if typ == _ERROR:
+                    p.error = error_from_reply(payload, p.op, p.path)
+                else:
+                    p.payload = payload
+                p.done = True
+                self._signal(p)
+                return True
+            if p is not None:
+                self._pending[rid] = p  # fail() below fails it with everyone else
+        self.fail(ProtocolError(f"xenstore: {self.chan.path} sent {why}; reconnecting"))
+        return False
+
+    # -- failure -------------------------------------------------------------------------------
+
+    def fail(self, exc: VirtError) -> None:
+        """Mark the connection broken and fail every call in flight with ``exc``."""
+        with self._state:
+            if self.broken is None:
+                self.broken = exc
+            for q in self._pending.values():
+                if not q.done:
+                    q.done = True
+                    q.error = exc
+                    self._signal(q)
+            self._pending.clear()
+            self._outbox.clear()
+        self.chan.shutdown()
+
+    def close(self) -> None:
+        self.fail(ConnectionClosed("xenstore: connection closed"))
+        self.chan.close()

@@ -1,0 +1,362 @@
+"""The xen:/// driver over XenStore: what a toolstack learns and does through xenstored.
+
+Domains are the children of /local/domain; names, uuids (from the ``vm`` link), memory and vcpus
+are the nodes libxl writes; shutdown/reboot ask the guest through ``control/shutdown`` and
+set_memory asks its balloon through ``memory/target``. State and cpu time are the hypervisor's
+business (xen_hyper): this driver's ``domain_get_info`` is partial and ranks below it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+import virtkit
+from virtkit import (
+    DomainEvent,
+    DomainEventType,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    InvalidArgument,
+    InvalidOperation,
+    NoSuchDomain,
+    VcpuFlags,
+    VirtError,
+)
+
+from ._client import Client, Transaction
+from ._wire import PathNotFound
+
+__all__ = ["BETTER", "Driver"]
+
+log = logging.getLogger("virtkit.xenstore")
+
+#: Per-operation priority where xenstore is the better source than hypercalls: names, uuids and
+#: domain lists come from here in every Xen toolstack, shutdown/reboot are cooperative requests to
+#: the guest (a hypercall can only force them), events exist only here.
+BETTER = 90
+_NIL_UUID = UUID(int=0)
+_ROOT = "/local/domain"
+
+
+def _int(raw: bytes, what: str) -> int:
+    try:
+        return int(raw.strip(b"\0 \n"))
+    except ValueError:
+        raise virtkit.ProtocolError(f"xenstore: {what} is not a number: {raw[:40]!r}") from None
+
+
+class Driver:
+    """A driver connection (see docs/plugins.md) backed by one :class:`Client`."""
+
+    def __init__(self, client: Client) -> None:
+        self.xs = client
+        self._subs: list[_EventSubscription] = []
+        self._subs_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._subs_lock:
+            subs, self._subs = self._subs, []
+        for s in subs:
+            s.cancel()
+        self.xs.close()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _domids(self) -> list[int]:
+        return sorted(int(c) for c in self.xs.directory(_ROOT) if c.isdigit())
+
+    def _name(self, domid: int) -> str:
+        try:
+            return self.xs.read_text(f"{_ROOT}/{domid}/name")
+        except PathNotFound:
+            if domid == 0:
+                return "Domain-0"
+            raise NoSuchDomain(f"no domain with id {domid}") from None
+
+    def _uuid(self, domid: int) -> UUID:
+        try:
+            vm = self.xs.read_text(f"{_ROOT}/{domid}/vm")
+        except PathNotFound:
+            return _NIL_UUID  # dom0 on some setups; libvirt shows the nil uuid too
+        tail = vm.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            return UUID(tail[:36])  # libxl writes /vm/<uuid>; xend added "-<n>" suffixes
+        except ValueError:
+            try:
+                return UUID(self.xs.read_text(f"{vm}/uuid"))
+            except (PathNotFound, ValueError):
+                return _NIL_UUID
+
+    def _ref(self, domid: int) -> DomainRef:
+        return DomainRef(self._name(domid), self._uuid(domid), domid)
+
+    def _domid(self, dom: DomainRef, *, check: bool = False) -> int:
+        """The running domain's id; with ``check``, make sure the id still names ``dom``."""
+        if dom.id is None:
+            return self.domain_lookup_by_name(dom.name).id or 0
+        if check and dom.name and self._name(dom.id) != dom.name:
+            raise NoSuchDomain(f"domain id {dom.id} is no longer {dom.name!r}")
+        return dom.id
+
+    def _read_int(self, path: str, domid: int) -> int | None:
+        try:
+            return _int(self.xs.read(path), path)
+        except PathNotFound:
+            if not self.xs.exists(f"{_ROOT}/{domid}"):
+                raise NoSuchDomain(f"no domain with id {domid}") from None
+            return None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect_get_type(self, *, flags: int = 0) -> str:
+        return "Xen"
+
+    @virtkit.priority(BETTER)
+    def connect_list_domains(self, *, flags: int = 0) -> list[int]:
+        return self._domids()
+
+    @virtkit.priority(BETTER)
+    def connect_num_of_domains(self, *, flags: int = 0) -> int:
+        return len(self._domids())
+
+    def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
+        if not isinstance(id, int) or id < 0:
+            raise NoSuchDomain(f"no domain with id {id!r}")
+        return self._ref(id)
+
+    @virtkit.priority(BETTER)
+    def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
+        for domid in self._domids():
+            try:
+                if self._name(domid) == name:
+                    return DomainRef(name, self._uuid(domid), domid)
+            except NoSuchDomain:
+                continue  # went away while we looked
+        raise NoSuchDomain(f"no running domain named {name!r}")
+
+    @virtkit.priority(BETTER)
+    def domain_lookup_by_uuid(self, uuid: UUID, *, flags: int = 0) -> DomainRef:
+        want = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
+        for domid in self._domids():
+            try:
+                if self._uuid(domid) == want:
+                    return self._ref(domid)
+            except NoSuchDomain:
+                continue
+        raise NoSuchDomain(f"no running domain with uuid {want}")
+
+    # -- domain queries ------------------------------------------------------------------------
+
+    def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
+        """Partial: xenstore knows memory and vcpus, not the run state or cpu time."""
+        domid = self._domid(dom)
+        target = self._read_int(f"{_ROOT}/{domid}/memory/target", domid) or 0
+        maxmem = self._read_int(f"{_ROOT}/{domid}/memory/static-max", domid) or target
+        return DomainInfo(DomainState.NOSTATE, maxmem, target, self._vcpus(domid, False), 0)
+
+    def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
+        domid = self._domid(dom)
+        value = self._read_int(f"{_ROOT}/{domid}/memory/static-max", domid)
+        if value is None:
+            raise virtkit.Unsupported(f"domain {domid} has no memory/static-max in xenstore")
+        return value
+
+    def _vcpus(self, domid: int, maximum: bool) -> int:
+        try:
+            cpus = [c for c in self.xs.directory(f"{_ROOT}/{domid}/cpu") if c.isdigit()]
+        except PathNotFound:
+            if not self.xs.exists(f"{_ROOT}/{domid}"):
+                raise NoSuchDomain(f"no domain with id {domid}") from None
+            return 0
+        if maximum:
+            return len(cpus)
+        online = 0
+        for c in cpus:
+            try:
+                if self.xs.read(f"{_ROOT}/{domid}/cpu/{c}/availability") == b"online":
+                    online += 1
+            except PathNotFound:
+                continue
+        return online
+
+    def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
+        return self._vcpus(self._domid(dom), bool(flags & VcpuFlags.MAXIMUM))
+
+    @virtkit.priority(BETTER)
+    def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
+        domid = self._domid(dom)
+        if domid == 0:
+            return "linux"
+        try:
+            libxl_type = self.xs.read_text(f"/libxl/{domid}/type")
+        except PathNotFound:
+            libxl_type = ""
+        if libxl_type:
+            return "hvm" if libxl_type == "hvm" else "linux"  # libvirt: PV and PVH guests are 'linux'
+        vm = self.xs.read_text(f"{_ROOT}/{domid}/vm") if self.xs.exists(f"{_ROOT}/{domid}/vm") else ""
+        if vm:
+            try:
+                return self.xs.read_text(f"{vm}/image/ostype") or "linux"
+            except PathNotFound:
+                pass
+        if not self.xs.exists(f"{_ROOT}/{domid}"):
+            raise NoSuchDomain(f"no domain with id {domid}")
+        return "linux"
+
+    # -- guest-cooperative control -------------------------------------------------------------
+
+    def _control(self, dom: DomainRef, action: str, feature: str) -> None:
+        domid = self._domid(dom, check=True)
+        if domid == 0:
+            raise InvalidOperation(f"refusing to {action} Domain-0 through xenstore")
+        base = f"{_ROOT}/{domid}"
+
+        def request(tx: Transaction) -> None:
+            # In one transaction, so the write cannot recreate the tree of a domain that just
+            # went away (WRITE creates missing parents).
+            try:
+                tx.read(f"{base}/name")
+            except PathNotFound:
+                raise NoSuchDomain(f"no domain with id {domid}") from None
+            try:
+                advertised = tx.read(f"{base}/control/feature-{feature}").strip() == b"1"
+            except PathNotFound:
+                advertised = False
+            if not advertised:
+                raise InvalidOperation(
+                    f"domain {domid} does not advertise control/feature-{feature} "
+                    "(no PV drivers, or the guest is not up yet): it cannot be asked to " + action
+                )
+            tx.write(f"{base}/control/shutdown", action)
+
+        self.xs.transact(request)
+
+    @virtkit.priority(BETTER)
+    def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
+        self._control(dom, "poweroff", "poweroff")
+
+    @virtkit.priority(BETTER)
+    def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
+        self._control(dom, "reboot", "reboot")
+
+    @virtkit.priority(BETTER)
+    def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        """Ask the guest's balloon driver for ``memory`` KiB (memory/target), up to static-max."""
+        if not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0:
+            raise InvalidArgument(f"memory must be a positive number of KiB, got {memory!r}")
+        domid = self._domid(dom, check=True)
+        base = f"{_ROOT}/{domid}/memory"
+
+        def request(tx: Transaction) -> None:
+            try:
+                static_max = _int(tx.read(f"{base}/static-max"), "memory/static-max")
+            except PathNotFound:
+                raise NoSuchDomain(f"domain {domid} has no memory/static-max in xenstore") from None
+            if memory > static_max:
+                raise InvalidArgument(f"{memory} KiB exceeds domain {domid}'s maximum of {static_max} KiB")
+            tx.write(f"{base}/target", str(memory))
+
+        self.xs.transact(request)
+
+    # -- events --------------------------------------------------------------------------------
+
+    @virtkit.priority(BETTER)
+    def connect_domain_event_register(
+        self, callback: Callable[[DomainEvent], None], *, flags: int = 0
+    ) -> Callable[[], None]:
+        sub = _EventSubscription(self, callback)
+        with self._subs_lock:
+            self._subs.append(sub)
+        sub.start()
+        return sub.cancel
+
+    def snapshot(self) -> dict[int, DomainRef]:
+        """Every domain in /local/domain, as refs (domains vanishing meanwhile are skipped)."""
+        out = {}
+        for domid in self._domids():
+            try:
+                out[domid] = self._ref(domid)
+            except NoSuchDomain:
+                continue
+        return out
+
+
+class _EventSubscription:
+    """Watches @introduceDomain/@releaseDomain and turns them into STARTED/STOPPED events.
+
+    xenstored only says "some domain came or went", so each burst of events triggers a rescan
+    of /local/domain compared with the last one; names of departed domains come from the
+    previous scan, since their nodes are gone by then.
+    """
+
+    __slots__ = ("_callback", "_driver", "_known", "_stop", "_thread", "_watch")
+
+    def __init__(self, driver: Driver, callback: Callable[[DomainEvent], None]) -> None:
+        self._driver = driver
+        self._callback = callback
+        self._stop = threading.Event()
+        # Baseline first, then the watch: events fired after this are compared against it.
+        self._known = driver.snapshot()
+        self._watch = driver.xs.watch("@introduceDomain", "@releaseDomain")
+        self._thread = threading.Thread(target=self._run, name="xenstore-domain-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._stop.set()
+        try:
+            self._watch.close()
+        except VirtError:
+            pass  # daemon gone: nothing left to unwatch
+        if self._thread is not threading.current_thread() and self._thread.is_alive():
+            self._thread.join(timeout=self._driver.xs.timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ev = self._watch.get(timeout=0.5)
+            if ev is None:
+                if self._watch.closed:
+                    return
+                continue
+            self._watch.drain()  # one rescan serves a whole burst
+            try:
+                self._rescan()
+            except VirtError as exc:
+                log.debug("xenstore event rescan failed (retrying on the next event): %s", exc)
+
+    def _rescan(self) -> None:
+        drv = self._driver
+        now: dict[int, DomainRef] = {}
+        for domid in drv._domids():
+            ref = self._known.get(domid)
+            if ref is None:
+                # A domain being built is in /local/domain before xenstored is told about it.
+                if not drv.xs.is_domain_introduced(domid):
+                    continue
+                try:
+                    ref = drv._ref(domid)
+                except NoSuchDomain:
+                    continue
+            now[domid] = ref
+        started = [now[d] for d in sorted(now.keys() - self._known.keys())]
+        stopped = [self._known[d] for d in sorted(self._known.keys() - now.keys())]
+        self._known = now
+        stamp = time.time()
+        for ref in stopped:
+            self._emit(DomainEvent(DomainEventType.STOPPED, ref, "released", stamp))
+        for ref in started:
+            self._emit(DomainEvent(DomainEventType.STARTED, ref, "introduced", stamp))
+
+    def _emit(self, event: DomainEvent) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self._callback(event)
+        except Exception:  # a subscriber's bug must not end the others' events
+            log.exception("virtkit domain event callback failed")
