@@ -269,6 +269,13 @@ def cmd_drivers(args: argparse.Namespace) -> None:
     _emit(args, rows, lambda: _table(table, ["Plugin", "Distribution", "Version", "Schemes", "Status"]))
 
 
+def cmd_matrix(args: argparse.Namespace) -> None:
+    from ._matrix import build_matrix
+
+    m = build_matrix(args.distribution or None)
+    _emit(args, m.to_dict(), m.render_markdown if args.markdown else m.render_text)
+
+
 _COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
     "list": cmd_list,
     "dominfo": cmd_dominfo,
@@ -348,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("hostname", "the hypervisor host's name")
     add("uri", "the connection's URI")
     add("drivers", "installed plugins, loaded or failed")
+    add(
+        "matrix",
+        "support matrix: operation x installed plugin, with priorities (opens nothing)",
+        ("--markdown", {"action": "store_true", "help": "a Markdown table (as in docs/support-matrix.md)"}),
+        ("--distribution", {"action": "append", "metavar": "DIST", "help": "only this distribution's plugins"}),
+    )
     add("explain", "which plugin serves each operation", ("uri", {"nargs": "?", "metavar": "URI"}))
     add("events", "print domain events", ("--timeout", {"type": float, "default": 10.0, "help": "seconds"}))
     add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
@@ -391,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "drivers":
             cmd_drivers(args)
+            return 0
+        if args.command == "matrix":
+            cmd_matrix(args)
             return 0
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
