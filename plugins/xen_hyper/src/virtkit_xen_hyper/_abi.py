@@ -286,7 +286,8 @@ def abi_for(major: int, minor: int, extra: str = "") -> Abi:
     newest = RELEASES[-1]
     if (major, minor) > newest[:2]:
         return Abi(newest[3], newest[4], False)
-    return Abi(DOMCTL_VERSIONS[1], SYSCTL_VERSIONS[0], False)
+    oldest = RELEASES[1]  # 4.3: the oldest with both layouts known
+    return Abi(oldest[3], oldest[4], False)
 
 
 def _by_distance(first: int, known: tuple[int, ...]) -> tuple[int, ...]:
@@ -329,9 +330,12 @@ class PhysInfo(NamedTuple):
     free_pages: int
 
 
+_ALIASES = {"domid": "domain"}
+
+
 def picker(layout: Layout, record: type[DomInfo] | type[PhysInfo]) -> Callable[[tuple[Any, ...]], Any]:
     """A function from ``layout.struct``'s unpacked tuple to ``record`` (fields picked by name)."""
-    get = operator.itemgetter(*(layout.fields.index(f) for f in record._fields))
+    get = operator.itemgetter(*(layout.fields.index(_ALIASES.get(f, f)) for f in record._fields))
     make = record._make
 
     def pick(values: tuple[Any, ...]) -> Any:

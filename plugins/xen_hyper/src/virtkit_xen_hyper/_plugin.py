@@ -16,9 +16,11 @@ from virtkit import URI, Declined, OpenOptions, hookimpl
 if TYPE_CHECKING:
     from ._driver import Driver
 
-__all__ = ["CAPABILITIES", "PRIORITY", "Plugin"]
+__all__ = ["CAPABILITIES", "PRIORITY", "PRIVCMD_DEVICES", "Plugin", "connect"]
 
 CAPABILITIES = "/proc/xen/capabilities"
+#: libxencall's order: the devfs node, then the old procfs one.
+PRIVCMD_DEVICES = ("/dev/xen/privcmd", "/proc/xen/privcmd")
 #: Highest of the Xen plugins where it serves (xenstore ~20, xend 10).
 PRIORITY = 50
 _PATHS = ("", "/", "/system")  # libvirt's libxl driver is xen:///system
@@ -34,8 +36,6 @@ class Plugin:
     virtkit_default_uri = "xen:///"
 
     def __init__(self, capabilities: str = CAPABILITIES, privcmd_paths: tuple[str, ...] | None = None) -> None:
-        from ._privcmd import PRIVCMD_DEVICES
-
         self.capabilities = capabilities
         self.privcmd_paths = privcmd_paths or PRIVCMD_DEVICES
 
@@ -49,7 +49,7 @@ class Plugin:
                 caps = f.read()
         except OSError as exc:
             return f"not running on Xen ({self.capabilities}: {exc.strerror})"
-        if "control_d" not in caps.split(","):
+        if "control_d" not in {c.strip() for c in caps.split(",")}:  # the file ends in a newline
             return f"not the Xen control domain ({self.capabilities} lacks control_d)"
         errors = []
         for path in self.privcmd_paths:
@@ -87,7 +87,7 @@ def connect(uri: str = "xen:///", privcmd_paths: tuple[str, ...] | None = None) 
     """Open privcmd and a hypercall buffer, read Xen's version and pick its ABI."""
     from ._driver import Driver
     from ._hyper import LIST_PAGES, Hypervisor
-    from ._privcmd import PRIVCMD_DEVICES, HypercallBuffer, Privcmd
+    from ._privcmd import HypercallBuffer, Privcmd
 
     priv = Privcmd(privcmd_paths or PRIVCMD_DEVICES)
     try:

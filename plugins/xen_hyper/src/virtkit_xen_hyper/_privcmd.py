@@ -17,6 +17,8 @@ import os
 import struct
 from typing import Any
 
+from ._plugin import PRIVCMD_DEVICES
+
 __all__ = [
     "HYPERCALL_DEVICE",
     "IOCTL_PRIVCMD_HYPERCALL",
@@ -28,7 +30,6 @@ __all__ = [
 
 #: _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall)) on x86_64 and arm64.
 IOCTL_PRIVCMD_HYPERCALL = 0x00305000
-PRIVCMD_DEVICES = ("/dev/xen/privcmd", "/proc/xen/privcmd")
 HYPERCALL_DEVICE = "/dev/xen/hypercall"
 PAGE_SIZE = 4096  # Xen's page size on every architecture it supports
 _MAP_LOCKED = 0x2000  # x86 and arm64 Linux; the mmap module does not export it
