@@ -150,6 +150,7 @@ class FakeXenstored:
         self.directory_part = directory_part
         self.introduced: set[int] = {0}
         self.conns: list[socket.socket] = []
+        self.accepted: list[socket.socket] = []
         self.watches: list[tuple[socket.socket, str, bytes]] = []
         self.tx: dict[int, tuple[Store, int]] = {}
         self.tx_ids = itertools.count(1)
@@ -196,6 +197,8 @@ class FakeXenstored:
         self.kick_all()
         self.listener.close()
         self.thread.join(timeout=10)
+        for c in self.accepted:
+            c.close()
 
     # server
     def _send(self, s: socket.socket, typ: int, rid: int, tx: int, payload: bytes) -> None:
@@ -220,6 +223,7 @@ class FakeXenstored:
                         continue
                     with self.lock:
                         self.conns.append(c)
+                        self.accepted.append(c)
                     bufs[c] = b""
                     continue
                 try:
@@ -333,7 +337,8 @@ class FakeXenstored:
             if args[0] == b"T":
                 if self.store.gen != gen0:
                     raise KeyError("EAGAIN")
-                changed = [k for k in set(snap.nodes) | set(self.store.nodes) if snap.nodes.get(k) != self.store.nodes.get(k)]
+                keys = set(snap.nodes) | set(self.store.nodes)
+                changed = [k for k in keys if snap.nodes.get(k) != self.store.nodes.get(k)]
                 self.store = snap
                 self.store.gen = gen0 + 1
                 return OK, changed

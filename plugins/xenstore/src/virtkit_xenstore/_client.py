@@ -22,6 +22,7 @@ from ._conn import SLICE, Conn, open_channel
 from ._wire import (
     NotSupportedByDaemon,
     Op,
+    PathExists,
     PathNotFound,
     Perm,
     ReplyTooBig,
@@ -358,13 +359,17 @@ class Client(_Ops):
         if not tok or b"\0" in tok:
             raise InvalidArgument("a watch token must be non-empty without NUL")
         w = Watch(self, tok, paths, maxsize)
+        self._current()  # connect first: a fresh connection re-registers known watches itself
         with self._lock:
             if tok in self._watches:
                 raise InvalidArgument(f"watch token {tok!r} already in use on this client")
             self._watches[tok] = w
         try:
             for p in paths:
-                self._request(Op.WATCH, check_path(p, watch=True) + tok + b"\0", p)
+                try:
+                    self._request(Op.WATCH, check_path(p, watch=True) + tok + b"\0", p)
+                except PathExists:
+                    pass  # a reconnect in between registered it already
         except BaseException:
             self._forget(w)
             raise
