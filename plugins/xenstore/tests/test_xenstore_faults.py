@@ -98,7 +98,7 @@ def test_watch_event_between_request_and_reply(raw_peer: Any, client: Client) ->
 
 
 def test_unknown_req_id_fails_calls_in_flight_then_reconnects(raw_peer: Any, client: Client) -> None:
-    calls, pkts = start(raw_peer, client, n=3)
+    calls, _pkts = start(raw_peer, client, n=3)
     raw_peer.reply(Op.READ, 0xDEAD, b"stray")
     for c in calls:
         with pytest.raises(virtkit.ProtocolError, match="unknown req_id"):
@@ -180,7 +180,7 @@ def test_silent_daemon_times_out_and_late_reply_is_dropped(raw_peer: Any) -> Non
 def test_transaction_does_not_survive_a_reconnect(raw_peer: Any, client: Client) -> None:
     t = Call(client.transaction)
     raw_peer.accept()
-    typ, rid, tx, _ = raw_peer.recv_packet()
+    typ, rid, _tx, _ = raw_peer.recv_packet()
     raw_peer.reply(typ, rid, b"7\0")
     tx_obj = t.wait()
     raw_peer.close_conn()
