@@ -26,11 +26,11 @@ class KitRun(NamedTuple):
     skips: dict[str, str]  # test name -> skip message
 
 
-def run_pytest(tmp_path: pathlib.Path, *args: str) -> KitRun:
+def run_pytest(tmp_path: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> KitRun:
     """A pytest in an empty directory with a strict config of its own: only the kit runs."""
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
     junit = tmp_path / "junit.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))} | (env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", *args],
         cwd=tmp_path,
@@ -113,6 +113,15 @@ def test_plugin_is_inert_without_uri(tmp_path: pathlib.Path) -> None:
     assert run.outcomes == {"test_one": "passed"}
     collected = run_pytest(tmp_path, "--collect-only")
     assert "virtkit-kit" not in collected.output
+
+
+def test_kit_by_name_when_autoload_is_off(tmp_path: pathlib.Path) -> None:
+    """`-p virtkit` (the pytest11 entry point's name) loads the kit where autoload is disabled."""
+    run = run_pytest(
+        tmp_path, "-p", "virtkit", "--virtkit-uri=test:///default", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    )
+    assert run.rc == 0, run.output[-4000:]
+    assert count(run, "passed") >= 60
 
 
 def test_plugin_is_registered_for_pytest(pytestconfig: pytest.Config) -> None:
