@@ -9,8 +9,8 @@ import pytest
 
 import virtkit
 from virtkit import DomainConfig, DomainState, VcpuFlags
-from virtkit_xen_xend import parse_one, value
-from virtkit_xen_xend.emulator import XendEmulator
+from virtkit_xen_xend import XendError, parse_one, value
+from virtkit_xen_xend.emulator import XendEmulator, XendFault
 
 RHEL5 = uuid.UUID("4f77abd2-3019-58e8-3bab-6fbf2118f880")
 
@@ -71,7 +71,7 @@ def test_suspend_resume_memory_vcpus(conn: virtkit.Connection) -> None:
     dom.set_max_memory(256 * 1024)
     dom.set_memory(200 * 1024 + 1023)  # rounded down to whole MiB, as libvirt does
     assert (dom.info().max_memory, dom.info().memory) == (256 * 1024, 200 * 1024)
-    with pytest.raises(virtkit.DriverError, match="above maxmem") as info:
+    with pytest.raises(virtkit.InvalidArgument, match=r"above the maximum of domain 'test2vm' \(262144 KiB\)") as info:
         dom.set_memory(300 * 1024)
     assert info.value.operation == "domain_set_memory" and info.value.driver == "xen_xend"
     with pytest.raises(virtkit.InvalidArgument):
@@ -79,7 +79,7 @@ def test_suspend_resume_memory_vcpus(conn: virtkit.Connection) -> None:
     d0 = conn.lookup_by_id(0)
     d0.set_vcpus(1)
     assert d0.vcpus() == 1 and d0.vcpus(flags=VcpuFlags.MAXIMUM) == 2
-    with pytest.raises(virtkit.DriverError, match="greater than max"):
+    with pytest.raises(virtkit.InvalidArgument, match=r"above the maximum of domain 'Domain-0' \(2\)"):
         d0.set_vcpus(3)
     with pytest.raises(virtkit.Unsupported):
         d0.set_vcpus(2, flags=VcpuFlags.MAXIMUM)
@@ -89,10 +89,27 @@ def test_xend_errors_are_typed(conn: virtkit.Connection) -> None:
     with pytest.raises(virtkit.DriverError, match="Cannot destroy privileged domain 0") as info:
         conn.lookup_by_id(0).destroy()
     assert info.value.__cause__ is not None and "HTTP 500" in str(info.value.__cause__)
-    with pytest.raises(virtkit.DriverError, match="is not started"):
+    # state errors are caught on the record fetched before acting: the contract's typed errors
+    with pytest.raises(virtkit.InvalidOperation, match="it is not running"):
         conn.lookup_by_name("test").suspend()
+    with pytest.raises(virtkit.InvalidOperation, match="it is not paused"):
+        conn.lookup_by_name("rhel5").resume()
+    with pytest.raises(virtkit.InvalidOperation, match="while it runs"):
+        conn.lookup_by_name("rhel5").undefine()
     with pytest.raises(virtkit.InvalidArgument, match="unsupported flags"):
         conn.list_domains(flags=1)
+
+
+def test_xend_refusing_what_the_record_allowed_is_a_driver_error(
+    conn: virtkit.Connection, emu: XendEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise XendFault(500, "balloon driver not responding")
+
+    monkeypatch.setattr(emu.host, "mem_target_set", refuse)
+    with pytest.raises(virtkit.DriverError, match="xend: balloon driver not responding") as info:
+        conn.lookup_by_name("rhel5").set_memory(150 * 1024)
+    assert isinstance(info.value.__cause__, XendError) and info.value.__cause__.status == 500
 
 
 def test_a_stale_ref_is_no_such_domain(conn: virtkit.Connection) -> None:
@@ -135,7 +152,7 @@ def test_create_from_fields_and_from_another_domains_config(conn: virtkit.Connec
     clone = conn.create(dataclasses.replace(base, name="rhel5-clone", uuid=uuid.uuid4(), memory=100 * 1024))
     c = clone.config()
     assert (c.kernel, c.memory, len(c.devices)) == (base.kernel, 100 * 1024, len(base.devices))
-    with pytest.raises(virtkit.DriverError, match="already in use"):
+    with pytest.raises(virtkit.InvalidOperation, match="already exists"):
         conn.create(dataclasses.replace(base, uuid=uuid.uuid4()))
 
 

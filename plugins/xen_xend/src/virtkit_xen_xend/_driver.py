@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import urllib.parse
 import uuid as _uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from virtkit import (
     ConnectionClosed,
     DomainConfig,
     DomainInfo,
     DomainRef,
+    DomainState,
     DomainStateInfo,
     DriverError,
     InvalidArgument,
+    InvalidOperation,
     NodeInfo,
     NoSuchDomain,
     PermissionDenied,
@@ -164,8 +166,12 @@ class Driver:
             raise NoSuchDomain(f"no domain {dom.name!r} with uuid {dom.uuid} on xend at {self._t.where}")
         return rec
 
-    def _op(self, dom: DomainRef, op: str, **fields: str) -> Sxp | None:
-        self._get(dom)  # resolve by name and check the uuid before acting on it
+    def _op(
+        self, dom: DomainRef, op: str, check: Callable[[XendDomain], None] | None = None, **fields: str
+    ) -> Sxp | None:
+        rec = self._get(dom)  # resolve by name and check the uuid before acting on it
+        if check is not None:  # the contract's typed errors, from the record just fetched
+            check(rec)
         form = {"op": op, **fields}
         return self._call(
             "POST", "/xend/domain/" + urllib.parse.quote(dom.name, safe=""), form=form, what=repr(dom.name)
@@ -307,27 +313,47 @@ class Driver:
 
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "pause")
+
+        def check(rec: XendDomain) -> None:
+            _running(rec, "suspend")
+            if rec.state is DomainState.PAUSED:
+                raise InvalidOperation(f"cannot suspend domain {rec.name!r}: it is already paused")
+
+        self._op(dom, "pause", check)
 
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "unpause")
+
+        def check(rec: XendDomain) -> None:
+            _running(rec, "resume")
+            if rec.state is not DomainState.PAUSED:
+                raise InvalidOperation(f"cannot resume domain {rec.name!r}: it is not paused")
+
+        self._op(dom, "unpause", check)
 
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "shutdown", reason="poweroff")
+        self._op(dom, "shutdown", lambda rec: _running(rec, "shut down"), reason="poweroff")
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "shutdown", reason="reboot")
+        self._op(dom, "shutdown", lambda rec: _running(rec, "reboot"), reason="reboot")
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "destroy")
+        self._op(dom, "destroy", lambda rec: _running(rec, "destroy"))
 
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "mem_target_set", target=str(_to_mib(memory)))
+        mib = _to_mib(memory)
+
+        def check(rec: XendDomain) -> None:
+            if memory > rec.max_memory:
+                raise InvalidArgument(
+                    f"memory {memory} KiB is above the maximum of domain {rec.name!r} ({rec.max_memory} KiB)"
+                )
+
+        self._op(dom, "mem_target_set", check, target=str(mib))
 
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         _check_flags(flags)
@@ -339,7 +365,12 @@ class Driver:
             raise Unsupported("xend cannot change a domain's maximum vcpus (only the online count)")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidArgument(f"vcpu count must be a positive int, got {count!r}")
-        self._op(dom, "set_vcpus", vcpus=str(count))
+
+        def check(rec: XendDomain) -> None:
+            if count > rec.max_vcpus:
+                raise InvalidArgument(f"{count} vcpus is above the maximum of domain {rec.name!r} ({rec.max_vcpus})")
+
+        self._op(dom, "set_vcpus", check, vcpus=str(count))
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
@@ -351,6 +382,12 @@ class Driver:
 
     def _new(self, op: str, config: DomainConfig) -> DomainRef:
         vm = config_to_sxp(config)
+        try:
+            self._record(config.name, repr(config.name))
+        except NoSuchDomain:
+            pass
+        else:
+            raise InvalidOperation(f"a domain named {config.name!r} already exists on xend at {self._t.where}")
         body = self._call("POST", "/xend/domain", form={"op": op, "config": dumps(vm)})
         if isinstance(body, list) and body and body[0] == "domain":
             return XendDomain.from_sxp(body).ref
@@ -359,12 +396,27 @@ class Driver:
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
-        self._op(dom, "start")
+
+        def check(rec: XendDomain) -> None:
+            if rec.active:
+                raise InvalidOperation(f"cannot start domain {rec.name!r}: it is already running")
+
+        self._op(dom, "start", check)
         return self._get(dom).ref
 
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "delete")
+
+        def check(rec: XendDomain) -> None:
+            if rec.active:  # xend deletes halted domains only
+                raise InvalidOperation(f"cannot undefine domain {rec.name!r} while it runs: destroy it first")
+
+        self._op(dom, "delete", check)
+
+
+def _running(rec: XendDomain, verb: str) -> None:
+    if not rec.active:
+        raise InvalidOperation(f"cannot {verb} domain {rec.name!r}: it is not running")
 
 
 def _to_mib(kib: int) -> int:

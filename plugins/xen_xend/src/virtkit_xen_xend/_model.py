@@ -486,8 +486,7 @@ def config_to_sxp(config: DomainConfig) -> list[Sxp]:
         image.append(["kernel", str(config.extra.get("loader", "/usr/lib/xen/boot/hvmloader"))])
         image.append(["vcpus", str(max_vcpus)])
         image.append(["boot", str(config.extra.get("boot", "c"))])
-    elif config.kernel is None and bootloader is None:
-        raise InvalidArgument("a PV (linux) domain needs a kernel or extra['bootloader']")
+    # a PV config without kernel or bootloader is xend's to refuse (it answers xend.err)
     if kind == "linux" and config.kernel is not None:
         image.append(["kernel", config.kernel])
     if config.initrd is not None:
