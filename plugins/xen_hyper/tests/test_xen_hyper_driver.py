@@ -189,7 +189,7 @@ def test_an_unknown_newer_release_works_when_its_abi_is_known(fake_xen: Make) ->
 
 
 def test_an_unknown_abi_is_unsupported_not_permission_denied(fake_xen: Make) -> None:
-    xen, hv = fake_xen("4.17.7", domctl=0x42, sysctl=0x42)
+    _xen, hv = fake_xen("4.17.7", domctl=0x42, sysctl=0x42)
     d = Driver(hv)
     with pytest.raises(Unsupported, match=r"unsupported Xen ABI 4\.17") as exc:
         d.domain_get_info(DOM0)
