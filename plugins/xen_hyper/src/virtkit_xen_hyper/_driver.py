@@ -35,6 +35,7 @@ LOOKUP_PRIORITY = 15
 _KIB_PER_PAGE = 4  # Xen's 4 KiB pages, as libxl's PAGE_TO_MEMKB
 _INACTIVE = (DomainState.DYING, DomainState.SHUTDOWN, DomainState.CRASHED)
 _NIL = _uuid.UUID(int=0)
+_MACHINE = os.uname().machine  # dom0's architecture, as libvirt's node model; asked once
 
 
 def _name(domid: int) -> str:
@@ -109,7 +110,7 @@ class Driver:
         cores = p.cores_per_socket or 1
         nodes = p.nr_nodes or 1
         return NodeInfo(
-            model=os.uname().machine,
+            model=_MACHINE,
             memory=p.total_pages * _KIB_PER_PAGE,
             cpus=p.nr_cpus,
             mhz=p.cpu_khz // 1000,

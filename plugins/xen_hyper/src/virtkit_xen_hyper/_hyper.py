@@ -106,29 +106,46 @@ class Hypervisor:
             + "; an XSM policy denying this domain would look the same"
         )
 
-    def _issue(self, hcall: int, size: int, header: Callable[[int], None], fill: bytes | None, kind: str) -> None:
+    def _issue(self, domctl: bool, cmd: int, domid: int, fill: bytes | None) -> None:
         """Issue one domctl/sysctl from page 0, probing interface versions on the first EACCES."""
-        mem, addr, call = self.buf.mem, self.buf.addr, self._call
-        domctl = hcall == A.HYPERVISOR_DOMCTL
-        union = A.DOMCTL_UNION if domctl else A.SYSCTL_UNION
-        ver = self._dctl_ver if domctl else self._sctl_ver
-        ok = self._dctl_ok if domctl else self._sctl_ok
+        mem = self.buf.mem
+        if domctl:
+            hcall, size, union, ver, ok = (
+                A.HYPERVISOR_DOMCTL,
+                A.DOMCTL_SIZE,
+                A.DOMCTL_UNION,
+                self._dctl_ver,
+                self._dctl_ok,
+            )
+        else:
+            hcall, size, union, ver, ok = (
+                A.HYPERVISOR_SYSCTL,
+                A.SYSCTL_SIZE,
+                A.SYSCTL_UNION,
+                self._sctl_ver,
+                self._sctl_ok,
+            )
         candidates = (ver,) if ok else (A.domctl_candidates(ver) if domctl else A.sysctl_candidates(ver))
         for v in candidates:
             mem[0:size] = _ZERO[:size]  # Xen reads union padding for some ops: always zero it
-            header(v)
+            if domctl:
+                A.HEADER_DOMCTL.pack_into(mem, 0, cmd, v, domid)
+            else:
+                A.HEADER_SYSCTL.pack_into(mem, 0, cmd, v)
             if fill:
                 mem[union : union + len(fill)] = fill
             try:
-                call(hcall, addr, 0)
+                self._call(hcall, self.buf.addr, 0)
             except OSError as exc:
                 if exc.errno == errno.EACCES and not ok:
                     continue  # not this version (or not allowed at all): try the next
-                self._accept(domctl, v)  # any other answer means Xen accepted the version
+                if not ok:
+                    self._accept(domctl, v)  # any other answer means Xen accepted the version
                 raise
-            self._accept(domctl, v)
+            if not ok:
+                self._accept(domctl, v)
             return
-        raise self._unsupported(kind, candidates)
+        raise self._unsupported("domctl" if domctl else "sysctl", candidates)
 
     def _accept(self, domctl: bool, ver: int) -> None:
         if domctl:
@@ -141,20 +158,10 @@ class Hypervisor:
             self._sctl_ok = True
 
     def _domctl(self, cmd: int, domid: int, fill: bytes | None = None) -> None:
-        mem = self.buf.mem
-
-        def header(v: int) -> None:
-            A.HEADER_DOMCTL.pack_into(mem, 0, cmd, v, domid)
-
-        self._issue(A.HYPERVISOR_DOMCTL, A.DOMCTL_SIZE, header, fill, "domctl")
+        self._issue(True, cmd, domid, fill)
 
     def _sysctl(self, cmd: int, fill: bytes | None = None) -> None:
-        mem = self.buf.mem
-
-        def header(v: int) -> None:
-            A.HEADER_SYSCTL.pack_into(mem, 0, cmd, v)
-
-        self._issue(A.HYPERVISOR_SYSCTL, A.SYSCTL_SIZE, header, fill, "sysctl")
+        self._issue(False, cmd, 0, fill)
 
     # -- operations ----------------------------------------------------------------------------
 
