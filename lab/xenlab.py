@@ -303,10 +303,11 @@ class Boot:
                 "dom0_max_vcpus=1",
                 "loglvl=all",
                 "guest_loglvl=all",
+                "spec-ctrl=no",  # a lab: no speculative-execution mitigations under TCG
                 *self.xen_args,
             ]
         )
-        dom0_cmdline = "console=hvc0 earlyprintk=xen root=/dev/vda quiet"
+        dom0_cmdline = "console=hvc0 earlyprintk=xen root=/dev/vda quiet mitigations=off"
         if self.interactive:
             serial = ["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]
         else:
@@ -335,7 +336,7 @@ class Boot:
             "-append",
             xen_cmdline,
             "-initrd",
-            f"{img / 'vmlinux.gz'} {dom0_cmdline},{img / 'initrd.cpio.gz'}",
+            f"{img / 'vmlinux'} {dom0_cmdline},{img / 'initrd.cpio.gz'}",
             "-drive",
             f"file={img / 'dom0.img'},format=raw,if=virtio,snapshot=on",
             "-virtfs",

