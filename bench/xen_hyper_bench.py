@@ -1,0 +1,162 @@
+"""xen_hyper against Xen's own C binding, libvirt and the CLIs, on the lab's real Xen (one run).
+
+Run inside dom0: ``lab/xenlab run 'python3 bench/xen_hyper_bench.py'``. Prints a Markdown table.
+
+In-process, calls/s (best of 3 rounds of ~1 s each):
+* list + info of every domain: virtkit's catalogue path (list, then info per id; 1 + N
+  hypercalls), the Hypervisor's one batched sysctl, vs ``xc.domain_getinfo()`` (N + 1 domctls);
+* node info vs ``xc.physinfo()``; version (fresh xen_version reads) vs ``xc.xeninfo()``;
+  each with dom0 alone and with one PV guest;
+* vs libvirt-python when ``import libvirt`` works in dom0.
+Cold CLI, median of 7 runs: ``virtkit -c xen:/// list`` vs ``xl list`` vs ``virsh list --all``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+XC_PATH = "/usr/lib/xen-4.17/lib/python"
+GUEST_KERNEL = "/usr/lib/xenlab/vmlinuz"
+GUEST_RAMDISK = "/usr/lib/xenlab/initrd.cpio.gz"
+ROUND_S = 1.0
+
+
+def rate(fn: Callable[[], Any], rounds: int = 3) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        n = 0
+        t0 = time.perf_counter()
+        deadline = t0 + ROUND_S
+        while True:
+            fn()
+            n += 1
+            if n % 8 == 0 and time.perf_counter() >= deadline:
+                break
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def cold(argv: list[str], runs: int = 7) -> float | None:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        times.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            print(f"# {' '.join(argv)} failed: {(proc.stderr or proc.stdout).strip()[:300]}", file=sys.stderr)
+            return None
+    return statistics.median(times) * 1000
+
+
+def create_guest(tmp: Path, name: str) -> None:
+    cfg = tmp / f"{name}.cfg"
+    cfg.write_text(
+        f'name = "{name}"\ntype = "pv"\nkernel = "{GUEST_KERNEL}"\nramdisk = "{GUEST_RAMDISK}"\n'
+        'extra = "console=hvc0 xenlab.role=guest quiet"\nmemory = 64\nvcpus = 1\n'
+        'on_poweroff = "destroy"\non_reboot = "destroy"\non_crash = "destroy"\n'
+    )
+    subprocess.run(["xl", "create", str(cfg)], check=True, timeout=120, capture_output=True)
+
+
+def main() -> int:
+    from virtkit import DomainRef
+    from virtkit_xen_hyper import connect
+
+    sys.path.insert(0, XC_PATH)
+    import xen.lowlevel.xc as xc_mod  # type: ignore[import-not-found]
+
+    xc = xc_mod.xc()
+    drv = connect()
+    hv = drv.hypervisor
+    nil = uuid.UUID(int=0)
+
+    def ours_catalogue() -> None:
+        for i in drv.connect_list_domains():
+            drv.domain_get_info(DomainRef("", nil, i))
+
+    def ours_batched() -> None:
+        hv.domains()
+
+    rows: list[tuple[str, float | None, float | None]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="xhbench-"))
+    guest = f"xhbench-{os.getpid()}"
+    try:
+        for label in ("dom0 only", "dom0 + 1 guest"):
+            if label != "dom0 only":
+                create_guest(tmp, guest)
+            n = len(xc.domain_getinfo())
+            assert n == len(drv.connect_list_domains()), "xc and virtkit disagree on the domain count"
+            peer = rate(xc.domain_getinfo)
+            rows.append(
+                (
+                    f"list + info of all {n} domains, catalogue path (1+N hypercalls) vs xc.domain_getinfo()",
+                    rate(ours_catalogue),
+                    peer,
+                )
+            )
+            rows.append(
+                (
+                    f"list + info of all {n} domains, Hypervisor.domains() (1 sysctl) vs xc.domain_getinfo()",
+                    rate(ours_batched),
+                    peer,
+                )
+            )
+        rows.append(("node info: node_get_info() vs xc.physinfo()", rate(drv.node_get_info), rate(xc.physinfo)))
+        rows.append(
+            ("version: fresh xen_version + extraversion vs xc.xeninfo()", rate(hv._read_version), rate(xc.xeninfo))
+        )
+        rows.append(
+            ("version: connect_get_version() (read at open) vs xc.xeninfo()", rate(drv.connect_get_version), None)
+        )
+        try:
+            import libvirt  # type: ignore[import-not-found]
+        except ImportError:
+            libvirt = None
+            print("# libvirt-python is not installed in dom0: no in-process libvirt comparison", file=sys.stderr)
+        if libvirt is not None:
+            lv = libvirt.open("xen:///system")
+
+            def lv_all() -> None:
+                for i in lv.listDomainsID():
+                    lv.lookupByID(i).info()
+
+            rows.append(("list + info, catalogue path vs libvirt-python", rate(ours_catalogue), rate(lv_all)))
+    finally:
+        subprocess.run(["xl", "destroy", guest], capture_output=True, timeout=60, check=False)
+        drv.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    virtkit_cli = shutil.which("virtkit")
+    vk = [virtkit_cli] if virtkit_cli else [sys.executable, "-m", "virtkit._cli"]
+    cli = [
+        ("virtkit -c xen:/// list", cold([*vk, "-c", "xen:///", "list"])),
+        ("xl list", cold(["xl", "list"])),
+        ("virsh -c xen:///system list --all", cold(["virsh", "-c", "xen:///system", "list", "--all"])),
+        ("python3 -c pass", cold([sys.executable, "-c", "pass"])),
+    ]
+
+    print("| measure | virtkit | peer | ratio |")
+    print("|---|---|---|---|")
+    for name, ours, peer in rows:
+        ratio = f"**{ours / peer:.2f}x**" if ours and peer else ""
+        print(f"| {name} | {ours:,.0f}/s | {f'{peer:,.0f}/s' if peer else ''} | {ratio} |")
+    print()
+    print("| cold CLI | median ms |")
+    print("|---|---|")
+    for name, ms in cli:
+        print(f"| `{name}` | {f'{ms:.0f}' if ms is not None else 'failed'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
