@@ -75,6 +75,7 @@ class FakeXen:
     calls: list[tuple[int, int]] = field(default_factory=list)  # (hypercall, cmd)
     deny: int | None = None  # errno for every domctl/sysctl (XSM denial)
     self_id: int = 0
+    dom_format: str = ""  # the getdomaininfo layout, when a backport changed it
 
     def __post_init__(self) -> None:
         major, minor, patch = (int(x) for x in self.release.split("."))
@@ -82,7 +83,7 @@ class FakeXen:
         d, s, fdom, fphys = RELEASE_ABI.get(self.release, (0x18, 0x16, F_DOM_112, F_PHYS_112))
         self.domctl = d if self.domctl < 0 else self.domctl
         self.sysctl = s if self.sysctl < 0 else self.sysctl
-        self.fdom = struct.Struct(fdom)
+        self.fdom = struct.Struct(self.dom_format or fdom)
         self.fphys = struct.Struct(fphys)
         self.add(0, uuid.UUID(int=0), flags=1 << 5, online=1)
 

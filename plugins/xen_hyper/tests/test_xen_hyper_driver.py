@@ -52,13 +52,15 @@ def test_each_release_decodes_without_probing(fake_xen: Make, release: str) -> N
     assert d.node_get_info() == NodeInfo(os.uname().machine, 8388608, 32, 2400, 2, 2, 4, 2, 4194304)
     # The versions chosen from xen_version were right: no refused (EACCES) call along the way.
     assert hv.interface_versions == (xen.domctl, xen.sysctl)
-    assert xen.calls == [(SYSCTL, 6), (DOMCTL, 5), (DOMCTL, 5), (DOMCTL, 5), (SYSCTL, 3)]
+    # The first listing confirms the domctl version first (its array holds domctl structs).
+    assert xen.calls == [(DOMCTL, 5), (SYSCTL, 6), (DOMCTL, 5), (DOMCTL, 5), (DOMCTL, 5), (SYSCTL, 3)]
 
 
 def test_call_counts_one_hypercall_per_operation(fake_xen: Make) -> None:
     xen, hv = fake_xen("4.17.7")
     xen.add(1)
     d = Driver(hv)
+    d.connect_list_domains()
     xen.calls.clear()
     d.connect_list_domains()
     assert xen.calls == [(SYSCTL, 6)]
@@ -75,6 +77,7 @@ def test_listing_is_batched(fake_xen: Make) -> None:
     for i in range(1, 301):
         xen.add(i * 3)
     d = Driver(hv)
+    d.domain_get_info(DOM0)
     xen.calls.clear()
     ids = d.connect_list_domains()
     assert ids == [0, *(i * 3 for i in range(1, 301))]
@@ -182,6 +185,22 @@ def test_a_backported_abi_is_found_by_probing(fake_xen: Make) -> None:
     assert xen.calls == [(DOMCTL, 5)]  # once confirmed, no more probing
 
 
+def test_listing_first_confirms_the_domctl_layout(fake_xen: Make) -> None:
+    # A 4.15 whose domctl (and getdomaininfo layout) was backported from 4.16, sysctl unchanged.
+    xen, hv = fake_xen("4.15.7", domctl=0x14, dom_format="<HHI7QIII16sIB7xII")
+    xen.add(3, tot_pages=77)
+    d = Driver(hv)
+    xen.calls.clear()
+    assert d.connect_list_domains() == [0, 3]
+    assert hv.interface_versions == (0x14, 0x13)
+    assert d.domain_get_info(ref(xen, 3)).memory == 77 * 4
+    # Probing happened once, at the first listing; afterwards one sysctl per list.
+    assert xen.calls[-2:] == [(SYSCTL, 6), (DOMCTL, 5)]
+    xen.calls.clear()
+    d.connect_list_domains()
+    assert xen.calls == [(SYSCTL, 6)]
+
+
 def test_an_unknown_newer_release_works_when_its_abi_is_known(fake_xen: Make) -> None:
     _xen, hv = fake_xen("4.23.0", domctl=0x18, sysctl=0x16)
     assert hv.abi.known is False
@@ -195,6 +214,8 @@ def test_an_unknown_abi_is_unsupported_not_permission_denied(fake_xen: Make) -> 
         d.domain_get_info(DOM0)
     assert not isinstance(exc.value, PermissionDenied)
     with pytest.raises(Unsupported, match=r"unsupported Xen ABI 4\.17.*sysctl"):
+        d.node_get_info()
+    with pytest.raises(Unsupported, match=r"unsupported Xen ABI 4\.17"):
         d.connect_list_domains()
     _xen, hv = fake_xen("4.30.1", domctl=0x42, sysctl=0x42)
     with pytest.raises(Unsupported, match=r"unsupported Xen ABI 4\.30.*newer or older"):

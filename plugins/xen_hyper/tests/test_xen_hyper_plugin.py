@@ -102,3 +102,13 @@ def test_lazy_attributes() -> None:
     assert m.Hypervisor.__name__ == "Hypervisor"
     with pytest.raises(AttributeError):
         _ = m.nope
+
+
+def test_privcmd_errors_at_open_are_typed(tmp_path: Path) -> None:
+    from virtkit_xen_hyper import connect
+
+    with pytest.raises(virtkit.DriverError, match="privcmd") as exc:
+        connect(privcmd_paths=(str(tmp_path / "none"),))
+    assert isinstance(exc.value.__cause__, FileNotFoundError)
+    with pytest.raises(virtkit.DriverError, match="privcmd"):
+        connect(privcmd_paths=("/dev/null",))  # opens, but knows no hypercall ioctl

@@ -195,6 +195,13 @@ class Hypervisor:
         first = 0
         mem = self.buf.mem
         with self._lock:
+            if not self._dctl_ok:
+                # The array holds domctl structs: make Xen confirm the domctl version (and so
+                # the layout) before trusting it, in case only the sysctl side matches.
+                try:
+                    self._domctl(A.DOMCTL_GETDOMAININFO, 0)
+                except OSError:
+                    pass  # accepted, just refused (XSM): the version is confirmed all the same
             while True:
                 size = self._info_layout.struct.size
                 batch = LIST_PAGES * PAGE_SIZE // size

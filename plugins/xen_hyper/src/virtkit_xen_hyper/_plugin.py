@@ -8,6 +8,7 @@ file read, not for ctypes.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING
 
@@ -85,11 +86,22 @@ class Plugin:
 
 def connect(uri: str = "xen:///", privcmd_paths: tuple[str, ...] | None = None) -> Driver:
     """Open privcmd and a hypercall buffer, read Xen's version and pick its ABI."""
+    try:
+        return _connect(uri, privcmd_paths or PRIVCMD_DEVICES)
+    except OSError as exc:
+        # Typed for the caller: a restricted or XSM-confined privcmd says EPERM/EACCES.
+        from virtkit import DriverError, PermissionDenied
+
+        kind = PermissionDenied if exc.errno in (errno.EPERM, errno.EACCES) else DriverError
+        raise kind(f"cannot use Xen's privcmd: {exc.strerror or exc}", uri=uri) from exc
+
+
+def _connect(uri: str, privcmd_paths: tuple[str, ...]) -> Driver:
     from ._driver import Driver
     from ._hyper import LIST_PAGES, Hypervisor
     from ._privcmd import HypercallBuffer, Privcmd
 
-    priv = Privcmd(privcmd_paths or PRIVCMD_DEVICES)
+    priv = Privcmd(privcmd_paths)
     try:
         buf = HypercallBuffer(1 + LIST_PAGES)
         priv.set_pinned(buf.pinned)
