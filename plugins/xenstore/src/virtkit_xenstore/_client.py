@@ -177,6 +177,7 @@ class Client(_Ops):
 
     __slots__ = (
         "__weakref__",
+        "_bound",
         "_closed",
         "_conn",
         "_lock",
@@ -193,6 +194,7 @@ class Client(_Ops):
         self.timeout = float(timeout)
         self._lock = threading.Lock()
         self._conn: Conn | None = None
+        self._bound: str | None = None
         self._closed = False
         self._watches: dict[bytes, Watch] = {}
         self._pump: threading.Thread | None = None
@@ -216,6 +218,10 @@ class Client(_Ops):
     def _candidates(self) -> list[str]:
         if self.path:
             return [self.path]
+        if self._bound is not None:
+            # Reconnect to what worked: after the daemon's socket went away, falling back to
+            # xenbus would only reach the same dead daemon through the kernel, and hang.
+            return [self._bound]
         return [p for p in default_paths() if os.path.exists(p)] or default_paths()[:1]
 
     def _current(self) -> Conn:
@@ -228,11 +234,12 @@ class Client(_Ops):
             c = self._conn
             if c is not None and c.broken is None:
                 return c
+            errors = []
+            candidates = self._candidates()
             if c is not None:
                 c.close()
                 self._conn = None
-            errors = []
-            for path in self._candidates():
+            for path in candidates:
                 try:
                     chan = open_channel(path, self.timeout)
                 except OSError as exc:
@@ -247,6 +254,7 @@ class Client(_Ops):
                     c.close()
                     raise
                 self._conn = c
+                self._bound = path
                 return c
             raise ConnectionClosed("xenstore: cannot reach xenstored (" + "; ".join(errors) + ")")
 
