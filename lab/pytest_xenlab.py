@@ -41,6 +41,8 @@ DEFAULT_XENSTORED = "oxenstored"
 XENSTORED_FLAVOURS = ("oxenstored", "xenstored")
 LIBVIRT_URI = "xen:///system"
 IN_LAB = os.environ.get("VIRTKIT_IN_LAB") == "1"
+#: Multiplies every timeout below (set VIRTKIT_LAB_TIMEOUT_SCALE on the host for slow machines).
+TIMEOUT_SCALE = max(1.0, float(os.environ.get("VIRTKIT_LAB_TIMEOUT_SCALE", "1") or 1))
 
 _names = itertools.count(1)
 
@@ -53,6 +55,7 @@ def sh(
     *argv: str, timeout: float = 60, check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command with a timeout; on failure fail the test with its output."""
+    timeout *= TIMEOUT_SCALE
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
     except subprocess.TimeoutExpired:
@@ -67,6 +70,7 @@ def sh(
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

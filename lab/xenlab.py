@@ -43,6 +43,8 @@ BOOT_TIMEOUT = float(os.environ.get("VIRTKIT_LAB_BOOT_TIMEOUT", "90"))
 BOOT_RETRIES = int(os.environ.get("VIRTKIT_LAB_BOOT_RETRIES", "1"))
 PYTEST_SPEC = "pytest>=7"
 LAB_TEST_DIRS = ("tests/lab", "plugins/*/tests/lab")
+#: Host environment variables handed to the job in dom0.
+PASS_ENV = ("VIRTKIT_LAB_TIMEOUT_SCALE",)
 COPY_IGNORE = shutil.ignore_patterns(
     ".git",
     ".venv",
@@ -171,6 +173,7 @@ def _layer(root: Path, prefix: str, specs: Sequence[str]) -> Path:
     key = hashlib.sha256("\n".join([sys.version, *sorted(specs)]).encode()).hexdigest()[:16]
     final = root / f"{prefix}-{key}"
     if final.is_dir():
+        os.utime(final)  # recently used: pruning goes by mtime
         return final
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
@@ -489,7 +492,7 @@ def console_tail(boot: Boot, n: int = CONSOLE_TAIL) -> str:
     text = ""
     with contextlib.suppress(OSError):
         text = boot.console.read_text(errors="replace")
-    lines = text.replace("\r", "").splitlines()[-n:]
+    lines = [line for line in text.replace("\r", "").splitlines() if line.strip()][-n:]
     qemu = ""
     with contextlib.suppress(OSError):
         qemu = (boot.run_dir / "qemu.log").read_text(errors="replace").strip()
@@ -578,6 +581,8 @@ def run_in_lab(
 ) -> int:
     """Boot the pristine image, run the bash ``job`` in dom0; return the exit code to use."""
     t_start = time.monotonic()
+    passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
+    job = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in passed.items()) + job
     image = image_for_run()
     pydeps = build_pydeps() if with_pydeps else None
     accel = choose_accel(image)

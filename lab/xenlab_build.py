@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -528,7 +529,8 @@ rm -rf "$R/var/lib/apt/lists/"*
 """
 
 
-def build_rootfs(work: Path, cache: Path, kroot: Path, versions: Versions, logfile: Path) -> Path:
+def bootstrap_rootfs(work: Path, cache: Path, versions: Versions, logfile: Path) -> Path:
+    """debootstrap + the chroot's apt: the slow, kernel-independent part of the rootfs."""
     main, security = debian_mirrors()
     rootfs = work / "rootfs"
     debcache = cache / "debs" / "debootstrap"
@@ -561,7 +563,11 @@ def build_rootfs(work: Path, cache: Path, kroot: Path, versions: Versions, logfi
         logfile=logfile,
     )
     log(f"chroot apt done in {time.monotonic() - t0:.0f}s")
+    return rootfs
 
+
+def finish_rootfs(rootfs: Path, work: Path, kroot: Path, versions: Versions, logfile: Path) -> None:
+    """Workarounds, the kernel's modules, xenlab's own files, pruning."""
     # Lab-only libvirt workarounds (see lab/README.md):
     # 1. TCG has no VME; every libvirt CPU model needs it ("Cannot find suitable CPU model").
     cpu486 = rootfs / "usr/share/libvirt/cpu_map/x86_486.xml"
@@ -611,7 +617,36 @@ def build_rootfs(work: Path, cache: Path, kroot: Path, versions: Versions, logfi
                 target.unlink()
     with contextlib.suppress(FileNotFoundError):
         (rootfs / "usr/sbin/policy-rc.d").unlink()
-    return rootfs
+
+
+def prepare_boot_files(work: Path, cache: Path, versions: Versions, logfile: Path) -> Path:
+    """Hypervisor, kernel, initramfs into work/out; returns the unpacked kernel package."""
+    t0 = time.monotonic()
+    debs = download(
+        {
+            HV_PKG: versions.hypervisor,
+            versions.kernel_pkg: versions.kernel,
+            BUSYBOX_PKG: versions.busybox,
+        },
+        cache / "debs" / "host",
+        logfile,
+    )
+    xroot, kroot, bbroot = work / "x-xen", work / "x-kernel", work / "x-busybox"
+    for deb, dest in (
+        (debs[HV_PKG], xroot),
+        (debs[versions.kernel_pkg], kroot),
+        (debs[BUSYBOX_PKG], bbroot),
+    ):
+        run(["dpkg", "-x", deb, dest], timeout=300, logfile=logfile)
+    release = versions.kernel_release
+    run(["depmod", "-b", kroot, release], timeout=120, logfile=logfile)
+    xen_gz = xroot / "boot" / f"xen-{XEN_SERIES}-amd64.gz"
+    with gzip.open(xen_gz, "rb") as src, (work / "out" / "xen").open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    decompress_kernel(kroot / "boot" / f"vmlinuz-{release}", work / "out" / "vmlinux")
+    build_initramfs(work, kroot, bbroot, release, logfile)
+    log(f"kernel, hypervisor, initramfs ready ({time.monotonic() - t0:.0f}s)")
+    return kroot
 
 
 def dpkg_version_in(rootfs: Path, pkg: str) -> str | None:
@@ -676,32 +711,14 @@ def build(*, force: bool = False, refresh: bool = False) -> Path:
                 f"{versions.kernel_pkg} {versions.kernel} (log: {logfile})"
             )
             (work / "out").mkdir()
-            debs = download(
-                {
-                    HV_PKG: versions.hypervisor,
-                    versions.kernel_pkg: versions.kernel,
-                    BUSYBOX_PKG: versions.busybox,
-                },
-                cache / "debs" / "host",
-                logfile,
-            )
-            xroot, kroot, bbroot = work / "x-xen", work / "x-kernel", work / "x-busybox"
-            for deb, dest in (
-                (debs[HV_PKG], xroot),
-                (debs[versions.kernel_pkg], kroot),
-                (debs[BUSYBOX_PKG], bbroot),
-            ):
-                run(["dpkg", "-x", deb, dest], timeout=300, logfile=logfile)
-            release = versions.kernel_release
-            run(["depmod", "-b", kroot, release], timeout=120, logfile=logfile)
-            xen_gz = xroot / "boot" / f"xen-{XEN_SERIES}-amd64.gz"
-            with gzip.open(xen_gz, "rb") as src, (work / "out" / "xen").open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            decompress_kernel(kroot / "boot" / f"vmlinuz-{release}", work / "out" / "vmlinux")
-            build_initramfs(work, kroot, bbroot, release, logfile)
-            log(f"kernel, hypervisor, initramfs ready ({time.monotonic() - t_start:.0f}s)")
-
-            rootfs = build_rootfs(work, cache, kroot, versions, logfile)
+            # The boot files (downloads, unpacking, initramfs) are made while debootstrap runs.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                boot_files = pool.submit(prepare_boot_files, work, cache, versions, logfile)
+                try:
+                    rootfs = bootstrap_rootfs(work, cache, versions, logfile)
+                finally:
+                    kroot = boot_files.result()
+            finish_rootfs(rootfs, work, kroot, versions, logfile)
             got = dpkg_version_in(rootfs, UTILS_PKG)
             if got != versions.hypervisor:
                 raise BuildError(f"dom0 got {UTILS_PKG} {got}, hypervisor is {versions.hypervisor}")
