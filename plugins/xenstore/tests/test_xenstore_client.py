@@ -252,3 +252,55 @@ def test_closed_client_refuses(fake_xs: Any) -> None:
 def test_no_daemon_is_connection_closed(tmp_path: Any) -> None:
     with pytest.raises(virtkit.ConnectionClosed, match="cannot reach"):
         Client(str(tmp_path / "missing.sock"), timeout=2).read("/")
+
+
+def test_default_paths_follow_libxenstore(monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtkit_xenstore import default_paths
+
+    monkeypatch.delenv("XENSTORED_PATH", raising=False)
+    monkeypatch.delenv("XENSTORED_RUNDIR", raising=False)
+    assert default_paths() == [
+        "/var/run/xenstored/socket",
+        "/run/xenstored/socket",
+        "/dev/xen/xenbus",
+        "/proc/xen/xenbus",
+    ]
+    monkeypatch.setenv("XENSTORED_RUNDIR", "/tmp/rd")
+    assert default_paths()[0] == "/tmp/rd/socket"
+    monkeypatch.setenv("XENSTORED_PATH", "/x/sock")
+    assert default_paths() == ["/x/sock"]
+
+
+def test_environment_picks_the_socket(fake_xs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XENSTORED_PATH", fake_xs.path)
+    with Client(timeout=5) as c:
+        c.write("/env", "1")
+        assert c.channel_path == fake_xs.path
+
+
+def test_reconnect_stays_on_the_channel_that_worked(fake_xs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XENSTORED_PATH", fake_xs.path)
+    c = Client(timeout=5)
+    try:
+        c.write("/a", "1")
+        monkeypatch.setenv("XENSTORED_PATH", "/nonexistent/elsewhere")
+        fake_xs.kick_all()
+        with pytest.raises(virtkit.ConnectionClosed):
+            c.read("/a")  # notices the EOF
+        assert c.read("/a") == b"1"  # reconnected to the same socket, not to the new default
+    finally:
+        c.close()
+
+
+def test_watch_queue_is_bounded(xs: Client, fake_xs: Any) -> None:
+    w = xs.watch("/flood", maxsize=3)
+    assert w.get(5) is not None
+    for i in range(6):
+        xs.write(f"/flood/{i}", "x")
+    xs.read("/flood/5")  # by now every event has been read off the wire
+    deadline = __import__("time").monotonic() + 5
+    while w.dropped < 3 and __import__("time").monotonic() < deadline:
+        xs.read("/flood/5")
+    assert w.dropped == 3
+    assert [e.path for e in w.drain()] == ["/flood/3", "/flood/4", "/flood/5"]
+    w.close()

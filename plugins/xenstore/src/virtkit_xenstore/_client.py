@@ -106,8 +106,8 @@ class _Ops:
         self._request(Op.RM, check_path(path), path)
 
     def directory(self, path: str) -> list[str]:
-        """The node's children's names. Lists over 4096 bytes are fetched with DIRECTORY_PART
-        where the daemon has it (C xenstored); oxenstored can't, and ReplyTooBig is raised."""
+        """The node's children's names. Lists over 4096 bytes: C xenstored answers E2BIG and
+        they are fetched with DIRECTORY_PART; oxenstored sends them whole."""
         p = check_path(path)
         try:
             payload = self._request(Op.DIRECTORY, p, path)

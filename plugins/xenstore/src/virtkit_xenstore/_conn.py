@@ -40,6 +40,10 @@ _WATCH_EVENT = int(Op.WATCH_EVENT)
 _ERROR = int(Op.ERROR)
 _TSTART = int(Op.TRANSACTION_START)
 _WATCH_OPS = (int(Op.WATCH), int(Op.UNWATCH))
+#: oxenstored 4.17 does send replies over XENSTORE_PAYLOAD_MAX (a 6,800-byte DIRECTORY was seen
+#: in the lab), so a longer reply is delivered as long as its length is plausible; beyond this
+#: the header is garbage and the stream can't be resynchronised.
+REPLY_MAX = 65536
 #: Blocking syscalls wake at least this often so deadlines and close() are honoured.
 SLICE = 0.2
 #: Timed-out req_ids remembered so their late replies are dropped; past this, start afresh.
@@ -64,7 +68,15 @@ class Channel:
             self._poll.register(fd, select.POLLIN)
 
     def send_all(self, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
+        sent = 0
+        if self.sock is not None:
+            try:
+                sent = self.sock.send(data)  # the usual case: all of it in one syscall
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+        view = memoryview(data)[sent:]
         while view:
             if self.sock is not None:
                 try:
@@ -137,8 +149,9 @@ def open_channel(path: str, timeout: float) -> Channel:
 
 
 class Pending:
-    """One request in flight. ``lock`` is held until the owner is woken: by its reply, by a
-    failure, or to take over reading (``signalled`` keeps a release from happening twice)."""
+    """One request in flight. Its owner is woken (by its reply, a failure, or to take over
+    reading) through ``signalled`` and, once the owner had to block, ``lock``: created only
+    then, so a caller that reads its own reply (the single-threaded case) never pays for it."""
 
     __slots__ = ("done", "error", "lock", "op", "path", "payload", "req_id", "signalled", "tx_id")
 
@@ -151,8 +164,7 @@ class Pending:
         self.signalled = False
         self.payload = b""
         self.error: VirtError | None = None
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self.lock: threading.Lock | None = None
 
 
 EventSink = Callable[[bytes, bytes], None]
@@ -226,7 +238,7 @@ class Conn:
                         break
                     try:
                         if self.chan.is_socket:
-                            self.chan.send_all(b"".join(batch), deadline)
+                            self.chan.send_all(batch[0] if len(batch) == 1 else b"".join(batch), deadline)
                         else:
                             for msg in batch:
                                 self.chan.send_all(msg, deadline)
@@ -251,8 +263,16 @@ class Conn:
                     finally:
                         self._read_lock.release()
                     break
+                with self._state:
+                    if p.signalled:  # woken before we blocked: consume it and look again
+                        p.signalled = False
+                        continue
+                    lock = p.lock
+                    if lock is None:
+                        lock = p.lock = threading.Lock()
+                        lock.acquire()
                 remaining = deadline - _monotonic()
-                if remaining <= 0 or not p.lock.acquire(timeout=min(remaining, 1.0)):
+                if remaining <= 0 or not lock.acquire(timeout=min(remaining, 1.0)):
                     if _monotonic() >= deadline:
                         raise XsTimeout(f"xenstore: no reply from {self.chan.path} in time")
                     continue  # safety net: re-check leadership every second
@@ -277,20 +297,24 @@ class Conn:
 
     def _promote(self) -> None:
         """Wake one waiter to take over reading, unless someone already reads."""
-        if self._read_lock.locked():
+        # Unlocked peeks are safe: a waiter blocks only after failing to get read_lock, so it is
+        # in _pending while a leader exists, and that leader promotes on its way out.
+        if not self._pending or self._read_lock.locked():
             return
         with self._state:
             for q in self._pending.values():
                 if not q.signalled and not q.done:
-                    q.signalled = True
-                    q.lock.release()
+                    self._signal(q)
                     return
 
-    def _signal(self, q: Pending) -> None:
-        # under self._state
+    @staticmethod
+    def _signal(q: Pending) -> None:
+        # under self._state; a spurious release is harmless (the owner re-checks), a double
+        # release of a Lock is an error, hence the flag
         if not q.signalled:
             q.signalled = True
-            q.lock.release()
+            if q.lock is not None:
+                q.lock.release()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -326,14 +350,20 @@ class Conn:
         if not data:
             self.fail(ConnectionClosed(f"xenstore: {self.chan.path} closed the connection"))
             return False
-        buf = self._buf
-        buf += data
+        # Parse straight from the received bytes when nothing is left over from before (the
+        # usual case); only a partial packet goes to the bytearray.
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data
         off = 0
         n = len(buf)
         dispatched = False
         while n - off >= _HLEN:
             typ, rid, tx, ln = _unpack(buf, off)
-            if ln > PAYLOAD_MAX or typ not in REPLY_TYPES:
+            if ln > REPLY_MAX or typ not in REPLY_TYPES:
                 self.fail(
                     ProtocolError(
                         f"xenstore: malformed packet from {self.chan.path} "
@@ -349,7 +379,10 @@ class Conn:
             if not self._dispatch(typ, rid, tx, payload):
                 return False
             dispatched = True
-        del buf[:off]
+        if buf is self._buf:
+            del self._buf[:off]
+        elif off < n:
+            self._buf += buf[off:]
         return dispatched
 
     def _dispatch(self, typ: int, rid: int, tx: int, payload: bytes) -> bool:

@@ -158,12 +158,27 @@ def error_from_reply(payload: bytes, op: int, path: str | None) -> XenStoreError
 _VALID = re.compile(r"[A-Za-z0-9\-/_@]*\Z")  # C xenstored valid_chars(), plus '@' for watches
 
 
+_checked: dict[str, bytes] = {}  # hot paths are validated once (bounded: cleared when full)
+
+
 def check_path(path: str, *, watch: bool = False) -> bytes:
     """Validate a node path as xenstored would and return it encoded with its NUL.
 
     Absolute paths start with '/', relative ones are relative to the connection's domain; watch
     paths may also be special ``@...`` names.
     """
+    encoded = _checked.get(path) if isinstance(path, str) else None
+    if encoded is not None:
+        return encoded
+    encoded = _check_path(path, watch)
+    if not watch:
+        if len(_checked) >= 4096:
+            _checked.clear()
+        _checked[path] = encoded
+    return encoded
+
+
+def _check_path(path: str, watch: bool) -> bytes:
     if not isinstance(path, str):
         raise LimitExceeded(f"a xenstore path must be a str, not {type(path).__name__}")
     if not path:
