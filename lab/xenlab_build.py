@@ -229,12 +229,20 @@ def ensure_host_tools() -> None:
         run(cmd, timeout=600, env=env)
 
 
-def candidate_version(pkg: str) -> str | None:
-    out = run(["apt-cache", "policy", pkg], timeout=60, capture=True)
-    m = re.search(r"^\s*Candidate:\s*(\S+)", out, re.M)
-    if m is None or m.group(1) == "(none)":
-        return None
-    return m.group(1)
+def candidate_versions(*pkgs: str) -> dict[str, str]:
+    """apt-cache policy candidates (one call for all: apt-cache is slow to start)."""
+    out = run(["apt-cache", "policy", *pkgs], timeout=60, capture=True)
+    result: dict[str, str] = {}
+    current = None
+    for line in out.splitlines():
+        m = re.match(r"^(\S+):$", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"^\s+Candidate:\s*(\S+)", line)
+        if m and current in pkgs and m.group(1) != "(none)":
+            result[current] = m.group(1)
+    return result
 
 
 def kernel_package() -> str | None:
@@ -270,11 +278,10 @@ def resolve_versions(*, refresh: bool = False, allow_update: bool = True) -> Ver
             apt_update(f"apt lists are {age / 3600:.1f} h old, > {max_age / 3600:.1f} h")
 
     def resolve() -> Versions | None:
-        hv = candidate_version(HV_PKG)
-        ut = candidate_version(UTILS_PKG)
         kpkg = kernel_package()
-        kv = candidate_version(kpkg) if kpkg else None
-        bb = candidate_version(BUSYBOX_PKG)
+        cand = candidate_versions(HV_PKG, UTILS_PKG, BUSYBOX_PKG, *([kpkg] if kpkg else []))
+        hv, ut, bb = cand.get(HV_PKG), cand.get(UTILS_PKG), cand.get(BUSYBOX_PKG)
+        kv = cand.get(kpkg) if kpkg else None
         if hv and ut and kpkg and kv and bb:
             return Versions(hv, ut, kpkg, kv, bb)
         return None
