@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -131,6 +132,10 @@ def test_readonly_refuses_mutations(host: Any) -> None:
 def test_events_started_and_stopped_with_names(conn: virtkit.Connection, host: Any) -> None:
     got: queue.Queue[virtkit.DomainEvent] = queue.Queue()
     cancel = conn.domain_event_register(got.put)
+    # the watch lives on a connection of its own, so ordinary calls never wait on the pump
+    assert len(host.conns) == 2
+    assert [w[1] for w in host.watches] == ["@introduceDomain", "@releaseDomain"]
+    assert all(w[0] is not host.conns[0] for w in host.watches)
     try:
         add_domain(host, 7, "newcomer", uuid.uuid4())
         host.fire("@introduceDomain")
@@ -142,6 +147,10 @@ def test_events_started_and_stopped_with_names(conn: virtkit.Connection, host: A
         assert (ev.type, ev.domain.name, ev.domain.id) == (DomainEventType.STOPPED, "guest-a", 3)
     finally:
         cancel()
+    deadline = time.monotonic() + 10
+    while len(host.conns) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(host.conns) == 1  # cancel closed the event connection
 
 
 def test_event_for_a_domain_not_yet_introduced_waits(conn: virtkit.Connection, host: Any) -> None:

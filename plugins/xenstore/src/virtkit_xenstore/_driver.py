@@ -291,18 +291,26 @@ class _EventSubscription:
 
     xenstored only says "some domain came or went", so each burst of events triggers a rescan
     of /local/domain compared with the last one; names of departed domains come from the
-    previous scan, since their nodes are gone by then.
+    previous scan, since their nodes are gone by then. The watch and the rescans use a
+    connection of their own: while a connection has watches a pump thread reads it, which would
+    add a thread hand-off to every ordinary call on the driver's connection.
     """
 
     __slots__ = ("_callback", "_driver", "_known", "_stop", "_thread", "_watch")
 
     def __init__(self, driver: Driver, callback: Callable[[DomainEvent], None]) -> None:
-        self._driver = driver
+        xs = driver.xs
+        own = Client(xs.channel_path or xs.path, timeout=xs.timeout)
+        self._driver = Driver(own)
         self._callback = callback
         self._stop = threading.Event()
-        # Baseline first, then the watch: events fired after this are compared against it.
-        self._known = driver.snapshot()
-        self._watch = driver.xs.watch("@introduceDomain", "@releaseDomain")
+        try:
+            # Baseline first, then the watch: events fired after this are compared against it.
+            self._known = self._driver.snapshot()
+            self._watch = own.watch("@introduceDomain", "@releaseDomain")
+        except BaseException:
+            own.close()
+            raise
         self._thread = threading.Thread(target=self._run, name="xenstore-domain-events", daemon=True)
 
     def start(self) -> None:
@@ -316,6 +324,7 @@ class _EventSubscription:
             pass  # daemon gone: nothing left to unwatch
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             self._thread.join(timeout=self._driver.xs.timeout)
+        self._driver.xs.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
