@@ -199,8 +199,23 @@ def test_envelope_structs() -> None:
 def test_picker_takes_fields_by_name() -> None:
     layout = A.DOMINFO_LAYOUTS["4.16"]
     raw = struct.pack("<HHI7QIII16sIB7xII", 7, 0, 0x24, 10, 20, 0, 0, 0, 0, 99, 2, 3, 0, b"U" * 16, 0, 40, 0, 0)
-    info = A.picker(layout, A.DomInfo)(layout.struct.unpack(raw))
-    assert info == A.DomInfo(7, 0x24, 10, 20, 99, 2, 3, b"U" * 16)
+    compact, make = A.picker(layout, A.DomInfo)
+    assert make(compact.unpack(raw)) == A.DomInfo(7, 0x24, 10, 20, 99, 2, 3, b"U" * 16)
+
+
+@pytest.mark.parametrize("layout", [*A.DOMINFO_LAYOUTS.values(), *A.PHYSINFO_LAYOUTS.values()], ids=str)
+def test_compact_decoders_read_the_same_values(layout: A.Layout) -> None:
+    record = A.DomInfo if layout.name.startswith("getdomaininfo") else A.PhysInfo
+    compact, make = A.picker(layout, record)
+    assert compact.size == layout.struct.size
+    # Distinct values per field: the compact decoder must find each at its offset.
+    values = []
+    for i, code in enumerate(layout.codes):
+        values.append(bytes([i + 1]) * struct.calcsize("<" + code) if code.endswith("s") else i + 1)
+    full = dict(zip(layout.fields, values, strict=True))
+    got = make(compact.unpack(layout.struct.pack(*values)))
+    for name in record._fields:
+        assert getattr(got, name) == full["domain" if name == "domid" else name], name
 
 
 DYING, HVM, SHUT, PAUSED, BLOCKED, RUNNING = 1, 2, 4, 8, 16, 32

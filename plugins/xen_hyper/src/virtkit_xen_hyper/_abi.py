@@ -91,6 +91,7 @@ class Layout(NamedTuple):
     struct: struct.Struct
     fields: tuple[str, ...]
     offsets: tuple[int, ...]
+    codes: tuple[str, ...]  # each field's struct code, for compact decoders
 
 
 def _layout(name: str, spec: Sequence[tuple[str, str]]) -> Layout:
@@ -98,13 +99,15 @@ def _layout(name: str, spec: Sequence[tuple[str, str]]) -> Layout:
     fmt = "<" + "".join(code for _, code in spec)
     offsets: list[int] = []
     fields: list[str] = []
+    codes: list[str] = []
     pos = 0
     for field, code in spec:
         if not field.startswith("_"):
             fields.append(field)
             offsets.append(pos)
+            codes.append(code)
         pos += struct.calcsize("<" + code)
-    return Layout(name, struct.Struct(fmt), tuple(fields), tuple(offsets))
+    return Layout(name, struct.Struct(fmt), tuple(fields), tuple(offsets), tuple(codes))
 
 
 _DOMINFO_HEAD = (("domain", "H"), ("_pad1", "2x"), ("flags", "I"), ("tot_pages", "Q"), ("max_pages", "Q"))
@@ -333,15 +336,38 @@ class PhysInfo(NamedTuple):
 _ALIASES = {"domid": "domain"}
 
 
-def picker(layout: Layout, record: type[DomInfo] | type[PhysInfo]) -> Callable[[tuple[Any, ...]], Any]:
-    """A function from ``layout.struct``'s unpacked tuple to ``record`` (fields picked by name)."""
-    get = operator.itemgetter(*(layout.fields.index(_ALIASES.get(f, f)) for f in record._fields))
+def picker(layout: Layout, record: type[DomInfo] | type[PhysInfo]) -> tuple[struct.Struct, Callable[..., Any]]:
+    """A compact decoder for ``record`` in ``layout``: (a Struct of the same size that unpacks
+    only the record's fields, skipping the rest as padding; a function from its tuple to the
+    record). Hot path: decoding 8 fields instead of 20 and no reordering where orders agree."""
+    wanted = {_ALIASES.get(f, f) for f in record._fields}
+    fmt = "<"
+    for field, code in zip(layout.fields, layout.codes, strict=True):
+        fmt += code if field in wanted else f"{struct.calcsize('<' + code)}x"
+    compact = struct.Struct(fmt)
+    # Padding between fields: rebuild from offsets so the compact struct keeps the same size.
+    if compact.size != layout.struct.size:
+        fmt, pos = "<", 0
+        for field, code, off in zip(layout.fields, layout.codes, layout.offsets, strict=True):
+            if off > pos:
+                fmt += f"{off - pos}x"
+            size = struct.calcsize("<" + code)
+            fmt += code if field in wanted else f"{size}x"
+            pos = off + size
+        if layout.struct.size > pos:
+            fmt += f"{layout.struct.size - pos}x"
+        compact = struct.Struct(fmt)
+    order = [f for f in layout.fields if f in wanted]
+    names = [_ALIASES.get(f, f) for f in record._fields]
+    if order == names:
+        return compact, record._make
+    get = operator.itemgetter(*(order.index(n) for n in names))
     make = record._make
 
     def pick(values: tuple[Any, ...]) -> Any:
         return make(get(values))
 
-    return pick
+    return compact, pick
 
 
 def state_from_flags(flags: int) -> tuple[DomainState, str | None]:

@@ -109,16 +109,17 @@ class Driver:
         threads = p.threads_per_core or 1
         cores = p.cores_per_socket or 1
         nodes = p.nr_nodes or 1
+        # Positional: keyword construction of a NamedTuple costs twice as much.
         return NodeInfo(
-            model=_MACHINE,
-            memory=p.total_pages * _KIB_PER_PAGE,
-            cpus=p.nr_cpus,
-            mhz=p.cpu_khz // 1000,
-            nodes=nodes,
-            sockets=max(1, p.nr_cpus // (threads * cores * nodes)),
-            cores=cores,
-            threads=threads,
-            free_memory=p.free_pages * _KIB_PER_PAGE,
+            _MACHINE,
+            p.total_pages * _KIB_PER_PAGE,
+            p.nr_cpus,
+            p.cpu_khz // 1000,
+            nodes,
+            max(1, p.nr_cpus // (threads * cores * nodes)),
+            cores,
+            threads,
+            p.free_pages * _KIB_PER_PAGE,
         )
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
