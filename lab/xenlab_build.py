@@ -744,6 +744,8 @@ def build(*, force: bool = False, refresh: bool = False) -> Path:
             (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             shutil.copy2(logfile, work / "out" / "build.log")
             # Atomic publish: the out directory appears complete under its key, or not at all.
+            if final.exists():  # --force: move the old image aside (removed with work/)
+                os.rename(final, work / "replaced")
             os.rename(work / "out", final)
         except BaseException:
             log(f"build failed; log kept at {cache / 'last-failed-build.log'}")
