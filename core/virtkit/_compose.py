@@ -373,7 +373,7 @@ def probe_default_uri(opts: ComposeOptions) -> str | None:
     from ._discovery import installed_entry_points, scheme_of
     from ._uri import parse_uri
 
-    schemes = {scheme_of(ep.name) for ep in installed_entry_points()} if opts.entry_points else set()
+    schemes = {scheme_of(name) for name, _value in installed_entry_points()} if opts.entry_points else set()
     sources = [PluginSource(plugin_name(instantiate(p)), instantiate(p), "registered in code") for p in opts.plugins]
     if schemes:
         sources += load_plugins(schemes)[0]

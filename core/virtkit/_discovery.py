@@ -63,7 +63,7 @@ class LoadFailure(NamedTuple):
 _instances: dict[str, object] = {}
 # load_plugins() results per set of schemes: a steady-state open() costs no discovery at all.
 _loaded: dict[frozenset[str], tuple[list[PluginSource], list[LoadFailure]]] = {}
-_group: list[importlib.metadata.EntryPoint] | None = None
+_group: list[tuple[str, str]] | None = None
 _lock = threading.RLock()
 _SETTLE_NS = 2_000_000_000  # don't cache an index of directories changed this recently
 
@@ -107,41 +107,35 @@ def _index_path() -> tuple[pathlib.Path, bool]:
     return pathlib.Path(base, "virtkit", f"entry-points-{h.hexdigest()[:32]}.json"), settled
 
 
-def _read_group() -> list[importlib.metadata.EntryPoint]:
+def _read_group() -> list[tuple[str, str]]:
     path, settled = _index_path()
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return [importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in rows]
+        return [(str(name), str(value)) for name, value in rows]
     except (OSError, ValueError, TypeError):
         pass
-    eps: list[importlib.metadata.EntryPoint] = []
-    seen: set[tuple[str, str]] = set()
+    eps: list[tuple[str, str]] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if (ep.name, ep.value) not in seen:  # a dist on sys.path twice lists its entry points twice
-            seen.add((ep.name, ep.value))
-            eps.append(ep)
+        if (ep.name, ep.value) not in eps:  # a dist on sys.path twice lists its entry points twice
+            eps.append((ep.name, ep.value))
     if not settled:
         return eps
     try:  # atomically, so concurrent processes never read half a file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps([[ep.name, ep.value] for ep in eps]), encoding="utf-8")
+        tmp.write_text(json.dumps(eps), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: discovery still works, uncached
     return eps
 
 
-def installed_entry_points() -> list[importlib.metadata.EntryPoint]:
-    """Every entry point of the group, without importing anything.
-
-    Also primes stevedore's per-process entry-point cache, so its managers load from this list.
-    """
+def installed_entry_points() -> list[tuple[str, str]]:
+    """Every entry point of the group as (name, value), without importing anything."""
     global _group
     with _lock:
         if _group is None:
             _group = _read_group()
-            stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = list(_group)
         return _group
 
 
@@ -191,10 +185,12 @@ def _load_plugins(schemes: frozenset[str]) -> tuple[list[PluginSource], list[Loa
     seen: set[str] = set()
     by_target: dict[str, list[str]] = {}
     wanted: set[str] = set()
-    for ep in installed_entry_points():
-        if scheme_of(ep.name) in wanted_schemes:
-            wanted.add(ep.name)
-            by_target.setdefault(ep.value, []).append(scheme_of(ep.name))
+    matching: list[importlib.metadata.EntryPoint] = []
+    for name, value in installed_entry_points():
+        if scheme_of(name) in wanted_schemes:
+            wanted.add(name)
+            by_target.setdefault(value, []).append(scheme_of(name))
+            matching.append(importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP))
 
     def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
         if ep.value in seen:
@@ -212,6 +208,9 @@ def _load_plugins(schemes: frozenset[str]) -> tuple[list[PluginSource], list[Loa
 
     if not by_target:
         return loaded, failures
+    # stevedore's manager walks its per-process entry-point list: hand it only the matching
+    # ones, so loading costs nothing per unrelated installed plugin (we hold _lock).
+    stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = matching
     mgr: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
         ENTRY_POINT_GROUP,
         names=sorted(wanted),
