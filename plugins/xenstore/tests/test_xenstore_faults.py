@@ -229,3 +229,19 @@ def test_many_threads_survive_a_protocol_error(raw_peer: Any, client: Client) ->
             results.append("protocol")
     assert results.count(b"ok") == 4 and results.count("protocol") == 4
     recovers(raw_peer, client)
+
+
+def test_close_fails_calls_in_flight(raw_peer: Any, client: Client) -> None:
+    calls, _ = start(raw_peer, client, n=3)
+    client.close()
+    for c in calls:
+        with pytest.raises(virtkit.ConnectionClosed):
+            c.wait()
+
+
+def test_leader_hands_over_when_its_reply_comes_first(raw_peer: Any, client: Client) -> None:
+    calls, pkts = start(raw_peer, client, n=4)
+    for typ, rid, tx, payload in pkts:  # one reply per send: every leader leaves with others waiting
+        raw_peer.reply(typ, rid, payload[::-1], tx)
+        calls[pkts.index((typ, rid, tx, payload))].wait()
+    assert [c.result for c in calls] == [p[3][::-1] for p in pkts]

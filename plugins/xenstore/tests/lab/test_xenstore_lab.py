@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from pytest_xenlab import DEFAULT_XENSTORED, GuestFactory, XenstoredControl, is_running, sh, wait_for, xl_list
+from pytest_xenlab import DEFAULT_XENSTORED, GuestFactory, XenstoredControl, sh, wait_for, xl_list
 
 import virtkit
 import virtkit_xenstore
@@ -36,7 +36,9 @@ from virtkit_xenstore import (
 pytestmark = pytest.mark.lab
 
 SOCKET = "/run/xenstored/socket"
-BOX = float(os.environ.get("VIRTKIT_XS_LAB_BOX", "4"))  # seconds for the 8-thread test
+BOX = float(os.environ.get("VIRTKIT_XS_LAB_BOX", "2"))  # seconds for the 8-thread test
+# The lab's CI share is small: a real guest boots under the default daemon only, unless asked.
+FULL = os.environ.get("VIRTKIT_XS_LAB_FULL") == "1"
 
 
 @pytest.fixture(scope="module", params=["oxenstored", "xenstored"])
@@ -239,6 +241,8 @@ def test_cli_list_agrees_with_xl(daemon: str) -> None:
 
 
 def test_real_guest_events_memory_and_shutdown(daemon: str, xen_guest_factory: GuestFactory) -> None:
+    if daemon != DEFAULT_XENSTORED and not FULL:
+        pytest.skip("a guest boot costs ~20 s under emulation: default daemon only (VIRTKIT_XS_LAB_FULL=1: both)")
     got: queue.Queue[virtkit.DomainEvent] = queue.Queue()
     with virtkit.open("xen:///", plugins=[virtkit_xenstore.Plugin()], entry_points=False, timeout=30) as conn:
         cancel = conn.domain_event_register(got.put)
@@ -263,7 +267,8 @@ def test_real_guest_events_memory_and_shutdown(daemon: str, xen_guest_factory: G
             assert dom.id == guest.domid and str(dom.uuid) == guest.uuid
             assert dom.os_type() == "linux"
             assert dom.info().memory == 128 * 1024
-            guest.wait_state(is_running, "running")
+            # The guest acts on control/shutdown by running /sbin/poweroff: wait for its init,
+            # and for the feature flag its kernel writes once the shutdown watch is set up.
             guest.wait_userspace()
             wait_for(
                 lambda: (
@@ -272,7 +277,7 @@ def test_real_guest_events_memory_and_shutdown(daemon: str, xen_guest_factory: G
                     ).stdout.strip()
                     == "1"
                 ),
-                timeout=60,
+                timeout=120,
                 what="the guest to advertise feature-poweroff",
             )
             dom.set_memory(120 * 1024)
