@@ -217,8 +217,26 @@ class Conn:
             self._next_id = rid
             p.req_id = rid
             self._pending[rid] = p
-            self._outbox.append(_pack(op, rid, tx_id, len(payload)) + payload)
-        self._flush(deadline)
+            msg = _pack(op, rid, tx_id, len(payload)) + payload
+            # Uncontended (the usual case): send it ourselves, skipping the outbox.
+            direct = not self._outbox and self._send_lock.acquire(blocking=False)
+            if not direct:
+                self._outbox.append(msg)
+        if direct:
+            try:
+                self.chan.send_all(msg, deadline)
+            except XsTimeout as exc:
+                self.fail(exc)
+            except OSError as exc:
+                self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
+            finally:
+                self._send_lock.release()
+            # A request queued while we held the send lock was left to us: its owner's
+            # acquire failed before our release, so this peek sees it.
+            if self._outbox:
+                self._flush(deadline)
+        else:
+            self._flush(deadline)
         self._wait(p, deadline)
         if p.error is not None:
             raise p.error
