@@ -104,22 +104,23 @@ class Driver:
         return os.uname().nodename  # dom0's host name, as libvirt reports it
 
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
-        _check_flags(flags)
-        p = self._hv.physinfo()
-        threads = p.threads_per_core or 1
-        cores = p.cores_per_socket or 1
-        nodes = p.nr_nodes or 1
+        if flags:
+            _check_flags(flags)
+        threads, cores, cpus, nodes, khz, _caps, total, free = self._hv.physinfo_values()
+        threads = threads or 1
+        cores = cores or 1
+        nodes = nodes or 1
         # Positional: keyword construction of a NamedTuple costs twice as much.
         return NodeInfo(
             _MACHINE,
-            p.total_pages * _KIB_PER_PAGE,
-            p.nr_cpus,
-            p.cpu_khz // 1000,
+            total * _KIB_PER_PAGE,
+            cpus,
+            khz // 1000,
             nodes,
-            max(1, p.nr_cpus // (threads * cores * nodes)),
+            max(1, cpus // (threads * cores * nodes)),
             cores,
             threads,
-            p.free_pages * _KIB_PER_PAGE,
+            free * _KIB_PER_PAGE,
         )
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:

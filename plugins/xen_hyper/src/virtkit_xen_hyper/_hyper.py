@@ -28,6 +28,7 @@ HypervisorCall = Callable[[int, int, int], int]
 
 _ZERO = bytes(PAGE_SIZE)
 _DOMID = struct.Struct("<H")
+_PHYSINFO_KEY = (False, A.SYSCTL_PHYSINFO)
 
 
 class Hypervisor:
@@ -41,6 +42,7 @@ class Hypervisor:
         "_dom_struct",
         "_extra",
         "_lock",
+        "_phys_direct",
         "_phys_struct",
         "_pick_dom",
         "_pick_phys",
@@ -96,6 +98,7 @@ class Hypervisor:
         assert layout is not None
         self._sctl_ver = ver
         self._phys_struct, self._pick_phys = A.picker(layout, A.PhysInfo)
+        self._phys_direct = self._pick_phys == A.PhysInfo._make  # same field order: no reordering
 
     @property
     def interface_versions(self) -> tuple[int, int]:
@@ -191,13 +194,23 @@ class Hypervisor:
     # -- operations ----------------------------------------------------------------------------
 
     def physinfo(self) -> A.PhysInfo:
+        return A.PhysInfo._make(self.physinfo_values())
+
+    def physinfo_values(self) -> tuple[int, ...]:
+        """PhysInfo's fields as a plain tuple: the driver's hot path skips the record."""
         with self._lock:
+            mem = self.buf.mem
+            template = self._templates.get(_PHYSINFO_KEY)
             try:
-                self._sysctl(A.SYSCTL_PHYSINFO)
+                if template is not None:  # inlined _issue: this is the cheapest call there is
+                    mem[0 : A.SYSCTL_SIZE] = template
+                    self._call(A.HYPERVISOR_SYSCTL, self.buf.addr, 0)
+                else:
+                    self._sysctl(A.SYSCTL_PHYSINFO)
             except OSError as exc:
                 raise _error(exc, "physinfo") from exc
-            phys: A.PhysInfo = self._pick_phys(self._phys_struct.unpack_from(self.buf.mem, A.SYSCTL_UNION))
-            return phys
+            values = self._phys_struct.unpack_from(mem, A.SYSCTL_UNION)
+            return values if self._phys_direct else tuple(self._pick_phys(values))
 
     def dominfo(self, domid: int) -> A.DomInfo:
         """One domain's info; NoSuchDomain when ``domid`` does not exist."""

@@ -129,6 +129,9 @@ class Privcmd:
         args = self._args
         _CALL.pack_into(args, 0, op, a0, a1, 0, 0, 0)
         tries = self._retries
+        if not tries:  # pinned buffers: no retry loop on the hot path
+            rc0: int = fcntl.ioctl(self._fd, IOCTL_PRIVCMD_HYPERCALL, args, True)
+            return rc0
         while True:
             try:
                 # A mutable buffer: ioctl passes its address and returns the C return value.
