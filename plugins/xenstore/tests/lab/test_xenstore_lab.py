@@ -36,7 +36,7 @@ from virtkit_xenstore import (
 pytestmark = pytest.mark.lab
 
 SOCKET = "/run/xenstored/socket"
-BOX = float(os.environ.get("VIRTKIT_XS_LAB_BOX", "2"))  # seconds for the 8-thread test
+OPS = int(os.environ.get("VIRTKIT_XS_LAB_OPS", "1000"))  # operations per thread, 8-thread test
 # The lab's CI share is small: a real guest boots under the default daemon only, unless asked.
 FULL = os.environ.get("VIRTKIT_XS_LAB_FULL") == "1"
 
@@ -176,19 +176,16 @@ def test_watches_fire_in_order(xs: Client, base: str) -> None:
 
 
 def test_eight_threads_thousand_ops_one_connection(xs: Client, base: str) -> None:
-    # Up to 1,000 operations per thread, time-boxed so the lab stays fast under emulation;
-    # every result is checked, and every thread must get a fair share done.
+    # 1,000 operations per thread, every result checked; no time box and no rate asserted:
+    # the join timeout only guards against a hang.
     errors: list[BaseException] = []
     done = [0] * 8
-    stop_at = time.monotonic() + BOX
 
     def worker(n: int) -> None:
         mine = f"{base}/t{n}"
         last: dict[str, bytes] = {}
         try:
-            for i in range(1000):
-                if time.monotonic() > stop_at:
-                    break
+            for i in range(OPS):
                 k = f"{mine}/k{i % 5}"
                 r = i % 10
                 if r < 4:
@@ -219,7 +216,7 @@ def test_eight_threads_thousand_ops_one_connection(xs: Client, base: str) -> Non
         t.join(240)
     assert not any(t.is_alive() for t in threads), "workers hung"
     assert not errors, errors[:3]
-    assert min(done) >= 25, done
+    assert done == [OPS] * 8, done
     assert xs.read(f"{base}/t0/k0")  # the connection is still fine afterwards
 
 
