@@ -35,9 +35,10 @@ __all__ = ["BETTER", "Driver"]
 
 log = logging.getLogger("virtkit.xenstore")
 
-#: Per-operation priority where xenstore is the better source than hypercalls: names, uuids and
-#: domain lists come from here in every Xen toolstack, shutdown/reboot are cooperative requests to
-#: the guest (a hypercall can only force them), events exist only here.
+#: Per-operation priority where xenstore is the better source than hypercalls: names and uuids
+#: live here, shutdown/reboot are cooperative requests to the guest (a hypercall can only force
+#: them), events exist only here. Listing is left at the plugin's priority: the hypervisor's
+#: batched sysctl (xen_hyper) is authoritative, as for xl, and sees domains xenstore doesn't yet.
 BETTER = 90
 _NIL_UUID = UUID(int=0)
 _ROOT = "/local/domain"
@@ -116,11 +117,9 @@ class Driver:
     def connect_get_type(self, *, flags: int = 0) -> str:
         return "Xen"
 
-    @virtkit.priority(BETTER)
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         return self._domids()
 
-    @virtkit.priority(BETTER)
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
         return len(self._domids())
 
