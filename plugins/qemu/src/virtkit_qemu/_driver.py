@@ -1,0 +1,759 @@
+"""The driver connection: a domain is a daemonized QEMU process, driven through QMP.
+
+QEMU runs with ``-no-shutdown``: when the guest powers off, QEMU stays (stopped, status
+"shutdown") until a virtkit connection notices and quits it. So a QEMU process that died any
+other way (``kill -9``, a QEMU crash) is told apart: its run directory is left behind with a dead
+pid, and the domain is reported crashed (a persistent one: shut off with reason "crashed").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from virtkit import (
+    ConnectionClosed,
+    DomainConfig,
+    DomainEvent,
+    DomainEventType,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    DomainStateInfo,
+    DriverError,
+    InvalidArgument,
+    InvalidOperation,
+    NodeInfo,
+    NoSuchDomain,
+    ProtocolError,
+    VcpuFlags,
+    Version,
+)
+from virtkit import TimeoutError as VirtTimeout
+
+from ._qmp import Loop
+from ._state import Record, StateDir, check_name
+
+__all__ = ["Driver", "find_qemu"]
+
+log = logging.getLogger("virtkit.qemu")
+
+Callback = Callable[[DomainEvent], None]
+
+_STATUS = {
+    "running": DomainState.RUNNING,
+    "paused": DomainState.PAUSED,
+    "suspended": DomainState.PMSUSPENDED,
+    "shutdown": DomainState.SHUTDOWN,
+    "guest-panicked": DomainState.CRASHED,
+    "internal-error": DomainState.CRASHED,
+    "io-error": DomainState.PAUSED,
+    "prelaunch": DomainState.PAUSED,
+    "debug": DomainState.PAUSED,
+}
+_ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+_MAXIMUM = int(VcpuFlags.MAXIMUM)
+
+# QMP event -> (virtkit event, detail); POWERDOWN (a request, not a change) is only a detail.
+_EVENTS = {
+    "STOP": (DomainEventType.SUSPENDED, "paused"),
+    "RESUME": (DomainEventType.RESUMED, "unpaused"),
+    "SHUTDOWN": (DomainEventType.SHUTDOWN, "guest"),
+    "RESET": (DomainEventType.REBOOTED, "reset"),
+}
+
+
+def find_qemu(arch: str | None = None) -> str | None:
+    """The qemu-system binary for ``arch`` (default: the host's), else None."""
+    arch = arch or {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
+    return shutil.which(f"qemu-system-{arch}")
+
+
+def any_qemu() -> list[str]:
+    """Every qemu-system-* on PATH (the plugin declines when there is none)."""
+    found: list[str] = []
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            found += [str(p) for p in pathlib.Path(d).glob("qemu-system-*") if os.access(p, os.X_OK)]
+        except OSError:
+            continue
+    return found
+
+
+def _check_flags(flags: int, allowed: int = 0) -> None:
+    if flags & ~allowed:
+        raise InvalidArgument(f"unsupported flags {flags:#x}")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a daemonized QEMU may be reparented to a pid 1 that never reaps)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _read_pid(rundir: pathlib.Path) -> int | None:
+    try:
+        return int((rundir / "qemu.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cpu_ns(pid: int, tids: list[int]) -> int:
+    """utime + stime of the vcpu threads (the whole process when QEMU names no threads)."""
+    paths = [f"/proc/{pid}/task/{t}/stat" for t in tids] if tids else [f"/proc/{pid}/stat"]
+    total = 0
+    for p in paths:
+        try:
+            fields = pathlib.Path(p).read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14, 15 of stat
+    return total * _TICK_NS
+
+
+def kvm_usable(qemu: str, timeout: float = 10.0) -> bool:
+    """Probe KVM for real (an openable /dev/kvm is not enough), bounded by ``timeout``."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    cmds = '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n'
+    argv = [qemu, "-accel", "kvm", "-machine", "none", "-nodefaults", "-display", "none", "-qmp", "stdio"]
+    try:
+        proc = subprocess.run(argv, input=cmds, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def check_config(config: object) -> DomainConfig:
+    if not isinstance(config, DomainConfig):
+        raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
+    check_name(config.name)
+    if config.memory < 1024:
+        raise InvalidArgument(f"memory {config.memory} KiB: QEMU needs at least 1 MiB")
+    max_mem = config.max_memory or config.memory
+    if max_mem < config.memory:
+        raise InvalidArgument(f"memory {config.memory} KiB is above max_memory {max_mem} KiB")
+    max_vcpus = config.max_vcpus or config.vcpus
+    if max_vcpus < config.vcpus:
+        raise InvalidArgument(f"vcpus {config.vcpus} is above max_vcpus {max_vcpus}")
+    disks = [d for d in config.devices if d.get("type") == "disk"]
+    if not config.kernel and not disks:
+        raise InvalidArgument("a QEMU domain needs a kernel or a disk device ({'type': 'disk', 'path': ...})")
+    for path in [config.kernel, config.initrd, *(d.get("path") for d in disks)]:
+        if path is not None and not os.path.isfile(str(path)):
+            raise InvalidArgument(f"no such file: {path}")
+    accel = config.extra.get("accel", "auto")
+    if accel not in ("auto", "tcg", "kvm"):
+        raise InvalidArgument(f"extra['accel'] must be 'auto', 'tcg' or 'kvm', got {accel!r}")
+    return dataclasses.replace(
+        config, uuid=config.uuid or _uuid.uuid4(), max_memory=max_mem, max_vcpus=max_vcpus, os_type="hvm"
+    )
+
+
+class Driver:
+    """A ``qemu:///session`` or ``qemu:///system`` driver connection."""
+
+    def __init__(self, root: pathlib.Path, uri: str, qemu: str, timeout: float = 30.0) -> None:
+        self.uri = uri
+        self.qemu = qemu
+        self.timeout = timeout
+        self.state = StateDir(root)
+        self.state.ensure()
+        self._loop = Loop(timeout)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._kvm: bool | None = None
+        self._callbacks: dict[int, Callback] = {}
+        self._next_token = 1
+        self._listening: dict[int, Any] = {}  # domain id -> listener future
+        self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
+        self._dispatcher: threading.Thread | None = None
+        self._version: Version | None = None
+
+    def __repr__(self) -> str:
+        return f"<virtkit_qemu.Driver {self.uri} {self.state.root}>"
+
+    def close(self) -> None:
+        # Closing a connection never stops domains: they outlive it, as libvirt's do.
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.close()
+        if self._dispatcher is not None:
+            self._events.put(None)
+            self._dispatcher.join(5)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._closed:
+            raise ConnectionClosed("the qemu driver connection is closed")
+
+    def _emit(self, kind: DomainEventType, ref: DomainRef, detail: str) -> None:
+        if self._callbacks:
+            self._events.put(DomainEvent(kind, ref, detail, time.time()))
+
+    def _dispatch(self) -> None:
+        # One thread delivers events, outside every lock: a callback may call the driver back.
+        while (ev := self._events.get()) is not None:
+            for cb in list(self._callbacks.values()):
+                try:
+                    cb(ev)
+                except Exception:
+                    log.exception("domain event callback failed")
+
+    def _qmp(self, rec: Record, cmd: str, args: Mapping[str, object] | None = None) -> Any:
+        assert rec.rundir is not None
+        return self._loop.run(self._loop.execute(str(rec.rundir / "qmp.sock"), cmd, args))
+
+    def _reap(self, rec: Record, reason: str) -> None:
+        """Forget a QEMU that is gone; ``reason`` 'crashed' when it died without us.
+
+        Renaming the run directory away claims it atomically, so when several threads or
+        processes notice the same death, exactly one reports it.
+        """
+        assert rec.rundir is not None
+        ref = DomainRef(rec.config.name, rec.uuid, rec.id)
+        grave = rec.rundir.with_name(f".gone-{rec.rundir.name}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.rename(rec.rundir, grave)
+        except FileNotFoundError:
+            return  # someone else reaped it
+        self.state.remove_rundir(grave)
+        self.state.forget(rec.rundir)
+        self._listening.pop(rec.id or -1, None)
+        if reason == "crashed":
+            log.warning("QEMU of domain %r (id %s) died on its own: reported crashed", rec.config.name, rec.id)
+            self._emit(DomainEventType.CRASHED, ref, "QEMU process died")
+        self._emit(DomainEventType.STOPPED, ref, reason)
+
+    def _live(self, dom_id: int) -> Record | None:
+        """The running record of ``dom_id``, reaping it (None) when its QEMU is gone."""
+        try:
+            rec = self.state.running(dom_id)
+        except FileNotFoundError:
+            return None
+        assert rec.rundir is not None
+        if not (rec.rundir / "started").exists():
+            # Starting right now, or a start that died half-way (then reaped after the timeout).
+            try:
+                if time.time() - rec.rundir.stat().st_mtime > self.timeout + 5:
+                    self._reap(rec, "crashed")
+            except FileNotFoundError:
+                pass
+            return None
+        pid = _read_pid(rec.rundir)
+        if pid is None:
+            self._reap(rec, "shutdown")  # QEMU removes its pidfile when it exits cleanly
+            return None
+        if not _pid_alive(pid):
+            self._reap(rec, "crashed")  # killed: the pidfile stayed behind
+            return None
+        return rec
+
+    def _status(self, rec: Record) -> str:
+        """query-status; a guest that powered off is finished here (quit: shut off)."""
+        try:
+            status = str(self._qmp(rec, "query-status")["status"])
+        except ProtocolError:
+            if self._live(rec.id or -1) is None:
+                return "gone"
+            raise
+        if status == "shutdown":
+            self._finish(rec, "shutdown")
+            return "gone"
+        return status
+
+    def _finish(self, rec: Record, reason: str) -> None:
+        """quit, wait, SIGKILL after the timeout, then forget the run directory."""
+        assert rec.rundir is not None
+        pid = _read_pid(rec.rundir)
+        try:
+            self._qmp(rec, "quit")
+        except (ProtocolError, DriverError, InvalidOperation, VirtTimeout):
+            pass  # it may be gone already, or hung: the kill below settles it
+        if pid is not None:
+            deadline = time.monotonic() + self.timeout
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _pid_alive(pid):
+                log.warning("QEMU pid %d ignored quit for %g s: SIGKILL", pid, self.timeout)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._reap(rec, reason)
+
+    def _running_records(self) -> list[Record]:
+        out = []
+        for i in self.state.running_ids():
+            try:
+                rec = self._live(i)
+            except ProtocolError as exc:
+                log.warning("%s", exc)  # a corrupted entry hides only itself
+                continue
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _find(self, ref: DomainRef) -> Record:
+        """A running record, or the defined one; NoSuchDomain otherwise."""
+        self._open()
+        try:
+            uuid, name, dom_id = ref.uuid, ref.name, ref.id
+        except AttributeError:
+            raise InvalidArgument(f"expected a DomainRef, got {type(ref).__name__}") from None
+        if dom_id is not None:
+            rec = self._live(dom_id)
+            if rec is not None and rec.uuid == uuid:
+                return rec
+        for rec in self._running_records():
+            if rec.uuid == uuid:
+                return rec
+        try:
+            rec = self.state.defined_record(name)
+            if rec.uuid == uuid:
+                return rec
+        except (FileNotFoundError, InvalidArgument):
+            pass
+        raise NoSuchDomain(f"no domain {name!r} (uuid {uuid})")
+
+    def _active(self, ref: DomainRef, op: str) -> Record:
+        rec = self._find(ref)
+        if rec.id is None:
+            raise InvalidOperation(f"cannot {op} domain {rec.config.name!r}: it is not running")
+        return rec
+
+    def _ref(self, rec: Record) -> DomainRef:
+        return DomainRef(rec.config.name, rec.uuid, rec.id)
+
+    def _accel(self, cfg: DomainConfig) -> str:
+        want = cfg.extra.get("accel", "auto")
+        if want == "tcg":
+            return "tcg"
+        if self._kvm is None:
+            self._kvm = kvm_usable(self.qemu, min(self.timeout, 10.0))
+        if want == "kvm" and not self._kvm:
+            raise InvalidArgument("extra['accel'] is 'kvm' but KVM does not work on this host")
+        return "kvm" if self._kvm else "tcg"
+
+    def _argv(self, cfg: DomainConfig, rundir: pathlib.Path) -> list[str]:
+        assert cfg.max_memory is not None and cfg.uuid is not None
+        mib = -(-cfg.max_memory // 1024)
+        argv = [
+            self.qemu,
+            "-name", cfg.name,
+            "-uuid", str(cfg.uuid),
+            "-machine", str(cfg.extra.get("machine", "pc")),
+            "-accel", self._accel(cfg),
+            "-m", f"{mib}M",
+            "-smp", f"{cfg.vcpus},maxcpus={cfg.max_vcpus or cfg.vcpus}",
+            "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+            "-no-shutdown",
+            "-serial", f"file:{rundir / 'console.log'}",
+            "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
+            "-qmp", f"unix:{rundir / 'events.sock'},server=on,wait=off",
+            "-pidfile", str(rundir / "qemu.pid"),
+            "-device", "virtio-balloon-pci,id=balloon0",
+            "-daemonize",
+        ]  # fmt: skip
+        if cfg.on_reboot == "destroy":
+            argv.append("-no-reboot")
+        if cfg.kernel:
+            argv += ["-kernel", cfg.kernel]
+            if cfg.initrd:
+                argv += ["-initrd", cfg.initrd]
+            if cfg.cmdline:
+                argv += ["-append", cfg.cmdline]
+        for i, dev in enumerate(d for d in cfg.devices if d.get("type") == "disk"):
+            fmt = dev.get("format", "raw")
+            ro = ",readonly=on" if dev.get("readonly") else ""
+            argv += ["-drive", f"file={dev['path']},format={fmt},if=virtio,index={i}{ro}"]
+        argv += [str(a) for a in cfg.extra.get("qemu_args", ())]
+        return argv
+
+    def _start(self, cfg: DomainConfig, persistent: bool) -> DomainRef:
+        assert cfg.uuid is not None
+        with self.state.locked():
+            for rec in self._running_records():
+                if rec.config.name == cfg.name or rec.uuid == cfg.uuid:
+                    raise InvalidOperation(f"domain {cfg.name!r} is already running (id {rec.id})")
+            dom_id = self.state.next_id()
+            rundir = self.state.make_rundir(dom_id, cfg, persistent)
+        try:
+            argv = self._argv(cfg, rundir)
+            # With -daemonize the parent exits once QEMU is initialised (sockets listening).
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            self._kill_starting(rundir)
+            raise DriverError(f"QEMU for {cfg.name!r} did not start within {self.timeout:g} s") from None
+        except BaseException:
+            self._kill_starting(rundir)
+            raise
+        (rundir / "qemu.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            self._kill_starting(rundir)
+            raise DriverError(f"QEMU for {cfg.name!r} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        (rundir / "started").touch()
+        rec = Record(cfg, cfg.uuid, persistent, dom_id, rundir)
+        if cfg.memory < (cfg.max_memory or cfg.memory):
+            self._qmp(rec, "balloon", {"value": cfg.memory * 1024})
+        ref = self._ref(rec)
+        self._emit(DomainEventType.STARTED, ref, "booted")
+        if self._callbacks:
+            self._listen(rec)
+        return ref
+
+    def _kill_starting(self, rundir: pathlib.Path) -> None:
+        pid = _read_pid(rundir)
+        if pid is not None and _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.state.remove_rundir(rundir)
+
+    def _listen(self, rec: Record) -> None:
+        assert rec.id is not None and rec.rundir is not None
+        if rec.id in self._listening:
+            return
+        ref = self._ref(rec)
+        stopped = [False]
+
+        def on_event(name: str, data: Mapping[str, Any]) -> None:
+            if stopped[0] and name in ("STOP", "SHUTDOWN"):
+                return  # the vcpus stop after a poweroff, then our quit: one SHUTDOWN is enough
+            if name == "SHUTDOWN":
+                stopped[0] = True
+            hit = _EVENTS.get(name)
+            if hit is not None:
+                kind, detail = hit
+                if name == "SHUTDOWN":
+                    detail = "guest" if data.get("guest") else str(data.get("reason", "host"))
+                self._emit(kind, ref, detail)
+            if name == "SHUTDOWN":
+                # Finish it off the loop thread: _finish waits on QMP, which runs on the loop.
+                threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
+
+        fut = self._loop.spawn(self._loop.listen(str(rec.rundir / "events.sock"), on_event))
+        # The events monitor closing means QEMU went away: find out how (a kill -9 -> crashed).
+        fut.add_done_callback(
+            lambda f: None if f.cancelled() else threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
+        )
+        self._listening[rec.id] = fut
+
+    def _settle(self, rec: Record) -> None:
+        if self._closed:
+            return
+        try:
+            if self._live(rec.id or -1) is not None:
+                self._status(rec)
+        except Exception:
+            log.debug("settling %r after its shutdown failed", rec.config.name, exc_info=True)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def connect_get_type(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        return "QEMU"
+
+    def connect_get_version(self, *, flags: int = 0) -> Version:
+        _check_flags(flags)
+        self._open()
+        if self._version is None:
+            out = subprocess.run(
+                [self.qemu, "--version"], capture_output=True, text=True, timeout=self.timeout, check=False
+            ).stdout
+            words = out.split()
+            try:
+                self._version = Version.parse(words[words.index("version") + 1])
+            except (ValueError, IndexError):
+                raise ProtocolError(f"cannot read the version from {self.qemu} --version: {out!r}") from None
+        return self._version
+
+    def connect_get_hostname(self, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        return socket.gethostname()
+
+    def node_get_info(self, *, flags: int = 0) -> NodeInfo:
+        _check_flags(flags)
+        mem = free = 0
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "MemTotal":
+                mem = int(value.split()[0])
+            elif key == "MemAvailable":
+                free = int(value.split()[0])
+        mhz = 0
+        try:
+            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("cpu MHz"):
+                    mhz = int(float(line.split(":")[1]))
+                    break
+        except (OSError, ValueError):
+            pass
+        cpus = os.cpu_count() or 1
+        return NodeInfo(platform.machine(), mem, cpus, mhz, 1, 1, cpus, 1, free)
+
+    def connect_list_domains(self, *, flags: int = 0) -> list[int]:
+        _check_flags(flags)
+        self._open()
+        ids = []
+        for rec in self._running_records():
+            try:
+                if self._status(rec) != "gone":
+                    ids.append(rec.id or 0)
+            except ProtocolError as exc:
+                log.warning("domain %r: %s", rec.config.name, exc)
+        return ids
+
+    def connect_num_of_domains(self, *, flags: int = 0) -> int:
+        return len(self.connect_list_domains(flags=flags))
+
+    def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
+        _check_flags(flags)
+        self._open()
+        running = {rec.config.name for rec in self._running_records()}
+        return [n for n in self.state.defined_names() if n not in running]
+
+    def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
+        _check_flags(flags)
+        self._open()
+        rec = self._live(id) if isinstance(id, int) and id > 0 else None
+        if rec is None or self._status(rec) == "gone":
+            raise NoSuchDomain(f"no running domain with id {id}")
+        return self._ref(rec)
+
+    def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        self._open()
+        for rec in self._running_records():
+            if rec.config.name == name and self._status(rec) != "gone":
+                return self._ref(rec)
+        try:
+            check_name(name)
+            return self._ref(self.state.defined_record(name))
+        except (FileNotFoundError, InvalidArgument):
+            raise NoSuchDomain(f"no domain named {name!r}") from None
+
+    def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        self._open()
+        for rec in self._running_records():
+            if rec.uuid == uuid and self._status(rec) != "gone":
+                return self._ref(rec)
+        for name in self.state.defined_names():
+            try:
+                rec = self.state.defined_record(name)
+            except ProtocolError as exc:
+                log.warning("%s", exc)
+                continue
+            if rec.uuid == uuid:
+                return self._ref(rec)
+        raise NoSuchDomain(f"no domain with uuid {uuid}")
+
+    # -- domain queries --------------------------------------------------------------------------
+
+    def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
+        _check_flags(flags)
+        rec = self._find(dom)
+        cfg = rec.config
+        assert cfg.max_memory is not None
+        if rec.id is not None:
+            status = self._status(rec)
+            if status != "gone":
+                assert rec.rundir is not None
+                balloon = self._qmp(rec, "query-balloon")
+                cpus = self._qmp(rec, "query-cpus-fast")
+                pid = _read_pid(rec.rundir) or 0
+                tids = [int(c["thread-id"]) for c in cpus if "thread-id" in c]
+                return DomainInfo(
+                    _STATUS.get(status, DomainState.NOSTATE),
+                    cfg.max_memory,
+                    int(balloon["actual"]) // 1024,
+                    len(cpus),
+                    _cpu_ns(pid, tids),
+                )
+            rec = self._find(DomainRef(cfg.name, rec.uuid, None))  # it just shut off
+        return DomainInfo(DomainState.SHUTOFF, cfg.max_memory, cfg.memory, cfg.vcpus, 0)
+
+    def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
+        _check_flags(flags)
+        rec = self._find(dom)
+        if rec.id is not None:
+            status = self._status(rec)
+            if status != "gone":
+                reason = {"running": "booted", "paused": "user"}.get(status, status)
+                return DomainStateInfo(_STATUS.get(status, DomainState.NOSTATE), reason)
+            self._find(DomainRef(rec.config.name, rec.uuid, None))
+        return DomainStateInfo(DomainState.SHUTOFF, "shutdown")
+
+    def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags)
+        cfg = self._find(dom).config
+        assert cfg.max_memory is not None
+        return cfg.max_memory
+
+    def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
+        _check_flags(flags)
+        self._find(dom)
+        return "hvm"
+
+    def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
+        _check_flags(flags, _MAXIMUM)
+        rec = self._find(dom)
+        if flags & _MAXIMUM:
+            return rec.config.max_vcpus or rec.config.vcpus
+        if rec.id is not None:
+            return len(self._qmp(rec, "query-cpus-fast"))
+        return rec.config.vcpus
+
+    def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
+        _check_flags(flags)
+        return self._find(dom).config
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._active(dom, "suspend")
+        if self._status(rec) != "running":
+            raise InvalidOperation(f"cannot suspend domain {rec.config.name!r}: it is not running")
+        self._qmp(rec, "stop")
+
+    def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._active(dom, "resume")
+        if self._status(rec) != "paused":
+            raise InvalidOperation(f"cannot resume domain {rec.config.name!r}: it is not paused")
+        self._qmp(rec, "cont")
+
+    def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._active(dom, "shut down")
+        if self._status(rec) != "running":
+            raise InvalidOperation(f"cannot shut down domain {rec.config.name!r}: it is not running")
+        # An ACPI power-button press: the guest decides, and QEMU reports SHUTDOWN when it is off.
+        self._qmp(rec, "system_powerdown")
+
+    def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._active(dom, "reboot")
+        if self._status(rec) != "running":
+            raise InvalidOperation(f"cannot reboot domain {rec.config.name!r}: it is not running")
+        # A reset of the machine: QEMU has no cooperative reboot without a guest agent.
+        self._qmp(rec, "system_reset")
+
+    def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._active(dom, "destroy")
+        self._finish(rec, "destroyed")
+
+    def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._find(dom)
+        cfg = rec.config
+        assert cfg.max_memory is not None
+        if not isinstance(memory, int) or isinstance(memory, bool) or not 1024 <= memory <= cfg.max_memory:
+            raise InvalidArgument(f"memory {memory!r} KiB: must be 1024..{cfg.max_memory} (the maximum)")
+        if rec.id is None:
+            raise InvalidOperation(f"cannot balloon domain {cfg.name!r}: it is not running")
+        self._qmp(rec, "balloon", {"value": memory * 1024})
+
+    def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        self._open()
+        cfg = check_config(config)
+        try:
+            other = self.state.defined_record(cfg.name)
+        except FileNotFoundError:
+            other = None
+        if other is not None:
+            raise InvalidOperation(f"domain {cfg.name!r} is already defined: start it instead")
+        return self._start(cfg, persistent=False)
+
+    def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        self._open()
+        cfg = check_config(config)
+        with self.state.locked():
+            for rec in self._running_records():
+                if rec.config.name == cfg.name and not rec.persistent:
+                    raise InvalidOperation(f"a transient domain named {cfg.name!r} is running")
+            try:
+                old = self.state.defined_record(cfg.name)
+            except FileNotFoundError:
+                old = None
+            if old is not None:
+                if config.uuid is not None and config.uuid != old.uuid:
+                    raise InvalidArgument(f"domain {cfg.name!r} is already defined with uuid {old.uuid}")
+                cfg = dataclasses.replace(cfg, uuid=old.uuid)  # a redefine keeps the uuid
+            self.state.write_defined(cfg)
+        assert cfg.uuid is not None
+        ref = DomainRef(cfg.name, cfg.uuid, None)
+        self._emit(DomainEventType.DEFINED, ref, "updated" if old else "added")
+        for rec in self._running_records():
+            if rec.uuid == cfg.uuid:
+                return self._ref(rec)
+        return ref
+
+    def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
+        _check_flags(flags)
+        rec = self._find(dom)
+        if rec.id is not None:
+            raise InvalidOperation(f"domain {rec.config.name!r} is already running (id {rec.id})")
+        return self._start(rec.config, persistent=True)
+
+    def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _check_flags(flags)
+        rec = self._find(dom)
+        with self.state.locked():
+            try:
+                self.state.defined_record(rec.config.name)
+            except FileNotFoundError:
+                raise InvalidOperation(f"domain {rec.config.name!r} is transient: nothing to undefine") from None
+            self.state.remove_defined(rec.config.name)
+            if rec.rundir is not None:
+                # Still running: it lives on as a transient domain, as in libvirt.
+                self.state._write(rec.rundir / "domain.json", {"config": rec.config.to_dict(), "persistent": False})
+        self._emit(DomainEventType.UNDEFINED, DomainRef(rec.config.name, rec.uuid, rec.id), "removed")
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def connect_domain_event_register(self, callback: Callback, *, flags: int = 0) -> Callable[[], None]:
+        _check_flags(flags)
+        self._open()
+        if not callable(callback):
+            raise InvalidArgument("callback must be callable")
+        with self._lock:
+            token = self._next_token
+            self._next_token += 1
+            self._callbacks[token] = callback
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch, name="virtkit-qemu-events", daemon=True)
+                self._dispatcher.start()
+        for rec in self._running_records():
+            self._listen(rec)
+
+        def cancel() -> None:
+            with self._lock:
+                self._callbacks.pop(token, None)
+
+        return cancel

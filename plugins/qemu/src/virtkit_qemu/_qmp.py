@@ -1,0 +1,106 @@
+"""QMP through ``qemu.qmp``: one private asyncio loop thread per driver, every wait bounded.
+
+Commands use a short-lived QMP connection each (connect, negotiate, execute, disconnect) on the
+domain's ``qmp.sock``: a QEMU monitor serves one client at a time, and several virtkit connections
+(other processes too) must be able to drive the same domain. Events use a second monitor,
+``events.sock``, held open by the one connection that listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from qemu.qmp import ExecuteError, QMPClient, QMPError
+
+from virtkit import DriverError, InvalidOperation, ProtocolError
+from virtkit import TimeoutError as VirtTimeout
+
+__all__ = ["Loop", "QMPError"]
+
+_T = TypeVar("_T")
+
+# Errors QEMU reports for a command the current state forbids ("VM is not running", ...).
+_STATE_ERRORS = ("GenericError",)
+
+
+class Loop:
+    """An event loop on a daemon thread; sync callers submit coroutines with a timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="virtkit-qemu-qmp", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            # The coroutine bounds itself; this outer bound is a backstop one second later.
+            return fut.result((timeout or self.timeout) + 1.0)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise VirtTimeout(f"QMP did not answer within {timeout or self.timeout:g} s") from None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+
+        async def _cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(5)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def execute(self, sock: str, cmd: str, args: Mapping[str, object] | None = None) -> Any:
+        """One command on a fresh QMP connection; QMP errors become virtkit errors."""
+        client = QMPClient("virtkit")
+        try:
+            await asyncio.wait_for(client.connect(sock), self.timeout)
+            return await asyncio.wait_for(client.execute(cmd, args), self.timeout)
+        except TimeoutError:
+            raise VirtTimeout(f"QMP {cmd!r} on {sock} timed out after {self.timeout:g} s") from None
+        except ExecuteError as exc:
+            if exc.error_class in _STATE_ERRORS:
+                raise InvalidOperation(f"QEMU refused {cmd!r}: {exc}") from exc
+            raise DriverError(f"QEMU refused {cmd!r}: {exc}") from exc
+        except QMPError as exc:
+            raise ProtocolError(f"QMP {cmd!r} on {sock} failed: {exc}") from exc
+        except OSError as exc:
+            raise ProtocolError(f"cannot reach QMP socket {sock}: {exc}") from exc
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), self.timeout)
+            except (TimeoutError, QMPError, OSError):
+                pass
+
+    async def listen(self, sock: str, on_event: Callable[[str, Mapping[str, Any]], None]) -> None:
+        """Hold the events monitor open and hand every QMP event to ``on_event`` until it closes."""
+        client = QMPClient("virtkit-events")
+        try:
+            await asyncio.wait_for(client.connect(sock), self.timeout)
+            async for event in client.events:
+                data = event.get("data")
+                on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
+        except (TimeoutError, QMPError, OSError):
+            return  # the domain went away, or another connection holds its events monitor
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), self.timeout)
+            except (TimeoutError, QMPError, OSError):
+                pass

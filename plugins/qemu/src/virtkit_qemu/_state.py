@@ -1,0 +1,165 @@
+"""The state directory: defined configs and one run directory per running QEMU.
+
+::
+
+    ROOT/lock                   flock: id allocation, define/undefine, starting
+    ROOT/next-id                the next domain id (ids are never reused)
+    ROOT/defined/NAME.json      a persistent domain's config
+    ROOT/run/ID/domain.json     a running domain: its config and whether it is persistent
+    ROOT/run/ID/qmp.sock        QMP for commands (one short connection per call)
+    ROOT/run/ID/events.sock     QMP for events (held by the connection that listens)
+    ROOT/run/ID/qemu.pid        QEMU's pidfile
+    ROOT/run/ID/console.log     the guest's serial console
+    ROOT/run/ID/qemu.log        QEMU's own messages while starting
+    ROOT/run/ID/started         written once QEMU is up: without it, the domain is still starting
+
+The files are the truth: every connection, in any process, reads them, so a new connection sees
+(re-attaches to) the domains an earlier one started. Run directories are named by id, not by
+name, to keep socket paths short (a unix socket path is limited to 107 bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pathlib
+import re
+import shutil
+import uuid as _uuid
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from virtkit import DomainConfig, InvalidArgument, ProtocolError
+
+__all__ = ["Record", "StateDir", "check_name"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def check_name(name: str) -> None:
+    # Names become file names: refuse anything that could escape or collide.
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidArgument(f"domain name {name!r}: use 1-64 of A-Z a-z 0-9 . _ + - (first: a letter or digit)")
+
+
+class Record(NamedTuple):
+    """A domain as the state directory knows it. ``id`` None: defined and not running."""
+
+    config: DomainConfig
+    uuid: _uuid.UUID
+    persistent: bool
+    id: int | None = None
+    rundir: pathlib.Path | None = None
+
+
+class StateDir:
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.defined = root / "defined"
+        self.run = root / "run"
+        # (path, mtime_ns, size) -> Record: domain.json is read on every call, parsed once.
+        self._cache: dict[pathlib.Path, tuple[int, int, Record]] = {}
+
+    def ensure(self) -> None:
+        for d in (self.root, self.defined, self.run):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with open(self.root / "lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def next_id(self) -> int:
+        """Call with the lock held."""
+        path = self.root / "next-id"
+        try:
+            n = int(path.read_text().strip() or "1")
+        except (FileNotFoundError, ValueError):
+            n = 1
+        # Never hand out an id whose run directory still exists (a next-id file lost or edited).
+        existing = [int(p.name) for p in self.run.iterdir() if p.name.isdigit()]
+        n = max([n, *(i + 1 for i in existing)])
+        path.write_text(f"{n + 1}\n")
+        return n
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _parse(self, path: pathlib.Path, *, persistent: bool | None, dom_id: int | None) -> Record:
+        try:
+            st = path.stat()
+            hit = self._cache.get(path)
+            if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+                return hit[2]
+            data: Any = json.loads(path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+                raise ValueError("expected an object with a 'config' object")
+            cfg = DomainConfig.from_dict(data["config"])
+            if cfg.uuid is None:
+                raise ValueError("the config has no uuid")
+            pers = bool(data.get("persistent", True)) if persistent is None else persistent
+            rec = Record(cfg, cfg.uuid, pers, dom_id, path.parent if dom_id is not None else None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"corrupted state entry {path}: {exc}") from exc
+        self._cache[path] = (st.st_mtime_ns, st.st_size, rec)
+        return rec
+
+    def running_ids(self) -> list[int]:
+        try:
+            return sorted(int(p.name) for p in self.run.iterdir() if p.name.isdigit())
+        except FileNotFoundError:
+            return []
+
+    def running(self, dom_id: int) -> Record:
+        """The record of run directory ``dom_id``; FileNotFoundError when there is none."""
+        path = self.run / str(dom_id) / "domain.json"
+        if not path.parent.is_dir():
+            raise FileNotFoundError(path)
+        return self._parse(path, persistent=None, dom_id=dom_id)
+
+    def defined_names(self) -> list[str]:
+        try:
+            return sorted(p.name[: -len(".json")] for p in self.defined.glob("*.json"))
+        except FileNotFoundError:
+            return []
+
+    def defined_record(self, name: str) -> Record:
+        path = self.defined / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        rec = self._parse(path, persistent=True, dom_id=None)
+        if rec.config.name != name:
+            raise ProtocolError(f"corrupted state entry {path}: it names domain {rec.config.name!r}")
+        return rec
+
+    # -- writing (lock held) ----------------------------------------------------------------
+
+    @staticmethod
+    def _write(path: pathlib.Path, data: dict[str, Any]) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+    def write_defined(self, cfg: DomainConfig) -> None:
+        self._write(self.defined / f"{cfg.name}.json", {"config": cfg.to_dict()})
+
+    def remove_defined(self, name: str) -> None:
+        (self.defined / f"{name}.json").unlink(missing_ok=True)
+
+    def make_rundir(self, dom_id: int, cfg: DomainConfig, persistent: bool) -> pathlib.Path:
+        d = self.run / str(dom_id)
+        d.mkdir(mode=0o700)
+        self._write(d / "domain.json", {"config": cfg.to_dict(), "persistent": persistent})
+        return d
+
+    def remove_rundir(self, rundir: pathlib.Path) -> None:
+        self.forget(rundir)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    def forget(self, rundir: pathlib.Path) -> None:
+        self._cache.pop(rundir / "domain.json", None)
