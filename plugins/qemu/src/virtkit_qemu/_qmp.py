@@ -81,12 +81,13 @@ class Loop:
             raise DriverError(f"QEMU refused {cmd!r}: {exc}") from exc
         except QMPError as exc:
             raise ProtocolError(f"QMP {cmd!r} on {sock} failed: {exc}") from exc
-        except OSError as exc:
-            raise ProtocolError(f"cannot reach QMP socket {sock}: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            # EOFError: QEMU closed the monitor mid-command (it is quitting or dying).
+            raise ProtocolError(f"QMP socket {sock}: {type(exc).__name__} {exc}") from exc
         finally:
             try:
                 await asyncio.wait_for(client.disconnect(), self.timeout)
-            except (TimeoutError, QMPError, OSError):
+            except (TimeoutError, QMPError, OSError, EOFError):
                 pass
 
     async def listen(self, sock: str, on_event: Callable[[str, Mapping[str, Any]], None]) -> None:
@@ -97,10 +98,10 @@ class Loop:
             async for event in client.events:
                 data = event.get("data")
                 on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
-        except (TimeoutError, QMPError, OSError):
+        except (TimeoutError, QMPError, OSError, EOFError):
             return  # the domain went away, or another connection holds its events monitor
         finally:
             try:
                 await asyncio.wait_for(client.disconnect(), self.timeout)
-            except (TimeoutError, QMPError, OSError):
+            except (TimeoutError, QMPError, OSError, EOFError):
                 pass

@@ -1,0 +1,93 @@
+"""QEMU processes that die under virtkit (kill -9), and destroy: no hang, the right state.
+
+These QEMUs are never waited for to boot: the process is what matters here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import pytest
+
+import virtkit
+from virtkit import DomainEventType, DomainState
+
+
+def _recorder() -> tuple[list[virtkit.DomainEvent], Any]:
+    seen: list[virtkit.DomainEvent] = []
+    lock = threading.Lock()
+
+    def record(ev: virtkit.DomainEvent) -> None:
+        with lock:
+            seen.append(ev)
+
+    return seen, record
+
+
+def test_kill9_of_a_persistent_domain_is_crashed_then_startable(glab: Any) -> None:
+    with glab.open() as conn:
+        dom = conn.define(glab.config("p1"))
+        seen, record = _recorder()
+        cancel = conn.domain_event_register(record)
+        dom.start()
+        dom = conn.lookup_by_name("p1")
+        assert dom.id is not None and conn.list_domains() == [dom.id]
+        pid = glab.qemu_pid(dom.id)
+        os.kill(pid, signal.SIGKILL)
+        glab.wait_until(lambda: not glab.pid_alive(pid), "the killed QEMU to die")
+        glab.wait_until(lambda: conn.lookup_by_name("p1").id is None, "p1 to be seen stopped")
+        assert conn.list_domains() == []
+        assert conn.list_defined_domains() == ["p1"]
+        assert conn.lookup_by_name("p1").info().state is DomainState.SHUTOFF
+        glab.wait_until(
+            lambda: DomainEventType.CRASHED in [e.type for e in seen if e.domain.uuid == dom.uuid], "a crashed event"
+        )
+        cancel()
+        # It starts again, under a new id, and destroy shuts it off but keeps it defined.
+        again = conn.lookup_by_name("p1")
+        again.start()
+        again = conn.lookup_by_name("p1")
+        assert again.id is not None and again.id != dom.id
+        pid2 = glab.qemu_pid(again.id)
+        assert glab.pid_alive(pid2)
+        again.destroy()
+        assert not glab.pid_alive(pid2)
+        assert conn.lookup_by_name("p1").id is None
+        assert conn.list_defined_domains() == ["p1"]
+        conn.lookup_by_name("p1").undefine()
+        assert conn.list_defined_domains() == []
+
+
+def test_kill9_of_a_transient_domain_is_gone(glab: Any) -> None:
+    with glab.open() as conn:
+        dom = conn.create(glab.config("t1"))
+        other = conn.create(glab.config("t2"))
+        os.kill(glab.qemu_pid(dom.id), signal.SIGKILL)
+        with glab.open() as fresh:  # a new connection, which never saw it running, too
+
+            def gone() -> bool:
+                try:
+                    fresh.lookup_by_uuid(dom.uuid)
+                except virtkit.NoSuchDomain:
+                    return True
+                return False
+
+            glab.wait_until(gone, "t1 to disappear")
+            assert fresh.list_domains() == [other.id]  # the other domain is unaffected
+        with pytest.raises(virtkit.NoSuchDomain):
+            dom.info()
+        assert other.info().state is DomainState.RUNNING
+        other.destroy()
+        assert conn.list_domains() == []
+
+
+def test_same_name_twice_is_refused(glab: Any) -> None:
+    with glab.open() as conn:
+        dom = conn.create(glab.config("once"))
+        with pytest.raises((virtkit.InvalidOperation, virtkit.InvalidArgument)):
+            conn.create(glab.config("once"))
+        assert conn.list_domains() == [dom.id]
+        dom.destroy()
