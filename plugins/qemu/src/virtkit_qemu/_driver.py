@@ -652,6 +652,22 @@ class Driver:
             raise InvalidOperation(f"cannot shut down domain {rec.config.name!r}: it is not running")
         # An ACPI power-button press: the guest decides, and QEMU reports SHUTDOWN when it is off.
         self._qmp(rec, "system_powerdown")
+        # A guest still booting (ACPI not up yet) loses the press: press again every 2 s while
+        # it runs, for up to the timeout, as long as this connection is open.
+        threading.Thread(target=self._press_again, args=(rec,), daemon=True, name="virtkit-qemu-powerdown").start()
+
+    def _press_again(self, rec: Record) -> None:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline - 2:
+            time.sleep(2)
+            if self._closed:
+                return
+            try:
+                if self._live(rec.id or -1) is None or self._status(rec) != "running":
+                    return
+                self._qmp(rec, "system_powerdown")
+            except Exception:  # noqa: BLE001 - it went away meanwhile: nothing left to press
+                return
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)

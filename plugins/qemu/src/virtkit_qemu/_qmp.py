@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from virtkit import DriverError, InvalidOperation, ProtocolError
+from virtkit import ConnectionClosed, DriverError, InvalidOperation, ProtocolError
 from virtkit import TimeoutError as VirtTimeout
 
 __all__ = ["Loop", "QMPError"]
 
 _T = TypeVar("_T")
+log = logging.getLogger("virtkit.qemu")
 
 # Errors QEMU reports for a command the current state forbids ("VM is not running", ...).
 _STATE_ERRORS = ("GenericError",)
@@ -33,10 +35,14 @@ class Loop:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
+        self._clients: set[QMPClient] = set()  # the events listeners' connections
         self._thread = threading.Thread(target=self._loop.run_forever, name="virtkit-qemu-qmp", daemon=True)
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        if self._loop.is_closed() or not self._loop.is_running():
+            coro.close()  # never scheduled: close it so it is not reported as never awaited
+            raise ConnectionClosed("the qemu driver connection is closed")
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             # The coroutine bounds itself; this outer bound is a backstop one second later.
@@ -46,22 +52,30 @@ class Loop:
             raise VirtTimeout(f"QMP did not answer within {timeout or self.timeout:g} s") from None
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        if self._loop.is_closed() or not self._loop.is_running():
+            coro.close()
+            raise ConnectionClosed("the qemu driver connection is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self) -> None:
         if self._loop.is_closed():
             return
 
-        async def _cancel_all() -> None:
+        async def _shutdown() -> None:
+            # Disconnecting ends each listener's ``async for`` normally; cancel only stragglers.
+            await asyncio.gather(*(self._quiet_disconnect(c) for c in list(self._clients)))
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=3)
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=2)
 
         try:
-            asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(10)
         except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
+            log.warning("QMP loop did not wind down within 10 s")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
@@ -93,15 +107,24 @@ class Loop:
     async def listen(self, sock: str, on_event: Callable[[str, Mapping[str, Any]], None]) -> None:
         """Hold the events monitor open and hand every QMP event to ``on_event`` until it closes."""
         client = QMPClient("virtkit-events")
+        self._clients.add(client)
         try:
             await asyncio.wait_for(client.connect(sock), self.timeout)
             async for event in client.events:
                 data = event.get("data")
                 on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
         except (TimeoutError, QMPError, OSError, EOFError):
-            return  # the domain went away, or another connection holds its events monitor
-        finally:
-            try:
-                await asyncio.wait_for(client.disconnect(), self.timeout)
-            except (TimeoutError, QMPError, OSError, EOFError):
-                pass
+            pass  # the domain went away, or another connection holds its events monitor
+        except asyncio.CancelledError:
+            self._clients.discard(client)
+            await self._quiet_disconnect(client)
+            raise
+        # Not in a finally: a coroutine closed by the garbage collector must not await.
+        self._clients.discard(client)
+        await self._quiet_disconnect(client)
+
+    async def _quiet_disconnect(self, client: QMPClient) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), min(self.timeout, 5.0))
+        except (TimeoutError, QMPError, OSError, EOFError):
+            pass
