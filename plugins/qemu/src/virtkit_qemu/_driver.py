@@ -577,11 +577,23 @@ class Driver:
         cfg = rec.config
         assert cfg.max_memory is not None
         if rec.id is not None:
-            status = self._status(rec)
+            assert rec.rundir is not None
+            try:
+                # One QMP connection for all three queries: connecting costs more than a query.
+                st, balloon, cpus = self._loop.run(
+                    self._loop.execute_many(
+                        str(rec.rundir / "qmp.sock"),
+                        (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None)),
+                    )
+                )
+                status = str(st["status"])
+            except (ProtocolError, DriverError):
+                if self._status(rec) != "gone":  # not gone meanwhile: a real failure
+                    raise
+                status = "gone"
+            if status == "shutdown":
+                status = self._status(rec)
             if status != "gone":
-                assert rec.rundir is not None
-                balloon = self._qmp(rec, "query-balloon")
-                cpus = self._qmp(rec, "query-cpus-fast")
                 pid = _read_pid(rec.rundir) or 0
                 tids = [int(c["thread-id"]) for c in cpus if "thread-id" in c]
                 return DomainInfo(

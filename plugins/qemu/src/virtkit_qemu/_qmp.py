@@ -83,10 +83,18 @@ class Loop:
 
     async def execute(self, sock: str, cmd: str, args: Mapping[str, object] | None = None) -> Any:
         """One command on a fresh QMP connection; QMP errors become virtkit errors."""
+        return (await self.execute_many(sock, ((cmd, args),)))[0]
+
+    async def execute_many(self, sock: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
+        """Several commands on one fresh connection (a connection costs more than a command)."""
         client = QMPClient("virtkit")
+        cmd = cmds[0][0]
         try:
             await asyncio.wait_for(client.connect(sock), self.timeout)
-            return await asyncio.wait_for(client.execute(cmd, args), self.timeout)
+            out = []
+            for cmd, args in cmds:
+                out.append(await asyncio.wait_for(client.execute(cmd, args), self.timeout))
+            return out
         except TimeoutError:
             raise VirtTimeout(f"QMP {cmd!r} on {sock} timed out after {self.timeout:g} s") from None
         except ExecuteError as exc:
