@@ -8,6 +8,7 @@ pid, and the domain is reported crashed (a persistent one: shut off with reason 
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -452,12 +453,20 @@ class Driver:
                 # Finish it off the loop thread: _finish waits on QMP, which runs on the loop.
                 threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
 
-        fut = self._loop.spawn(self._loop.listen(str(rec.rundir / "events.sock"), on_event))
+        ready: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        fut = self._loop.spawn(self._loop.listen(str(rec.rundir / "events.sock"), on_event, ready))
         # The events monitor closing means QEMU went away: find out how (a kill -9 -> crashed).
         fut.add_done_callback(
             lambda f: None if f.cancelled() else threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
         )
         self._listening[rec.id] = fut
+        # Wait until QEMU talks to the listener: QMP sends events only to connected monitors, so
+        # a change made right after registering would otherwise go unseen.
+        try:
+            if not ready.result(min(self.timeout, 5.0) + 1):
+                log.warning("no events from domain %r: its event monitor did not answer", rec.config.name)
+        except concurrent.futures.TimeoutError:
+            log.warning("no events from domain %r: its event monitor did not answer", rec.config.name)
 
     def _settle(self, rec: Record) -> None:
         if self._closed:

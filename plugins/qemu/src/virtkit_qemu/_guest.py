@@ -169,5 +169,9 @@ def guest_image() -> tuple[pathlib.Path, pathlib.Path]:
         vmlinuz = max(kroot.glob("boot/vmlinuz-*"))
         shutil.copy2(vmlinuz, stage / "vmlinuz")
         shutil.rmtree(out, ignore_errors=True)
-        os.replace(stage, out)  # atomic: a concurrent builder never sees half a guest
+        try:
+            os.replace(stage, out)  # atomic: a concurrent builder never sees half a guest
+        except OSError:
+            if not (kernel.is_file() and initrd.is_file()):
+                raise  # not a concurrent builder that finished first
     return kernel, initrd

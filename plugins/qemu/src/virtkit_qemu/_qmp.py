@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
 
 from virtkit import ConnectionClosed, DriverError, InvalidOperation, ProtocolError
 from virtkit import TimeoutError as VirtTimeout
@@ -112,12 +112,25 @@ class Loop:
             except (TimeoutError, QMPError, OSError, EOFError):
                 pass
 
-    async def listen(self, sock: str, on_event: Callable[[str, Mapping[str, Any]], None]) -> None:
-        """Hold the events monitor open and hand every QMP event to ``on_event`` until it closes."""
+    async def listen(
+        self,
+        sock: str,
+        on_event: Callable[[str, Mapping[str, Any]], None],
+        ready: concurrent.futures.Future[bool] | None = None,
+    ) -> None:
+        """Hold the events monitor open and hand every QMP event to ``on_event`` until it closes.
+
+        ``ready`` gets True once connected (events from then on are seen), False if it failed.
+        """
         client = QMPClient("virtkit-events")
         self._clients.add(client)
         try:
-            await asyncio.wait_for(client.connect(sock), self.timeout)
+            try:
+                # Short: a monitor another connection holds never greets (see the README).
+                await asyncio.wait_for(client.connect(sock), min(self.timeout, 5.0))
+            finally:
+                if ready is not None and not ready.done():
+                    ready.set_result(client.runstate == Runstate.RUNNING)
             async for event in client.events:
                 data = event.get("data")
                 on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
