@@ -91,3 +91,21 @@ def test_same_name_twice_is_refused(glab: Any) -> None:
             conn.create(glab.config("once"))
         assert conn.list_domains() == [dom.id]
         dom.destroy()
+
+
+def test_two_connections_both_get_events(glab: Any) -> None:
+    with glab.open() as a, glab.open() as b:
+        dom = a.create(glab.config("ev2"))
+        seen_a, rec_a = _recorder()
+        seen_b, rec_b = _recorder()
+        cancel_a = a.domain_event_register(rec_a)
+        cancel_b = b.domain_event_register(rec_b)
+        try:
+            dom.suspend()
+            want = [DomainEventType.SUSPENDED]
+            for seen in (seen_a, seen_b):
+                glab.wait_until(lambda s=seen: [e.type for e in s if e.domain.uuid == dom.uuid] == want, "events")
+        finally:
+            cancel_a()
+            cancel_b()
+        dom.destroy()

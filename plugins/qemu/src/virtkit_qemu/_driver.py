@@ -68,6 +68,8 @@ _STATUS = {
 _ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+#: Event monitors per domain: how many connections can listen to one domain at once.
+EVENT_MONITORS = 4
 
 # QMP event -> (virtkit event, detail); POWERDOWN (a request, not a change) is only a detail.
 _EVENTS = {
@@ -93,6 +95,13 @@ def any_qemu() -> list[str]:
         except OSError:
             continue
     return found
+
+
+def _event_monitors(rundir: pathlib.Path) -> list[str]:
+    argv = []
+    for i in range(EVENT_MONITORS):
+        argv += ["-qmp", f"unix:{rundir / f'events-{i}.sock'},server=on,wait=off"]
+    return argv
 
 
 def _check_flags(flags: int, allowed: int = 0) -> None:
@@ -370,7 +379,7 @@ class Driver:
             "-no-shutdown",
             "-serial", f"file:{rundir / 'console.log'}",
             "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
-            "-qmp", f"unix:{rundir / 'events.sock'},server=on,wait=off",
+            *_event_monitors(rundir),
             "-pidfile", str(rundir / "qemu.pid"),
             "-device", "virtio-balloon-pci,id=balloon0",
             "-daemonize",
@@ -454,7 +463,8 @@ class Driver:
                 threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
 
         ready: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        fut = self._loop.spawn(self._loop.listen(str(rec.rundir / "events.sock"), on_event, ready))
+        socks = [str(rec.rundir / f"events-{i}.sock") for i in range(EVENT_MONITORS)]
+        fut = self._loop.spawn(self._loop.listen(socks, on_event, ready))
         # The events monitor closing means QEMU went away: find out how (a kill -9 -> crashed).
         fut.add_done_callback(
             lambda f: None if f.cancelled() else threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
@@ -464,9 +474,13 @@ class Driver:
         # a change made right after registering would otherwise go unseen.
         try:
             if not ready.result(min(self.timeout, 5.0) + 1):
-                log.warning("no events from domain %r: its event monitor did not answer", rec.config.name)
+                log.warning(
+                    "no events from domain %r: all its %d event monitors are taken", rec.config.name, EVENT_MONITORS
+                )
         except concurrent.futures.TimeoutError:
-            log.warning("no events from domain %r: its event monitor did not answer", rec.config.name)
+            log.warning(
+                "no events from domain %r: all its %d event monitors are taken", rec.config.name, EVENT_MONITORS
+            )
 
     def _settle(self, rec: Record) -> None:
         if self._closed:

@@ -2,8 +2,8 @@
 
 Commands use a short-lived QMP connection each (connect, negotiate, execute, disconnect) on the
 domain's ``qmp.sock``: a QEMU monitor serves one client at a time, and several virtkit connections
-(other processes too) must be able to drive the same domain. Events use a second monitor,
-``events.sock``, held open by the one connection that listens.
+(other processes too) must be able to drive the same domain. Events use one of the domain's
+event monitors (``events-N.sock``), held open by a connection that listens: one per listener.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from virtkit import ConnectionClosed, DriverError, InvalidOperation, ProtocolError
 from virtkit import TimeoutError as VirtTimeout
@@ -112,30 +112,61 @@ class Loop:
             except (TimeoutError, QMPError, OSError, EOFError):
                 pass
 
+    async def _connect_first(self, socks: list[str]) -> QMPClient | None:
+        """Connect to every socket at once; keep the first monitor that greets, drop the rest.
+
+        A monitor another connection holds never greets (QEMU serves one client per monitor), so
+        a domain has several event monitors and each listener takes a free one.
+        """
+        clients = [QMPClient("virtkit-events") for _ in socks]
+        tasks = [asyncio.ensure_future(c.connect(s)) for c, s in zip(clients, socks, strict=True)]
+        winner: QMPClient | None = None
+        pending = set(tasks)
+        deadline = asyncio.get_running_loop().time() + min(self.timeout, 5.0)
+        while pending and winner is None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if winner is None and not t.cancelled() and t.exception() is None:
+                    winner = clients[tasks.index(t)]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+        for c in clients:
+            if c is not winner:
+                await self._quiet_disconnect(c)
+        return winner
+
     async def listen(
         self,
-        sock: str,
+        socks: list[str],
         on_event: Callable[[str, Mapping[str, Any]], None],
         ready: concurrent.futures.Future[bool] | None = None,
     ) -> None:
-        """Hold the events monitor open and hand every QMP event to ``on_event`` until it closes.
+        """Hold a free event monitor and hand every QMP event to ``on_event`` until it closes.
 
-        ``ready`` gets True once connected (events from then on are seen), False if it failed.
+        ``ready`` gets True once connected (events from then on are seen), False if none was free.
         """
-        client = QMPClient("virtkit-events")
+        try:
+            client = await self._connect_first(socks)
+        except asyncio.CancelledError:
+            if ready is not None and not ready.done():
+                ready.set_result(False)
+            raise
+        if ready is not None and not ready.done():
+            ready.set_result(client is not None)
+        if client is None:
+            return
         self._clients.add(client)
         try:
-            try:
-                # Short: a monitor another connection holds never greets (see the README).
-                await asyncio.wait_for(client.connect(sock), min(self.timeout, 5.0))
-            finally:
-                if ready is not None and not ready.done():
-                    ready.set_result(client.runstate == Runstate.RUNNING)
             async for event in client.events:
                 data = event.get("data")
                 on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
         except (TimeoutError, QMPError, OSError, EOFError):
-            pass  # the domain went away, or another connection holds its events monitor
+            pass  # the domain went away
         except asyncio.CancelledError:
             self._clients.discard(client)
             await self._quiet_disconnect(client)

@@ -7,7 +7,7 @@
     ROOT/defined/NAME.json      a persistent domain's config
     ROOT/run/ID/domain.json     a running domain: its config and whether it is persistent
     ROOT/run/ID/qmp.sock        QMP for commands (one short connection per call)
-    ROOT/run/ID/events.sock     QMP for events (held by the connection that listens)
+    ROOT/run/ID/events-N.sock   QMP for events: N = 0..3, one per listening connection
     ROOT/run/ID/qemu.pid        QEMU's pidfile
     ROOT/run/ID/console.log     the guest's serial console
     ROOT/run/ID/qemu.log        QEMU's own messages while starting
