@@ -109,3 +109,19 @@ def test_two_connections_both_get_events(glab: Any) -> None:
             cancel_a()
             cancel_b()
         dom.destroy()
+
+
+def test_destroy_kills_a_qemu_that_does_not_answer(glab: Any) -> None:
+    with virtkit.open("qemu:///session", timeout=2) as conn:
+        dom = conn.create(glab.config("hung"))
+        pid = glab.qemu_pid(dom.id)
+        os.kill(pid, signal.SIGSTOP)  # QMP gets no answer from a stopped process
+        try:
+            dom.destroy()  # quit times out, then SIGKILL after the timeout: no hang
+        finally:
+            if glab.pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert not glab.pid_alive(pid)
+        assert conn.list_domains() == []
+        with pytest.raises(virtkit.NoSuchDomain):
+            conn.lookup_by_name("hung")

@@ -309,6 +309,10 @@ class Driver:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                # SIGKILL is delivered asynchronously: return only once the process is gone.
+                deadline = time.monotonic() + 10
+                while _pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.01)
         self._reap(rec, reason)
 
     def _running_records(self) -> list[Record]:
