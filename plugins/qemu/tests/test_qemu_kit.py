@@ -11,16 +11,15 @@ import pathlib
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
 from virtkit_qemu._guest import CMDLINE
 
-from .conftest import kill_qemus
 
-
-def test_kit_passes_on_qemu_session(tmp_path: pathlib.Path, guest: tuple[pathlib.Path, pathlib.Path]) -> None:
-    kernel, initrd = guest
+def test_kit_passes_on_qemu_session(tmp_path: pathlib.Path, glab: Any) -> None:
+    kernel, initrd = glab.guest
     cfg = tmp_path / "guest.json"
     cfg.write_text(
         json.dumps(
@@ -36,25 +35,22 @@ def test_kit_passes_on_qemu_session(tmp_path: pathlib.Path, guest: tuple[pathlib
         )
     )
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
-    home = tmp_path / "st"
+    home = glab.home  # glab's teardown kills any QEMU the kit left behind
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))}
     env["XDG_STATE_HOME"] = str(home)
     junit = tmp_path / "junit.xml"
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}",
-                "--virtkit-uri=qemu:///session", "--virtkit-mutating", f"--virtkit-config={cfg}",
-                "--virtkit-timeout=60",
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=280,
-        )  # fmt: skip
-    finally:
-        kill_qemus(home)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}",
+            "--virtkit-uri=qemu:///session", "--virtkit-mutating", f"--virtkit-config={cfg}",
+            "--virtkit-timeout=60",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     outcomes: dict[str, str] = {}
