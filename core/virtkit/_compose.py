@@ -374,7 +374,8 @@ def probe_default_uri(opts: ComposeOptions) -> str | None:
     from ._uri import parse_uri
 
     schemes = {scheme_of(name) for name, _value in installed_entry_points()} if opts.entry_points else set()
-    sources = [PluginSource(plugin_name(instantiate(p)), instantiate(p), "registered in code") for p in opts.plugins]
+    objs = [instantiate(p) for p in opts.plugins]  # once each: a class must not become two plugins
+    sources = [PluginSource(plugin_name(o), o, "registered in code") for o in objs]
     if schemes:
         sources += load_plugins(schemes)[0]
     best: tuple[int, str] | None = None
