@@ -24,8 +24,9 @@ URI = "qemu:///session"
 
 
 def kill_qemus(root: pathlib.Path) -> None:
-    """SIGKILL each QEMU whose pidfile is under ``root`` and whose command line names ``root``."""
-    for pidfile in root.glob("virtkit/qemu/run/*/qemu.pid"):
+    """SIGKILL each QEMU (and relay) whose pidfile is under ``root`` and whose command line names
+    ``root``."""
+    for pidfile in [*root.glob("virtkit/qemu/run/*/qemu.pid"), *root.glob("virtkit/qemu/run/*/relay.pid")]:
         try:
             pid = int(pidfile.read_text().strip())
             cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -1,15 +1,17 @@
 """The driver connection: a domain is a daemonized QEMU process, driven through QMP.
 
 QEMU runs with ``-no-shutdown``: when the guest powers off, QEMU stays (stopped, status
-"shutdown") until a virtkit connection notices and quits it. So a QEMU process that died any
-other way (``kill -9``, a QEMU crash) is told apart: its run directory is left behind with a dead
-pid, and the domain is reported crashed (a persistent one: shut off with reason "crashed").
+"shutdown") until the domain's relay (``_relay``) -- or, without one, the first virtkit
+connection that looks -- resets it (a pending cooperative reboot) or quits it. So a QEMU process
+that died any other way (``kill -9``, a QEMU crash) is told apart: its run directory is left
+behind with a dead pid, and the domain is reported crashed (a persistent one: shut off with
+reason "crashed").
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -19,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid as _uuid
@@ -46,6 +49,7 @@ from virtkit import (
 from virtkit import TimeoutError as VirtTimeout
 
 from ._qmp import Loop
+from ._relay import MONITOR, cancel_reboot, claim_reboot, reboot_pending, release_claim, request_reboot, spawn
 from ._state import Record, StateDir, check_name
 
 __all__ = ["Driver", "find_qemu"]
@@ -68,16 +72,8 @@ _STATUS = {
 _ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
-#: Event monitors per domain: how many connections can listen to one domain at once.
-EVENT_MONITORS = 4
-
-# QMP event -> (virtkit event, detail); POWERDOWN (a request, not a change) is only a detail.
-_EVENTS = {
-    "STOP": (DomainEventType.SUSPENDED, "paused"),
-    "RESUME": (DomainEventType.RESUMED, "unpaused"),
-    "SHUTDOWN": (DomainEventType.SHUTDOWN, "guest"),
-    "RESET": (DomainEventType.REBOOTED, "reset"),
-}
+#: Seconds between two power-button presses while a shutdown or reboot request is pending.
+PRESS_INTERVAL = 2.0
 
 
 def find_qemu(arch: str | None = None) -> str | None:
@@ -95,13 +91,6 @@ def any_qemu() -> list[str]:
         except OSError:
             continue
     return found
-
-
-def _event_monitors(rundir: pathlib.Path) -> list[str]:
-    argv = []
-    for i in range(EVENT_MONITORS):
-        argv += ["-qmp", f"unix:{rundir / f'events-{i}.sock'},server=on,wait=off"]
-    return argv
 
 
 def _check_flags(flags: int, allowed: int = 0) -> None:
@@ -192,7 +181,8 @@ class Driver:
         self._kvm: bool | None = None
         self._callbacks: dict[int, Callback] = {}
         self._next_token = 1
-        self._listening: dict[int, Any] = {}  # domain id -> listener future
+        self._listening: set[int] = set()  # ids of the domains whose relay sends us events
+        self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
         self._version: Version | None = None
@@ -231,7 +221,7 @@ class Driver:
 
     def _qmp(self, rec: Record, cmd: str, args: Mapping[str, object] | None = None) -> Any:
         assert rec.rundir is not None
-        return self._loop.run(self._loop.execute(str(rec.rundir / "qmp.sock"), cmd, args))
+        return self._loop.run(self._loop.execute(str(rec.rundir), cmd, args))
 
     def _reap(self, rec: Record, reason: str) -> None:
         """Forget a QEMU that is gone; ``reason`` 'crashed' when it died without us.
@@ -248,7 +238,8 @@ class Driver:
             return  # someone else reaped it
         self.state.remove_rundir(grave)
         self.state.forget(rec.rundir)
-        self._listening.pop(rec.id or -1, None)
+        self._listening.discard(rec.id or -1)
+        self._loop.forget(str(rec.rundir))
         if reason == "crashed":
             log.warning("QEMU of domain %r (id %s) died on its own: reported crashed", rec.config.name, rec.id)
             self._emit(DomainEventType.CRASHED, ref, "QEMU process died")
@@ -287,14 +278,49 @@ class Driver:
                 return "gone"
             raise
         if status == "shutdown":
-            self._finish(rec, "shutdown")
-            return "gone"
+            return self._powered_off(rec)
         return status
+
+    def _powered_off(self, rec: Record) -> str:
+        """The guest powered off and its relay has not acted (yet, or it has none): do it here.
+
+        A pending cooperative reboot -> system_reset + cont ("running"); otherwise quit ("gone").
+        """
+        assert rec.rundir is not None
+        claim = claim_reboot(rec.rundir) if rec.config.on_reboot != "destroy" else False
+        if claim is True:
+            return "running"  # the relay (or another connection) is resetting it right now
+        if claim:
+            assert isinstance(claim, pathlib.Path)
+            try:
+                self._qmp(rec, "system_reset")
+                self._qmp(rec, "cont")
+            finally:
+                release_claim(claim)
+            return "running"
+        # No claim: either a shutdown, or a reset that completed between our two looks.
+        try:
+            status = str(self._qmp(rec, "query-status")["status"])
+        except ProtocolError:
+            status = "shutdown"
+        if status != "shutdown":
+            return status
+        cancel_reboot(rec.rundir)
+        self._finish(rec, "shutdown")
+        return "gone"
 
     def _finish(self, rec: Record, reason: str) -> None:
         """quit, wait, SIGKILL after the timeout, then forget the run directory."""
         assert rec.rundir is not None
         pid = _read_pid(rec.rundir)
+        self._finishing.add(rec.id or -1)
+        try:
+            self._finish_quit(rec, pid)
+        finally:
+            self._finishing.discard(rec.id or -1)
+        self._reap(rec, reason)
+
+    def _finish_quit(self, rec: Record, pid: int | None) -> None:
         try:
             self._qmp(rec, "quit")
         except (ProtocolError, DriverError, InvalidOperation, VirtTimeout):
@@ -313,7 +339,6 @@ class Driver:
                 deadline = time.monotonic() + 10
                 while _pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.01)
-        self._reap(rec, reason)
 
     def _running_records(self) -> list[Record]:
         out = []
@@ -383,7 +408,7 @@ class Driver:
             "-no-shutdown",
             "-serial", f"file:{rundir / 'console.log'}",
             "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
-            *_event_monitors(rundir),
+            "-qmp", f"unix:{rundir / MONITOR},server=on,wait=off",
             "-pidfile", str(rundir / "qemu.pid"),
             "-device", "virtio-balloon-pci,id=balloon0",
             "-daemonize",
@@ -425,6 +450,10 @@ class Driver:
         if proc.returncode != 0:
             self._kill_starting(rundir)
             raise DriverError(f"QEMU for {cfg.name!r} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        # The relay: the domain's watcher (events, power-off handling), for as long as QEMU runs.
+        why = spawn(sys.executable, rundir, self.timeout)
+        if why is not None:
+            log.warning("domain %r runs without its relay (no events until one starts): %s", cfg.name, why)
         (rundir / "started").touch()
         rec = Record(cfg, cfg.uuid, persistent, dom_id, rundir)
         if cfg.memory < (cfg.max_memory or cfg.memory):
@@ -445,55 +474,55 @@ class Driver:
         self.state.remove_rundir(rundir)
 
     def _listen(self, rec: Record) -> None:
+        """Subscribe to the domain's relay (starting it if it is missing); returns once subscribed."""
         assert rec.id is not None and rec.rundir is not None
         if rec.id in self._listening:
             return
         ref = self._ref(rec)
-        stopped = [False]
 
-        def on_event(name: str, data: Mapping[str, Any]) -> None:
-            if stopped[0] and name in ("STOP", "SHUTDOWN"):
-                return  # the vcpus stop after a poweroff, then our quit: one SHUTDOWN is enough
-            if name == "SHUTDOWN":
-                stopped[0] = True
-            hit = _EVENTS.get(name)
-            if hit is not None:
-                kind, detail = hit
-                if name == "SHUTDOWN":
-                    detail = "guest" if data.get("guest") else str(data.get("reason", "host"))
-                self._emit(kind, ref, detail)
-            if name == "SHUTDOWN":
-                # Finish it off the loop thread: _finish waits on QMP, which runs on the loop.
-                threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
+        def on_event(kind: str, detail: str) -> None:  # on the loop thread
+            if kind in ("gone", "lost"):
+                # QEMU went away (find out how: a kill -9 -> crashed), or the relay did.
+                self._listening.discard(rec.id or -1)
+                threading.Thread(target=self._settle, args=(rec, kind), daemon=True).start()
+                return
+            try:
+                self._emit(DomainEventType(kind), ref, detail)
+            except ValueError:
+                log.debug("unknown relay event %r", kind)
 
-        ready: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        socks = [str(rec.rundir / f"events-{i}.sock") for i in range(EVENT_MONITORS)]
-        fut = self._loop.spawn(self._loop.listen(socks, on_event, ready))
-        # The events monitor closing means QEMU went away: find out how (a kill -9 -> crashed).
-        fut.add_done_callback(
-            lambda f: None if f.cancelled() else threading.Thread(target=self._settle, args=(rec,), daemon=True).start()
-        )
-        self._listening[rec.id] = fut
-        # Wait until QEMU talks to the listener: QMP sends events only to connected monitors, so
-        # a change made right after registering would otherwise go unseen.
+        rundir = str(rec.rundir)
         try:
-            if not ready.result(min(self.timeout, 5.0) + 1):
-                log.warning(
-                    "no events from domain %r: all its %d event monitors are taken", rec.config.name, EVENT_MONITORS
-                )
-        except concurrent.futures.TimeoutError:
-            log.warning(
-                "no events from domain %r: all its %d event monitors are taken", rec.config.name, EVENT_MONITORS
-            )
+            ok = self._loop.run(self._loop.listen(rundir, on_event))
+            if not ok:
+                why = spawn(sys.executable, rec.rundir, self.timeout)
+                ok = why is None and self._loop.run(self._loop.listen(rundir, on_event))
+        except (ProtocolError, VirtTimeout) as exc:
+            why, ok = str(exc), False
+        if ok:
+            self._listening.add(rec.id)
+        elif self._live(rec.id) is not None:
+            log.warning("no events from domain %r: its relay is missing and cannot start: %s", rec.config.name, why)
 
-    def _settle(self, rec: Record) -> None:
-        if self._closed:
-            return
+    def _settle(self, rec: Record, why: str) -> None:
+        """After the relay said QEMU is gone ("gone"), or died itself ("lost")."""
+        if self._closed or (rec.id or -1) in self._finishing:
+            return  # our own destroy or quit reports it, with its reason
+        assert rec.rundir is not None
         try:
-            if self._live(rec.id or -1) is not None:
-                self._status(rec)
+            if why == "gone":
+                # QEMU closed its monitor: let the process finish exiting before judging how.
+                pid = _read_pid(rec.rundir)
+                deadline = time.monotonic() + min(self.timeout, 10.0)
+                while pid is not None and _pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            if self._live(rec.id or -1) is None:
+                return
+            if why == "lost" and self._callbacks:
+                self._listen(rec)  # QEMU runs on: start a new relay and listen again
+            self._status(rec)
         except Exception:
-            log.debug("settling %r after its shutdown failed", rec.config.name, exc_info=True)
+            log.debug("settling %r failed", rec.config.name, exc_info=True)
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -606,10 +635,10 @@ class Driver:
         if rec.id is not None:
             assert rec.rundir is not None
             try:
-                # One QMP connection for all three queries: connecting costs more than a query.
+                # The three queries at once, on this connection's link to the domain's relay.
                 st, balloon, cpus = self._loop.run(
                     self._loop.execute_many(
-                        str(rec.rundir / "qmp.sock"),
+                        str(rec.rundir),
                         (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None)),
                     )
                 )
@@ -689,32 +718,73 @@ class Driver:
         rec = self._active(dom, "shut down")
         if self._status(rec) != "running":
             raise InvalidOperation(f"cannot shut down domain {rec.config.name!r}: it is not running")
+        assert rec.rundir is not None
+        cancel_reboot(rec.rundir)  # a shutdown wins over a pending reboot, as in libvirt
         # An ACPI power-button press: the guest decides, and QEMU reports SHUTDOWN when it is off.
         self._qmp(rec, "system_powerdown")
         # A guest still booting (ACPI not up yet) loses the press: press again every 2 s while
         # it runs, for up to the timeout, as long as this connection is open.
         threading.Thread(target=self._press_again, args=(rec,), daemon=True, name="virtkit-qemu-powerdown").start()
 
-    def _press_again(self, rec: Record) -> None:
+    def _press_again(self, rec: Record, reboot: float | None = None) -> None:
+        """Press again every PRESS_INTERVAL while the guest runs and the request is pending.
+
+        ``reboot``: the deadline of this connection's reboot request; the request is over once
+        the marker is gone (claimed: the guest powered off and was reset) or was replaced.
+        """
+        assert rec.rundir is not None
         deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline - 2:
-            time.sleep(2)
+        while time.monotonic() < deadline - PRESS_INTERVAL:
+            time.sleep(PRESS_INTERVAL)
             if self._closed:
                 return
             try:
+                if reboot is not None and not self._reboot_is(rec.rundir, reboot):
+                    return
                 if self._live(rec.id or -1) is None or self._status(rec) != "running":
+                    return
+                if reboot is not None and not self._reboot_is(rec.rundir, reboot):
                     return
                 self._qmp(rec, "system_powerdown")
             except Exception:  # noqa: BLE001 - it went away meanwhile: nothing left to press
                 return
+        if reboot is not None and self._reboot_is(rec.rundir, reboot):
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            if self._reboot_is(rec.rundir, reboot):
+                log.warning(
+                    "domain %r ignored the reboot request for %g s: it is dropped (the guest runs on)",
+                    rec.config.name,
+                    self.timeout,
+                )
+                cancel_reboot(rec.rundir)
+
+    @staticmethod
+    def _reboot_is(rundir: pathlib.Path, deadline: float) -> bool:
+        """Our reboot request (by its deadline) is still the pending one."""
+        try:
+            return bool(reboot_pending(rundir) and json.loads((rundir / "reboot").read_text())["deadline"] == deadline)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "reboot")
+        assert rec.rundir is not None
         if self._status(rec) != "running":
             raise InvalidOperation(f"cannot reboot domain {rec.config.name!r}: it is not running")
-        # A reset of the machine: QEMU has no cooperative reboot without a guest agent.
-        self._qmp(rec, "system_reset")
+        # libvirt's ACPI reboot ("fake reboot"): record the request, press the power button; when
+        # the guest has powered off, the relay (or, without one, the first connection that
+        # looks) resets it and lets it run again: the same QEMU process, the same id. Returns
+        # once the press is delivered; the request stays pending for the connection's timeout.
+        deadline = request_reboot(rec.rundir, self.timeout)
+        try:
+            self._qmp(rec, "system_powerdown")
+        except BaseException:
+            cancel_reboot(rec.rundir)
+            raise
+        threading.Thread(
+            target=self._press_again, args=(rec, deadline), daemon=True, name="virtkit-qemu-reboot"
+        ).start()
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)

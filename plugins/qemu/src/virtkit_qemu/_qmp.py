@@ -1,16 +1,19 @@
 """QMP through ``qemu.qmp``: one private asyncio loop thread per driver, every wait bounded.
 
-Commands use a short-lived QMP connection each (connect, negotiate, execute, disconnect) on the
-domain's ``qmp.sock``: a QEMU monitor serves one client at a time, and several virtkit connections
-(other processes too) must be able to drive the same domain. Events use one of the domain's
-event monitors (``events-N.sock``), held open by a connection that listens: one per listener.
+Commands and events go through the domain's relay (``_relay``), which holds the domain's QMP
+monitor: each driver keeps one unix connection to each domain's relay it talks to, and any
+number of drivers (in any process) share the relay. When a domain has no relay (it died, or
+is being replaced), a command uses a short-lived QMP connection of its own on ``qmp.sock``
+(connect, negotiate, execute, disconnect), the monitor kept free for exactly that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
@@ -20,7 +23,9 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 from virtkit import ConnectionClosed, DriverError, InvalidOperation, ProtocolError
 from virtkit import TimeoutError as VirtTimeout
 
-__all__ = ["Loop", "QMPError"]
+from ._relay import RELAY
+
+__all__ = ["Loop", "QMPError", "RelayClient", "RelayMissing"]
 
 _T = TypeVar("_T")
 log = logging.getLogger("virtkit.qemu")
@@ -35,7 +40,8 @@ class Loop:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
-        self._clients: set[QMPClient] = set()  # the events listeners' connections
+        self._relays: dict[str, RelayClient] = {}  # run directory -> this driver's relay connection
+        self._connecting = asyncio.Lock()
         self._thread = threading.Thread(target=self._loop.run_forever, name="virtkit-qemu-qmp", daemon=True)
         self._thread.start()
 
@@ -62,8 +68,9 @@ class Loop:
             return
 
         async def _shutdown() -> None:
-            # Disconnecting ends each listener's ``async for`` normally; cancel only stragglers.
-            await asyncio.gather(*(self._quiet_disconnect(c) for c in list(self._clients)))
+            for client in list(self._relays.values()):
+                client.close()
+            self._relays.clear()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=3)
@@ -81,12 +88,19 @@ class Loop:
         if not self._thread.is_alive():
             self._loop.close()
 
-    async def execute(self, sock: str, cmd: str, args: Mapping[str, object] | None = None) -> Any:
-        """One command on a fresh QMP connection; QMP errors become virtkit errors."""
-        return (await self.execute_many(sock, ((cmd, args),)))[0]
+    async def execute(self, rundir: str, cmd: str, args: Mapping[str, object] | None = None) -> Any:
+        """One command; QMP errors become virtkit errors."""
+        return (await self.execute_many(rundir, ((cmd, args),)))[0]
 
-    async def execute_many(self, sock: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
-        """Several commands on one fresh connection (a connection costs more than a command)."""
+    async def execute_many(self, rundir: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
+        """Several commands of one domain, through its relay (all sent at once), else directly."""
+        relay = await self._relay(rundir)
+        if relay is not None:
+            return list(await asyncio.gather(*(relay.execute(c, a) for c, a in cmds)))
+        return await self.execute_direct(os.path.join(rundir, "qmp.sock"), cmds)
+
+    async def execute_direct(self, sock: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
+        """Several commands on one fresh QMP connection (a connection costs more than a command)."""
         client = QMPClient("virtkit")
         cmd = cmds[0][0]
         try:
@@ -112,71 +126,155 @@ class Loop:
             except (TimeoutError, QMPError, OSError, EOFError):
                 pass
 
-    async def _connect_first(self, socks: list[str]) -> QMPClient | None:
-        """Connect to every socket at once; keep the first monitor that greets, drop the rest.
-
-        A monitor another connection holds never greets (QEMU serves one client per monitor), so
-        a domain has several event monitors and each listener takes a free one.
-        """
-        clients = [QMPClient("virtkit-events") for _ in socks]
-        tasks = [asyncio.ensure_future(c.connect(s)) for c, s in zip(clients, socks, strict=True)]
-        winner: QMPClient | None = None
-        pending = set(tasks)
-        deadline = asyncio.get_running_loop().time() + min(self.timeout, 5.0)
-        while pending and winner is None:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if winner is None and not t.cancelled() and t.exception() is None:
-                    winner = clients[tasks.index(t)]
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
-        for c in clients:
-            if c is not winner:
-                await self._quiet_disconnect(c)
-        return winner
-
-    async def listen(
-        self,
-        socks: list[str],
-        on_event: Callable[[str, Mapping[str, Any]], None],
-        ready: concurrent.futures.Future[bool] | None = None,
-    ) -> None:
-        """Hold a free event monitor and hand every QMP event to ``on_event`` until it closes.
-
-        ``ready`` gets True once connected (events from then on are seen), False if none was free.
-        """
-        try:
-            client = await self._connect_first(socks)
-        except asyncio.CancelledError:
-            if ready is not None and not ready.done():
-                ready.set_result(False)
-            raise
-        if ready is not None and not ready.done():
-            ready.set_result(client is not None)
-        if client is None:
-            return
-        self._clients.add(client)
-        try:
-            async for event in client.events:
-                data = event.get("data")
-                on_event(str(event["event"]), data if isinstance(data, Mapping) else {})
-        except (TimeoutError, QMPError, OSError, EOFError):
-            pass  # the domain went away
-        except asyncio.CancelledError:
-            self._clients.discard(client)
-            await self._quiet_disconnect(client)
-            raise
-        # Not in a finally: a coroutine closed by the garbage collector must not await.
-        self._clients.discard(client)
-        await self._quiet_disconnect(client)
-
     async def _quiet_disconnect(self, client: QMPClient) -> None:
         try:
             await asyncio.wait_for(client.disconnect(), min(self.timeout, 5.0))
         except (TimeoutError, QMPError, OSError, EOFError):
             pass
+
+    # -- the relay ---------------------------------------------------------------------------
+
+    async def _relay(self, rundir: str) -> RelayClient | None:
+        """This driver's connection to the relay of ``rundir``, made on first use; None if none."""
+        client = self._relays.get(rundir)
+        if client is not None and not client.closed:
+            return client
+        async with self._connecting:
+            client = self._relays.get(rundir)
+            if client is not None and not client.closed:
+                return client
+            client = RelayClient(os.path.join(rundir, RELAY), self.timeout)
+            try:
+                await client.connect()
+            except RelayMissing:
+                return None
+            self._relays[rundir] = client
+            return client
+
+    def forget(self, rundir: str) -> None:
+        """Drop the relay connection of a domain that is gone (call from any thread)."""
+        client = self._relays.pop(rundir, None)
+        if client is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(client.close)
+
+    async def listen(self, rundir: str, on_event: Callable[[str, str], None]) -> bool:
+        """Subscribe ``on_event(kind, detail)`` to the domain's events; False when it has no relay.
+
+        Returns once the relay confirmed the subscription: every later change is seen.
+        """
+        client = await self._relay(rundir)
+        if client is None:
+            return False
+        try:
+            await client.listen(on_event)
+        except RelayMissing:
+            return False
+        return True
+
+
+class RelayMissing(ProtocolError):
+    """No relay answers on the socket (not started, or gone)."""
+
+
+class RelayClient:
+    """One unix connection to a domain's relay: commands (matched by id) and, once asked, events."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.closed = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next = 1
+        self._on_event: Callable[[str, str], None] | None = None
+        self._gone = False  # the relay said the domain is gone
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.path), self.timeout)
+            greeting = json.loads(await asyncio.wait_for(reader.readline(), self.timeout) or b"null")
+        except (OSError, ValueError, TimeoutError) as exc:
+            self.closed = True
+            raise RelayMissing(f"no relay on {self.path}: {type(exc).__name__} {exc}") from None
+        if not isinstance(greeting, dict) or greeting.get("relay") != 1:
+            self.closed = True
+            writer.close()
+            raise RelayMissing(f"no relay on {self.path}: greeted with {greeting!r}")
+        self._writer = writer
+        self._reader = asyncio.ensure_future(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if "id" in msg:
+                    fut = self._pending.pop(msg["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif "event" in msg:
+                    kind = str(msg["event"])
+                    self._gone = self._gone or kind == "gone"
+                    if self._on_event is not None:
+                        self._deliver(kind, str(msg.get("detail", "")))
+        except (OSError, ValueError):
+            pass
+        self.closed = True
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RelayMissing(f"the relay on {self.path} closed"))
+        self._pending.clear()
+        if self._on_event is not None and not self._gone:
+            self._deliver("lost", "")  # the relay died under a running domain
+        if self._writer is not None:
+            self._writer.close()
+
+    def _deliver(self, kind: str, detail: str) -> None:
+        assert self._on_event is not None
+        try:
+            self._on_event(kind, detail)
+        except Exception:
+            log.exception("relay event handler failed")
+
+    def close(self) -> None:
+        self._on_event = None
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def call(self, msg: dict[str, Any]) -> Any:
+        if self.closed or self._writer is None:
+            raise RelayMissing(f"the relay on {self.path} closed")
+        rid = self._next
+        self._next += 1
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self._writer.write((json.dumps({**msg, "id": rid}) + "\n").encode())
+            # The relay bounds the command by the same timeout; this bound is a backstop.
+            return await asyncio.wait_for(fut, self.timeout + 1)
+        except TimeoutError:
+            raise VirtTimeout(f"the relay on {self.path} did not answer within {self.timeout:g} s") from None
+        finally:
+            self._pending.pop(rid, None)
+
+    async def listen(self, on_event: Callable[[str, str], None]) -> None:
+        self._on_event = on_event
+        await self.call({"listen": True})
+
+    async def execute(self, cmd: str, args: Mapping[str, object] | None) -> Any:
+        msg: dict[str, Any] = {"execute": cmd}
+        if args:
+            msg["arguments"] = dict(args)
+        reply = await self.call(msg)
+        if "return" in reply:
+            return reply["return"]
+        err = reply.get("error") or {}
+        cls, desc = str(err.get("class", "")), str(err.get("desc", reply))
+        if cls in _STATE_ERRORS:
+            raise InvalidOperation(f"QEMU refused {cmd!r}: {desc}")
+        if cls == "RelayError":
+            raise ProtocolError(f"QMP {cmd!r} through {self.path} failed: {desc}")
+        raise DriverError(f"QEMU refused {cmd!r}: {desc}")
