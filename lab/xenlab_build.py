@@ -62,6 +62,8 @@ CHROOT_PACKAGES = [
     "libvirt-daemon-driver-xen",
     "libvirt-daemon",
     "libvirt-clients",
+    # libvirt-python, the in-process peer of xen_hyper's benchmark
+    "python3-libvirt",
 ]
 #: Kernel module trees never needed by the lab (keeps the image small and mkfs fast).
 PRUNE_MODULES = [
