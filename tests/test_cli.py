@@ -148,3 +148,48 @@ def test_prefer_and_exclude_from_the_command_line() -> None:
     assert all(r["plugin"] != "compete_b" for r in out["operations"])
     r = run("--prefer", "=x", "explain", "compete:///")
     assert r.returncode == 1 and "expected [OP=]PLUGIN" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-c", "test:///default", "list", "--all"],
+        ["--connect=test:///default", "--json", "dominfo", "web"],
+        ["-ctest:///default", "setmem", "web", "512M"],
+        ["--timeout", "5", "--prefer", "domain_get_info=test", "--exclude", "x", "-v", "-v", "nodeinfo"],
+        ["--conn", "test:///default", "list"],  # an abbreviation the guess cannot follow
+        ["-c", "list", "uri"],  # a URI that looks like a command
+        ["--", "version"],  # argparse itself refuses this one: both must fail alike
+        ["explain", "test:///default"],
+        ["setvcpus", "web", "2", "--maximum"],
+        ["drivers", "--json"],
+    ],
+)
+def test_quick_parse_equals_the_full_parser(argv: list[str]) -> None:
+    """A cold start builds only the named subcommand's parser; the result must not differ."""
+    from virtkit._cli import build_parser, parse_args
+
+    try:
+        full = build_parser().parse_args(argv)
+    except SystemExit:
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        return
+    assert parse_args(argv) == full
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list", "--bogus"], ["setvcpus", "web", "two"], ["nosuchcommand"], ["--timeout", "x", "list"], []],
+)
+def test_quick_parse_errors_equal_the_full_parsers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from virtkit._cli import build_parser, parse_args
+
+    with pytest.raises(SystemExit) as quick:
+        parse_args(argv)
+    quick_err = capsys.readouterr().err
+    with pytest.raises(SystemExit) as full:
+        build_parser().parse_args(argv)
+    assert quick.value.code == full.value.code == 2
+    assert quick_err == capsys.readouterr().err
+    assert quick_err.startswith("error: ")

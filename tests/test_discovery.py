@@ -135,3 +135,70 @@ def test_refresh_forgets_in_process_caches() -> None:
     _discovery.refresh()
     again = _discovery.installed_entry_points()
     assert again is not first and set(again) == set(first)
+
+
+def test_open_with_a_warm_index_imports_neither_metadata_nor_stevedore(tmp_path: pathlib.Path) -> None:
+    """The cold-start budget: importlib.metadata (email, zipfile, csv...) and stevedore load only
+    to rebuild the index or list every plugin, not for an ordinary open()."""
+    code = (
+        "import sys, json, virtkit\n"
+        "with virtkit.open('test:///default') as c:\n"
+        "    c.list_domains()\n"
+        "print(json.dumps(sorted(m for m in ('importlib.metadata', 'stevedore') if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run() -> list[str]:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        loaded: list[str] = json.loads(r.stdout)
+        return loaded
+
+    assert run() == ["importlib.metadata"]  # cold: the index is built from metadata
+    if not list((tmp_path / "cache" / "virtkit").glob("entry-points-*.json")):
+        pytest.skip("a sys.path directory changed in the last seconds: the index is not kept yet")
+    assert run() == []
+
+
+def test_an_index_for_another_key_or_corrupted_is_rebuilt(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtkit import _discovery
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path, key, _settled = _discovery._index_path()
+    path.parent.mkdir(parents=True)
+    bogus = [["test", "virtkit_fakes.no_such_module:plugin"]]
+    for content in (
+        json.dumps({"key": key + "x", "entry_points": bogus}),  # a checksum collision: key differs
+        json.dumps(bogus),  # the previous format
+        "{not json",
+    ):
+        path.write_text(content)
+        _discovery.refresh()
+        assert ("test", "virtkit_fakes.no_such_module:plugin") not in _discovery.installed_entry_points()
+        assert any(name == "test" for name, _value in _discovery.installed_entry_points())
+    _discovery.refresh()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("json", "json"),
+        ("json:loads", "loads"),
+        ("json.decoder:JSONDecoder.decode", "decode"),
+        ("json : dumps [extra]", "dumps"),
+    ],
+)
+def test_load_target_follows_the_entry_point_grammar(value: str, expected: str) -> None:
+    from virtkit._discovery import load_target
+
+    assert getattr(load_target(value), "__name__", None) == expected
+
+
+@pytest.mark.parametrize("value", ["", "json:", "json:loads:x", "a b"])
+def test_load_target_rejects_a_malformed_value(value: str) -> None:
+    from virtkit._discovery import load_target
+
+    with pytest.raises(ValueError, match="malformed entry point value"):
+        load_target(value)

@@ -1,28 +1,36 @@
-"""Finding plugins: entry points in group ``virtkit.drivers``, loaded through stevedore.
+"""Finding plugins: entry points in group ``virtkit.drivers``.
 
 An entry point's *name* is the URI scheme it serves, optionally followed by ``.label`` so one
 distribution can register several plugins for one scheme (``xen``, ``xen.hyper``); ``*`` serves
 any scheme. The scheme is thus declared in metadata, and opening ``xen:///`` imports only plugins
 registered for ``xen``: the cost of ``open()`` does not grow with unrelated installed plugins. A
 plugin serving several schemes lists the same object under each name.
+
+``open()`` reads the group from an on-disk index and imports the matching targets itself;
+``importlib.metadata`` (and stevedore, which imports it) is loaded only to rebuild the index and
+for ``describe_installed`` (``virtkit drivers``), where stevedore loads every plugin of the
+group. Importing ``importlib.metadata`` alone (email, zipfile, csv, ...) cost about a third of a
+cold ``virtkit list`` (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
+import importlib
 import json
 import os
 import pathlib
+import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterable
-from typing import Any, NamedTuple
-
-import stevedore
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._catalogue import CATALOGUE_VERSION, catalogue_compatible
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = [
     "ANY_SCHEME",
@@ -80,10 +88,12 @@ def refresh() -> None:
         _instances.clear()
         _loaded.clear()
         _group = None
-        stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
+        stevedore = sys.modules.get("stevedore")
+        if stevedore is not None:  # its per-process entry-point list, if describe_installed ran
+            stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
 
 
-def _index_path() -> tuple[pathlib.Path, bool]:
+def _index_path() -> tuple[pathlib.Path, str, bool]:
     """The index file for this interpreter and this sys.path, keyed on the path entries' mtimes.
 
     Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` directory,
@@ -92,8 +102,11 @@ def _index_path() -> tuple[pathlib.Path, bool]:
 
     The flag says whether a directory changed in the last seconds: an install may be under way
     (dist-info created, entry_points.txt not yet written), so an index built now is not kept.
+
+    The file is named by two cheap checksums of the key and holds the whole key, compared on
+    read: a name collision is a miss, never a wrong index (and hashlib costs an OpenSSL load).
     """
-    h = hashlib.sha256(f"{sys.executable}\0{sys.prefix}".encode())
+    parts = [sys.executable, sys.prefix]
     newest = 0
     for entry in sys.path:
         try:
@@ -101,19 +114,25 @@ def _index_path() -> tuple[pathlib.Path, bool]:
         except OSError:
             mtime = -1
         newest = max(newest, mtime)
-        h.update(f"\0{entry}\0{mtime}".encode())
+        parts += (entry, str(mtime))
+    key = "\0".join(parts)
+    raw = key.encode("utf-8", "surrogateescape")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     settled = time.time_ns() - newest > _SETTLE_NS
-    return pathlib.Path(base, "virtkit", f"entry-points-{h.hexdigest()[:32]}.json"), settled
+    name = f"entry-points-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.json"
+    return pathlib.Path(base, "virtkit", name), key, settled
 
 
 def _read_group() -> list[tuple[str, str]]:
-    path, settled = _index_path()
+    path, key, settled = _index_path()
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        return [(str(name), str(value)) for name, value in rows]
-    except (OSError, ValueError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["key"] == key:
+            return [(str(name), str(value)) for name, value in data["entry_points"]]
+    except (OSError, ValueError, TypeError, KeyError):
         pass
+    import importlib.metadata
+
     eps: list[tuple[str, str]] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if (ep.name, ep.value) not in eps:  # a dist on sys.path twice lists its entry points twice
@@ -123,7 +142,7 @@ def _read_group() -> list[tuple[str, str]]:
     try:  # atomically, so concurrent processes never read half a file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(eps), encoding="utf-8")
+        tmp.write_text(json.dumps({"key": key, "entry_points": eps}), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: discovery still works, uncached
@@ -178,64 +197,57 @@ def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadF
         return list(hit[0]), list(hit[1])
 
 
+# The value grammar of an entry point (as importlib.metadata.EntryPoint reads it).
+_TARGET = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+
+
+def load_target(value: str) -> object:
+    """Import ``module[:attr.attr]`` the way ``EntryPoint.load()`` does, without importing
+    importlib.metadata. Any import error propagates (the caller records it)."""
+    m = _TARGET.match(value)
+    if m is None:
+        raise ValueError(f"malformed entry point value {value!r}")
+    obj: object = importlib.import_module(m["module"])
+    for attr in (m["attr"] or "").split(".") if m["attr"] else ():
+        obj = getattr(obj, attr)
+    return obj
+
+
 def _load_plugins(schemes: frozenset[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
     wanted_schemes = set(schemes) | {ANY_SCHEME}
     loaded: list[PluginSource] = []
     failures: list[LoadFailure] = []
-    seen: set[str] = set()
     by_target: dict[str, list[str]] = {}
-    wanted: set[str] = set()
-    matching: list[importlib.metadata.EntryPoint] = []
+    first_name: dict[str, str] = {}
     for name, value in installed_entry_points():
-        if scheme_of(name) in wanted_schemes:
-            wanted.add(name)
-            by_target.setdefault(value, []).append(scheme_of(name))
-            matching.append(importlib.metadata.EntryPoint(name, value, ENTRY_POINT_GROUP))
-
-    def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
-        if ep.value in seen:
-            return
-        seen.add(ep.value)
-        failures.append(
-            LoadFailure(
-                name=ep.name,  # its own name is unknown: the object never loaded
-                target=ep.value,
-                schemes=tuple(by_target.get(ep.value, [scheme_of(ep.name)])),
-                error=f"{type(err).__name__}: {err}",
-                exception=err,
-            )
-        )
-
-    if not by_target:
-        return loaded, failures
-    # stevedore's manager walks its per-process entry-point list: hand it only the matching
-    # ones, so loading costs nothing per unrelated installed plugin (we hold _lock).
-    stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = matching
-    mgr: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
-        ENTRY_POINT_GROUP,
-        names=sorted(wanted),
-        invoke_on_load=False,
-        on_load_failure_callback=on_failure,
-    )
-    for ext in mgr.extensions:
-        target = ext.entry_point.value
-        if target in seen:
-            continue
-        seen.add(target)
+        scheme = scheme_of(name)
+        if scheme in wanted_schemes:
+            by_target.setdefault(value, []).append(scheme)
+            first_name.setdefault(value, name)
+    # Sorted by entry-point name: the load order (and so the explain order) is stable.
+    for target in sorted(by_target, key=lambda t: first_name[t]):
+        ep_name = first_name[target]
         obj = _instances.get(target)
         if obj is None:
             try:
-                obj = _instances[target] = instantiate(ext.plugin)
-            except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
-                seen.discard(target)
-                on_failure(None, ext.entry_point, exc)
+                obj = _instances[target] = instantiate(load_target(target))
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
+                failures.append(
+                    LoadFailure(
+                        name=ep_name,  # its own name is unknown: the object never loaded
+                        target=target,
+                        schemes=tuple(by_target[target]),
+                        error=f"{type(exc).__name__}: {exc}",
+                        exception=exc,
+                    )
+                )
                 continue
         name = plugin_name(obj, target)
         why = check_catalogue(obj)
         if why is not None:
-            failures.append(LoadFailure(name, target, tuple(by_target.get(target, [])), why))
+            failures.append(LoadFailure(name, target, tuple(by_target[target]), why))
             continue
-        loaded.append(PluginSource(name, obj, f"entry point {ext.name} = {target}", target))
+        loaded.append(PluginSource(name, obj, f"entry point {ep_name} = {target}", target))
     return loaded, failures
 
 
@@ -244,6 +256,8 @@ def describe_installed() -> list[dict[str, Any]]:
 
     Imports every plugin, so it is for ``virtkit drivers``, not for ``open()``.
     """
+    import importlib.metadata
+
     by_target: dict[str, dict[str, Any]] = {}
     eps: dict[str, importlib.metadata.EntryPoint] = {}
     for dist in importlib.metadata.distributions():
@@ -265,14 +279,28 @@ def describe_installed() -> list[dict[str, Any]]:
             if scheme_of(ep.name) not in row["schemes"]:
                 row["schemes"].append(scheme_of(ep.name))
             eps.setdefault(ep.value, ep)
-    for target, row in by_target.items():
-        ep = eps[target]
+    import stevedore
+
+    def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
+        row = by_target.get(ep.value)
+        if row is not None:
+            row["status"], row["error"] = "failed", f"{type(err).__name__}: {err}"
+
+    # stevedore imports every plugin of the group, reporting each one that fails; it is handed
+    # the de-duplicated list (a distribution on sys.path twice lists its entry points twice).
+    with _lock:
+        stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = list(eps.values())
+        mgr: stevedore.ExtensionManager[object] = stevedore.ExtensionManager(
+            ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure
+        )
+    for ext in mgr.extensions:
+        row = by_target[ext.entry_point.value]
         try:
-            obj = instantiate(ep.load())
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            obj = instantiate(ext.plugin)
+        except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
             row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
             continue
-        row["plugin"] = plugin_name(obj, ep.value)
+        row["plugin"] = plugin_name(obj, ext.entry_point.value)
         why = check_catalogue(obj)
         if why is not None:
             row["status"], row["error"] = "failed", why
