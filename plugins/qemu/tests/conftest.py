@@ -23,10 +23,10 @@ from virtkit_qemu._guest import CMDLINE, READY_MARK, guest_image
 URI = "qemu:///session"
 
 
-def kill_qemus(root: pathlib.Path) -> None:
+def kill_qemus(root: pathlib.Path, state: str = "virtkit/qemu") -> None:
     """SIGKILL each QEMU (and relay) whose pidfile is under ``root`` and whose command line names
-    ``root``."""
-    for pidfile in [*root.glob("virtkit/qemu/run/*/qemu.pid"), *root.glob("virtkit/qemu/run/*/relay.pid")]:
+    ``root``; ``state``: the state directory, relative to ``root``."""
+    for pidfile in [*root.glob(f"{state}/run/*/qemu.pid"), *root.glob(f"{state}/run/*/relay.pid")]:
         try:
             pid = int(pidfile.read_text().strip())
             cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -148,3 +148,12 @@ def mlab(tmp_path_factory: pytest.TempPathFactory, guest: tuple[pathlib.Path, pa
             yield QemuLab(home, guest)
         finally:
             kill_qemus(home)
+
+
+@pytest.fixture
+def sysdir(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
+    """qemu:///system's state directory for this test (VIRTKIT_QEMU_SYSTEM_DIR), not the host's."""
+    root = tmp_path / "system"
+    monkeypatch.setenv("VIRTKIT_QEMU_SYSTEM_DIR", str(root))
+    yield root
+    kill_qemus(root, ".")

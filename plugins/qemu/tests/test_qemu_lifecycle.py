@@ -6,7 +6,11 @@ run in file order and share the guest: the last one shuts it down.
 
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +19,7 @@ import pytest
 
 import virtkit
 from virtkit import DomainEventType, DomainState
+from virtkit_qemu._guest import READY_MARK
 
 
 class Events:
@@ -102,19 +107,73 @@ def test_set_memory_balloons_the_guest(booted: Any) -> None:
     assert lab.qmp(dom.id, "query-balloon")["actual"] == 100 * 1024 * 1024
 
 
-def test_reboot_resets_the_same_process(booted: Any) -> None:
+def _console(lab: Any, dom: virtkit.Domain) -> str:
+    return str((lab.rundir(dom.id) / "console.log").read_text(errors="replace"))
+
+
+def test_reboot_is_cooperative_and_keeps_the_process(booted: Any) -> None:
+    """libvirt's ACPI "fake reboot": a power-button press, the guest powers itself off, then
+    system_reset + cont: a second boot in the same QEMU process, same id."""
     conn, dom, lab = booted
     pid = lab.qemu_pid(dom.id)
     events = Events()
     cancel = conn.domain_event_register(events)
     try:
-        dom.reboot()
+        dom.reboot()  # returns once the press is delivered
         lab.wait_for_console(dom.id, count=2)  # the guest's init ran a second time
         lab.wait_until(lambda: DomainEventType.REBOOTED in events.kinds(dom), "the reboot event")
     finally:
         cancel()
+    console = _console(lab, dom)
+    assert console.count(READY_MARK) == 2
+    assert "virtkit-guest: power button" in console  # the guest went down by itself: no hard reset
     assert lab.qemu_pid(dom.id) == pid and lab.pid_alive(pid)
     assert dom.info().state is DomainState.RUNNING
+    assert lab.qmp(dom.id, "query-status")["status"] == "running"
+    assert conn.lookup_by_id(dom.id).uuid == dom.uuid and conn.list_domains() == [dom.id]
+    # A reboot is neither a shutdown nor a stop, for the listeners either.
+    assert DomainEventType.SHUTDOWN not in events.kinds(dom) and DomainEventType.STOPPED not in events.kinds(dom)
+    assert next(e.detail for e in events.seen if e.type is DomainEventType.REBOOTED) == "reboot"
+    assert not (lab.rundir(dom.id) / "reboot").exists()  # the request was consumed
+
+
+def test_reboot_outlives_the_connection_and_process_that_asked(booted: Any) -> None:
+    """The request is recorded in the state directory: the relay acts on the power-off."""
+    _, dom, lab = booted
+    pid = lab.qemu_pid(dom.id)
+    code = (
+        "import sys, virtkit\n"
+        "with virtkit.open('qemu:///session') as c:\n"
+        "    c.lookup_by_id(int(sys.argv[1])).reboot()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(dom.id)], check=True, timeout=120)
+    lab.wait_for_console(dom.id, count=3)
+    assert lab.qemu_pid(dom.id) == pid
+    lab.wait_until(lambda: dom.info().state is DomainState.RUNNING, "the domain running again")
+    assert lab.qmp(dom.id, "query-status")["status"] == "running"
+
+
+def test_reboot_without_a_relay_is_done_by_the_next_connection_that_looks(booted: Any) -> None:
+    """With the domain's relay gone, whichever virtkit connection next looks at the powered-off
+    guest resets it (instead of quitting QEMU)."""
+    _, dom, lab = booted
+    pid = lab.qemu_pid(dom.id)
+    relay = int((lab.rundir(dom.id) / "relay.pid").read_text())
+    os.kill(relay, signal.SIGKILL)
+    lab.wait_until(lambda: not lab.pid_alive(relay), "the relay to die")
+    with lab.open() as other:  # no listener: nothing restarts the relay
+        again = other.lookup_by_id(dom.id)
+        again.reboot()
+        console = lambda: _console(lab, dom)  # noqa: E731
+        lab.wait_until(lambda: console().count("virtkit-guest: power button") >= 3, "the guest to power off")
+        # Looking is what resets it: poll the state until the second boot shows up.
+        lab.wait_until(
+            lambda: again.info().state is DomainState.RUNNING and console().count(READY_MARK) >= 4,
+            "the guest to boot again",
+            timeout=120,
+        )
+    assert lab.qemu_pid(dom.id) == pid and lab.pid_alive(pid)
+    assert lab.qmp(dom.id, "query-status")["status"] == "running"
 
 
 def test_shutdown_really_powers_the_guest_off(booted: Any) -> None:

@@ -15,12 +15,15 @@ PRIORITY = 50
 
 #: qemu:///system's state: shared by every user of the host, so root's.
 SYSTEM_ROOT = pathlib.Path("/var/lib/virtkit/qemu")
+#: Overrides SYSTEM_ROOT, for tests (CI runs as root and must not touch the host's real state).
+SYSTEM_ROOT_ENV = "VIRTKIT_QEMU_SYSTEM_DIR"
 
 
 def state_root(path: str) -> pathlib.Path:
-    """``/session``: $XDG_STATE_HOME/virtkit/qemu (~/.local/state/...); ``/system``: /var/lib/virtkit/qemu."""
+    """``/session``: $XDG_STATE_HOME/virtkit/qemu (~/.local/state/...); ``/system``:
+    /var/lib/virtkit/qemu, or $VIRTKIT_QEMU_SYSTEM_DIR when set (tests)."""
     if path == "/system":
-        return SYSTEM_ROOT
+        return pathlib.Path(os.environ.get(SYSTEM_ROOT_ENV) or SYSTEM_ROOT)
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return pathlib.Path(base) / "virtkit" / "qemu"
 
