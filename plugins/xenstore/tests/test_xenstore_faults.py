@@ -245,3 +245,44 @@ def test_leader_hands_over_when_its_reply_comes_first(raw_peer: Any, client: Cli
         raw_peer.reply(typ, rid, payload[::-1], tx)
         calls[pkts.index((typ, rid, tx, payload))].wait()
     assert [c.result for c in calls] == [p[3][::-1] for p in pkts]
+
+
+def test_read_many_is_one_round_trip(raw_peer: Any, client: Client) -> None:
+    """All requests are on the wire before any reply: the peer reads three packets without
+    answering one. Replies out of order still land in ``paths`` order; ENOENT reads as None."""
+    c = Call(lambda: client.read_many(["/a", "/b", "/c"]))
+    raw_peer.accept()
+    pkts = [raw_peer.recv_packet() for _ in range(3)]
+    assert [p[3] for p in pkts] == [b"/a\0", b"/b\0", b"/c\0"]
+    for typ, rid, tx, payload in reversed(pkts):
+        if payload == b"/b\0":
+            raw_peer.reply(Op.ERROR, rid, b"ENOENT\0", tx)
+        else:
+            raw_peer.reply(typ, rid, payload.rstrip(b"\0").upper(), tx)
+    assert c.wait() == [b"/A", None, b"/C"]
+
+
+def test_read_many_raises_the_first_other_error(raw_peer: Any, client: Client) -> None:
+    c = Call(lambda: client.read_many(["/a", "/b"]))
+    raw_peer.accept()
+    pkts = [raw_peer.recv_packet() for _ in range(2)]
+    raw_peer.reply(Op.ERROR, pkts[1][1], b"EACCES\0", pkts[1][2])
+    raw_peer.reply(pkts[0][0], pkts[0][1], b"fine", pkts[0][2])
+    with pytest.raises(virtkit.PermissionDenied):
+        c.wait()
+    recovers_without_reconnect = Call(lambda: client.read("/ok"))
+    typ, rid, tx, _ = raw_peer.recv_packet()  # the same connection: nothing was broken
+    raw_peer.reply(typ, rid, b"ok", tx)
+    assert recovers_without_reconnect.wait() == b"ok"
+
+
+def test_read_many_when_the_daemon_dies_mid_batch(raw_peer: Any, client: Client) -> None:
+    c = Call(lambda: client.read_many(["/a", "/b"]))
+    raw_peer.accept()
+    first = raw_peer.recv_packet()
+    raw_peer.recv_packet()
+    raw_peer.reply(first[0], first[1], b"one", first[2])
+    raw_peer.close_conn()
+    with pytest.raises(virtkit.ConnectionClosed):
+        c.wait()
+    recovers(raw_peer, client)

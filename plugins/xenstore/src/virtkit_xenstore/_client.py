@@ -78,9 +78,28 @@ class _Ops:
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
         raise NotImplementedError
 
+    def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
+        raise NotImplementedError
+
     def read(self, path: str) -> bytes:
         """The node's value, byte for byte (it may be empty or contain NULs)."""
         return self._request(Op.READ, check_path(path), path)
+
+    def read_many(self, paths: Iterable[str]) -> list[bytes | None]:
+        """Several nodes' values in one round trip (the reads are pipelined); None for a node
+        that does not exist. Any other error is raised (the first, in ``paths`` order)."""
+        requests: list[tuple[int, bytes, str | None]] = [(Op.READ, check_path(p), p) for p in paths]
+        if not requests:
+            return []
+        out: list[bytes | None] = []
+        for r in self._request_many(requests):
+            if isinstance(r, bytes):
+                out.append(r)
+            elif isinstance(r, PathNotFound):
+                out.append(None)
+            else:
+                raise r
+        return out
 
     def read_text(self, path: str) -> str:
         return _text(self.read(path))
@@ -285,6 +304,9 @@ class Client(_Ops):
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
         return self._current().call(op, payload, 0, path, self.timeout)
 
+    def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
+        return self._current().call_many(requests, 0, self.timeout)
+
     # -- other message types -------------------------------------------------------------------
 
     def is_domain_introduced(self, domid: int) -> bool:
@@ -440,14 +462,20 @@ class Transaction(_Ops):
     def __repr__(self) -> str:
         return f"<virtkit_xenstore.Transaction {self.id}{' ended' if self._ended else ''}>"
 
-    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
+    def _live(self) -> Conn:
         if self._ended:
             raise InvalidArgument(f"xenstore: transaction {self.id} has ended")
         if self._conn.broken is not None:
             raise ConnectionClosed(
                 f"xenstore: transaction {self.id} was lost with its connection ({self._conn.broken.message})"
             )
-        return self._conn.call(op, payload, self.id, path, self._client.timeout)
+        return self._conn
+
+    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
+        return self._live().call(op, payload, self.id, path, self._client.timeout)
+
+    def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
+        return self._live().call_many(requests, self.id, self._client.timeout)
 
     def _end(self, commit: bool) -> None:
         try:

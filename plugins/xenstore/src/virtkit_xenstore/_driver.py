@@ -81,20 +81,32 @@ class Driver:
 
     def _uuid(self, domid: int) -> UUID:
         try:
-            vm = self.xs.read_text(f"{_ROOT}/{domid}/vm")
+            vm = self.xs.read(f"{_ROOT}/{domid}/vm")
         except PathNotFound:
+            return _NIL_UUID
+        return self._uuid_of(vm)
+
+    def _uuid_of(self, vm: bytes | None) -> UUID:
+        if vm is None:
             return _NIL_UUID  # dom0 on some setups; libvirt shows the nil uuid too
-        tail = vm.rstrip("/").rsplit("/", 1)[-1]
+        path = vm.decode("utf-8", "surrogateescape")
+        tail = path.rstrip("/").rsplit("/", 1)[-1]
         try:
             return UUID(tail[:36])  # libxl writes /vm/<uuid>; xend added "-<n>" suffixes
         except ValueError:
             try:
-                return UUID(self.xs.read_text(f"{vm}/uuid"))
-            except (PathNotFound, ValueError):
+                return UUID(self.xs.read_text(f"{path}/uuid"))
+            except (PathNotFound, ValueError, virtkit.InvalidArgument):
                 return _NIL_UUID
 
     def _ref(self, domid: int) -> DomainRef:
-        return DomainRef(self._name(domid), self._uuid(domid), domid)
+        # name and vm in one round trip: a lookup costs one xenstored turn, not two
+        name, vm = self.xs.read_many((f"{_ROOT}/{domid}/name", f"{_ROOT}/{domid}/vm"))
+        if name is None:
+            if domid != 0:
+                raise NoSuchDomain(f"no domain with id {domid}")
+            name = b"Domain-0"
+        return DomainRef(name.decode("utf-8", "surrogateescape"), self._uuid_of(vm), domid)
 
     def _domid(self, dom: DomainRef, *, check: bool = False) -> int:
         """The running domain's id; with ``check``, make sure the id still names ``dom``."""
@@ -130,23 +142,26 @@ class Driver:
 
     @virtkit.priority(BETTER)
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
-        for domid in self._domids():
-            try:
-                if self._name(domid) == name:
-                    return DomainRef(name, self._uuid(domid), domid)
-            except NoSuchDomain:
-                continue  # went away while we looked
+        domids = self._domids()
+        # every domain's name in one round trip; one that went away meanwhile reads as None
+        names = self.xs.read_many(f"{_ROOT}/{d}/name" for d in domids)
+        want = name.encode("utf-8", "surrogateescape")
+        for domid, raw in zip(domids, names, strict=True):
+            if raw == want or (raw is None and domid == 0 and name == "Domain-0"):
+                return DomainRef(name, self._uuid(domid), domid)
         raise NoSuchDomain(f"no running domain named {name!r}")
 
     @virtkit.priority(BETTER)
     def domain_lookup_by_uuid(self, uuid: UUID, *, flags: int = 0) -> DomainRef:
         want = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
-        for domid in self._domids():
-            try:
-                if self._uuid(domid) == want:
+        domids = self._domids()
+        vms = self.xs.read_many(f"{_ROOT}/{d}/vm" for d in domids)
+        for domid, vm in zip(domids, vms, strict=True):
+            if self._uuid_of(vm) == want:
+                try:
                     return self._ref(domid)
-            except NoSuchDomain:
-                continue
+                except NoSuchDomain:
+                    continue  # went away while we looked
         raise NoSuchDomain(f"no running domain with uuid {want}")
 
     # -- domain queries ------------------------------------------------------------------------
