@@ -76,6 +76,7 @@ class FakeXen:
     deny: int | None = None  # errno for every domctl/sysctl (XSM denial)
     self_id: int = 0
     dom_format: str = ""  # the getdomaininfo layout, when a backport changed it
+    free_pages: int = 1048576  # physinfo's free memory (4 GiB)
 
     def __post_init__(self) -> None:
         major, minor, patch = (int(x) for x in self.release.split("."))
@@ -184,11 +185,11 @@ class FakeXen:
         mem = self.buf.mem
         if cmd == 3:  # physinfo: 2 nodes x 2 sockets x 4 cores x 2 threads, 8 GiB, 2.4 GHz
             if self.fphys.size == 112:
-                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 0b11, 0, 0, 2097152, 1048576, 0, 0, 2097151, *[0] * 8)
+                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 0b11, 0, 0, 2097152, self.free_pages, 0, 0, 2097151, *[0] * 8)
             elif self.fphys.format == F_PHYS_104:
-                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 0b11, 2097152, 1048576, 0, 0, 2097151, *[0] * 8)
+                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 0b11, 2097152, self.free_pages, 0, 0, 2097151, *[0] * 8)
             else:
-                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 2097152, 1048576, 0, 0, *[0] * 8, 0b11)
+                vals = (2, 4, 32, 31, 2, 1, 2_400_000, 2097152, self.free_pages, 0, 0, *[0] * 8, 0b11)
             mem[off + 8 : off + 8 + self.fphys.size] = self.fphys.pack(*vals)
             return 0
         if cmd == 6:  # getdomaininfolist

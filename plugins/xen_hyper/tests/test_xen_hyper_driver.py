@@ -249,3 +249,27 @@ def test_close_releases_the_buffer(fake_xen: Make) -> None:
     assert hv.buf.addr == 0 and hv.buf.mem.closed
     d.close()  # idempotent
     assert closed == [1]
+
+
+def test_node_info_is_fresh_every_call(fake_xen: Make) -> None:
+    """One physinfo sysctl per call, through the prepared fast path after the first; an answer
+    is reused only when every value Xen returned is the same."""
+    xen, hv = fake_xen("4.17.7")
+    d = Driver(hv)
+    first = d.node_get_info()
+    xen.calls.clear()
+    assert d.node_get_info() is first  # nothing changed: the same immutable NodeInfo
+    assert xen.calls == [(SYSCTL, 3)]
+    xen.free_pages = 1000
+    changed = d.node_get_info()
+    assert changed.free_memory == 4000 and changed.memory == first.memory  # 1000 pages of 4 KiB
+    assert xen.calls == [(SYSCTL, 3), (SYSCTL, 3)]
+
+
+def test_node_info_fast_path_reports_xen_errors_typed(fake_xen: Make) -> None:
+    xen, hv = fake_xen("4.17.7")
+    d = Driver(hv)
+    d.node_get_info()  # the fast path is built from the confirmed request
+    xen.deny = errno.EPERM
+    with pytest.raises(PermissionDenied, match="physinfo"):
+        d.node_get_info()

@@ -54,11 +54,13 @@ def _check_flags(flags: int, allowed: int = 0) -> None:
 class Driver:
     """One open privcmd connection; thread-safe through the Hypervisor's lock."""
 
-    __slots__ = ("_hv", "_uri")
+    __slots__ = ("_hv", "_node", "_physinfo", "_uri")
 
     def __init__(self, hv: Hypervisor, uri: str = "xen:///") -> None:
         self._hv = hv
         self._uri = uri
+        self._physinfo = hv.physinfo_values
+        self._node: tuple[tuple[int, ...], NodeInfo] | None = None  # last physinfo -> its NodeInfo
 
     def __repr__(self) -> str:
         return f"<virtkit_xen_hyper.Driver {self._uri} Xen {self._hv.version}>"
@@ -106,12 +108,16 @@ class Driver:
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
         if flags:
             _check_flags(flags)
-        threads, cores, cpus, nodes, khz, _caps, total, free = self._hv.physinfo_values()
+        values = self._physinfo()  # a fresh hypercall every time
+        last = self._node
+        if last is not None and last[0] == values:
+            return last[1]  # nothing changed (free memory included): the same immutable answer
+        threads, cores, cpus, nodes, khz, _caps, total, free = values
         threads = threads or 1
         cores = cores or 1
         nodes = nodes or 1
         # Positional: keyword construction of a NamedTuple costs twice as much.
-        return NodeInfo(
+        info = NodeInfo(
             _MACHINE,
             total * _KIB_PER_PAGE,
             cpus,
@@ -122,6 +128,8 @@ class Driver:
             threads,
             free * _KIB_PER_PAGE,
         )
+        self._node = (values, info)
+        return info
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         _check_flags(flags)

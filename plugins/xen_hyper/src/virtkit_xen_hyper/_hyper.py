@@ -9,6 +9,7 @@ exact match is required and a distro may have backported an ABI change.
 from __future__ import annotations
 
 import errno
+import functools
 import struct
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ LIST_PAGES = 4
 
 #: ``call(op, arg0, arg1) -> int``: one hypercall; a Xen error raises OSError(errno).
 HypervisorCall = Callable[[int, int, int], int]
+#: ``prepare(op, arg0, arg1) -> issue``: the same hypercall, packed once (Privcmd.prepared).
+PrepareCall = Callable[[int, int, int], Callable[[], int]]
 
 _ZERO = bytes(PAGE_SIZE)
 _DOMID = struct.Struct("<H")
@@ -43,9 +46,11 @@ class Hypervisor:
         "_extra",
         "_lock",
         "_phys_direct",
+        "_phys_fast",
         "_phys_struct",
         "_pick_dom",
         "_pick_phys",
+        "_prepare",
         "_sctl_ok",
         "_sctl_ver",
         "_templates",
@@ -54,10 +59,19 @@ class Hypervisor:
         "version",
     )
 
-    def __init__(self, call: HypervisorCall, buf: HypercallBuffer, *, close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        call: HypervisorCall,
+        buf: HypercallBuffer,
+        *,
+        close: Callable[[], None] | None = None,
+        prepare: PrepareCall | None = None,
+    ) -> None:
         if buf.size < (1 + LIST_PAGES) * PAGE_SIZE:
             raise ValueError("the hypercall buffer needs 1 + LIST_PAGES pages")
         self._call = call
+        self._prepare = prepare or (lambda op, a0, a1: functools.partial(call, op, a0, a1))
+        self._phys_fast: Callable[[], tuple[int, ...]] | None = None
         self._close = close
         self.buf = buf
         self._lock = threading.Lock()
@@ -198,6 +212,34 @@ class Hypervisor:
 
     def physinfo_values(self) -> tuple[int, ...]:
         """PhysInfo's fields as a plain tuple: the driver's hot path skips the record."""
+        fast = self._phys_fast
+        if fast is not None:
+            return fast()
+        values = self._physinfo_values()
+        if self._phys_direct and _PHYSINFO_KEY in self._templates:  # the sysctl version is confirmed
+            self._phys_fast = self._make_phys_fast(self._templates[_PHYSINFO_KEY])
+        return values
+
+    def _make_phys_fast(self, template: bytes) -> Callable[[], tuple[int, ...]]:
+        # Node info is the cheapest query there is, so under emulation every Python step shows
+        # against the C binding: everything is bound once, the hypercall's arguments packed once.
+        lock, mem, n = self._lock, self.buf.mem, len(template)
+        issue = self._prepare(A.HYPERVISOR_SYSCTL, self.buf.addr, 0)
+        unpack, off = self._phys_struct.unpack_from, A.SYSCTL_UNION
+
+        def physinfo() -> tuple[int, ...]:
+            with lock:
+                mem[0:n] = template
+                try:
+                    issue()
+                except OSError as exc:
+                    raise _error(exc, "physinfo") from exc
+                values: tuple[int, ...] = unpack(mem, off)
+                return values
+
+        return physinfo
+
+    def _physinfo_values(self) -> tuple[int, ...]:
         with self._lock:
             mem = self.buf.mem
             template = self._templates.get(_PHYSINFO_KEY)

@@ -108,7 +108,7 @@ def _connect(uri: str, privcmd_paths: tuple[str, ...]) -> Driver:
         buf = HypercallBuffer(1 + LIST_PAGES)
         priv.set_pinned(buf.pinned)
         try:
-            hv = Hypervisor(priv.call, buf, close=priv.close)
+            hv = Hypervisor(priv.call, buf, close=priv.close, prepare=priv.prepared)
         except BaseException:
             buf.close()
             raise
