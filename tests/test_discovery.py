@@ -166,7 +166,8 @@ def test_an_index_for_another_key_or_corrupted_is_rebuilt(
     from virtkit import _discovery
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path, key, _settled = _discovery._index_path()
+    name, key, _settled = _discovery._index_path()
+    path = pathlib.Path(name)
     path.parent.mkdir(parents=True)
     bogus = [["test", "virtkit_fakes.no_such_module:plugin"]]
     for content in (

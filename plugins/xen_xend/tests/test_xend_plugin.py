@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,22 @@ def test_credentials_never_appear_in_errors_or_repr(emu: XendEmulator) -> None:
         with pytest.raises(virtkit.NoSuchDomain) as info:
             c.lookup_by_name("nosuch")
         assert "s3cret" not in str(info.value) and "s3cret" not in str(info.value.uri)
+
+
+def test_declining_imports_only_the_plugin_object() -> None:
+    """A local xen:/// open on a host without xend loads this plugin only to hear it decline:
+    the model, the S-expression reader and requests stay unimported until a URI is taken."""
+    code = (
+        "import json, sys, virtkit\n"
+        "from virtkit import parse_uri\n"
+        "from virtkit_xen_xend import plugin\n"
+        "assert plugin.can_handle(parse_uri('xen:///?socket=/nonexistent')) is not True\n"
+        "mods = ('virtkit_xen_xend._model', 'virtkit_xen_xend._sxp', 'virtkit_xen_xend._driver', 'requests')\n"
+        "print(json.dumps([m for m in mods if m in sys.modules]))\n"
+        "from virtkit_xen_xend import parse_one\n"
+        "print(json.dumps('virtkit_xen_xend._sxp' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded, sxp_after = (json.loads(line) for line in out.stdout.splitlines())
+    assert loaded == []
+    assert sxp_after is True

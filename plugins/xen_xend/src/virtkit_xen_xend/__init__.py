@@ -13,26 +13,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._model import RUNTIME_KEYS, Devices, XendDomain, config_to_sxp, state_from_flags
 from ._plugin import DEFAULT_PORT, DEFAULT_SOCKET, PRIORITY, Plugin
-from ._sxp import (
-    MAX_DEPTH,
-    Sxp,
-    SxpError,
-    atomp,
-    child,
-    children,
-    dumps,
-    join_continuations,
-    lookup,
-    parse,
-    parse_one,
-    value,
-)
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._driver import Driver, XendError
+    from ._model import RUNTIME_KEYS, Devices, XendDomain, config_to_sxp, state_from_flags
+    from ._sxp import (
+        MAX_DEPTH,
+        Sxp,
+        SxpError,
+        atomp,
+        child,
+        children,
+        dumps,
+        join_continuations,
+        lookup,
+        parse,
+        parse_one,
+        value,
+    )
     from ._transport import MAX_REPLY, Reply, Transport, UnixAdapter
 
 __all__ = [
@@ -67,7 +67,9 @@ __all__ = [
     "value",
 ]
 
-# The HTTP side imports requests (~100 ms): loaded on first use, so declining a URI stays cheap.
+# Loaded on first use, so that declining a URI (every xen:/// open on a host without xend) costs
+# only the plugin object: the HTTP side imports requests (~100 ms), the model and the S-expression
+# reader a tenth of a second of a cold CLI under emulation.
 _LAZY = {
     "Driver": "._driver",
     "XendError": "._driver",
@@ -75,6 +77,24 @@ _LAZY = {
     "Reply": "._transport",
     "Transport": "._transport",
     "UnixAdapter": "._transport",
+    **dict.fromkeys(("RUNTIME_KEYS", "Devices", "XendDomain", "config_to_sxp", "state_from_flags"), "._model"),
+    **dict.fromkeys(
+        (
+            "MAX_DEPTH",
+            "Sxp",
+            "SxpError",
+            "atomp",
+            "child",
+            "children",
+            "dumps",
+            "join_continuations",
+            "lookup",
+            "parse",
+            "parse_one",
+            "value",
+        ),
+        "._sxp",
+    ),
 }
 
 
