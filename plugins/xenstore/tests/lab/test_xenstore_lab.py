@@ -334,3 +334,33 @@ def test_xenbus_device(daemon: str) -> None:
     with Client("/dev/xen/xenbus", timeout=10) as c:
         assert c.read("/local/domain/0/domid") == b"0"
         assert c.get_domain_path(0) == "/local/domain/0"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/xen/xenbus"), reason="no xenbus device")
+def test_xenbus_device_watches_and_transactions(xs: Client, base: str) -> None:
+    """Through the kernel's xenbus device, not the daemon's socket: watches (the kernel relays
+    the events as messages on the device), binary values, and a transaction that conflicts."""
+    with Client("/dev/xen/xenbus", timeout=10) as dev:
+        assert dev.channel_path == "/dev/xen/xenbus"
+        with dev.watch(base) as w:
+            assert w.get(10) == WatchEvent(base, w.token.decode())  # a new watch fires once
+            xs.write(f"{base}/via-socket", "1")  # another connection's change
+            ev = w.get(10)
+            assert ev is not None and ev.path == f"{base}/via-socket"
+            dev.write(f"{base}/via-xenbus", b"\0bin\xff")
+            ev = w.get(10)
+            assert ev is not None and ev.path == f"{base}/via-xenbus"
+        assert xs.read(f"{base}/via-xenbus") == b"\0bin\xff"
+        assert sh("xenstore-read", f"{base}/via-socket").stdout.strip() == "1"
+        key = f"{base}/counter"
+        dev.write(key, "0")
+        tx = dev.transaction()
+        n = int(tx.read(key))
+        xs.write(key, "100")  # a competing writer on the socket
+        tx.write(key, str(n + 1))
+        with pytest.raises(TransactionConflict):
+            tx.commit()
+        assert dev.transact(lambda t: t.write(key, str(int(t.read(key)) + 1)), timeout=30) is None
+        assert xs.read(key) == b"101"
+        dev.rm(f"{base}/via-xenbus")
+        assert not xs.exists(f"{base}/via-xenbus")
