@@ -341,8 +341,8 @@ def test_xenbus_device_watches_and_transactions(xs: Client, base: str) -> None:
     """Through the kernel's xenbus device, not the daemon's socket: watches (the kernel relays
     the events as messages on the device), binary values, and a transaction that conflicts."""
     with Client("/dev/xen/xenbus", timeout=10) as dev:
-        assert dev.channel_path == "/dev/xen/xenbus"
         with dev.watch(base) as w:
+            assert dev.channel_path == "/dev/xen/xenbus"
             assert w.get(10) == WatchEvent(base, w.token.decode())  # a new watch fires once
             xs.write(f"{base}/via-socket", "1")  # another connection's change
             ev = w.get(10)
