@@ -5,6 +5,7 @@ These QEMUs are never waited for to boot: the process is what matters here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -14,6 +15,7 @@ import pytest
 
 import virtkit
 from virtkit import DomainEventType, DomainState
+from virtkit_qemu._guest import CMDLINE, READY_MARK
 
 
 def _recorder() -> tuple[list[virtkit.DomainEvent], Any]:
@@ -125,3 +127,28 @@ def test_destroy_kills_a_qemu_that_does_not_answer(glab: Any) -> None:
         assert conn.list_domains() == []
         with pytest.raises(virtkit.NoSuchDomain):
             conn.lookup_by_name("hung")
+
+
+def test_a_reboot_the_guest_ignores_expires_and_the_guest_runs_on(glab: Any) -> None:
+    """reboot() returns once the press is delivered (as libvirt's); the request then stays
+    pending for the connection's timeout, and is dropped: the guest runs on, untouched."""
+    with virtkit.open("qemu:///session", timeout=5) as conn:
+        # acpi=off: the guest has no power button, so it ignores every press.
+        cfg = dataclasses.replace(glab.config("deaf"), cmdline=CMDLINE + " acpi=off")
+        dom = conn.create(cfg)
+        glab.wait_for_console(dom.id)
+        pid = glab.qemu_pid(dom.id)
+        seen, record = _recorder()
+        cancel = conn.domain_event_register(record)
+        try:
+            dom.reboot()
+            glab.wait_until(lambda: not (glab.rundir(dom.id) / "reboot").exists(), "the request to be dropped")
+            assert dom.info().state is DomainState.RUNNING
+            assert glab.qmp(dom.id, "query-status")["status"] == "running"
+            assert glab.qemu_pid(dom.id) == pid
+            console = (glab.rundir(dom.id) / "console.log").read_text(errors="replace")
+            assert console.count(READY_MARK) == 1 and "virtkit-guest: power button" not in console
+        finally:
+            cancel()
+        assert [e.type for e in seen if e.domain.uuid == dom.uuid] == []  # no reboot, no shutdown
+        dom.destroy()

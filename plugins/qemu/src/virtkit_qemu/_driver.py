@@ -48,8 +48,8 @@ from virtkit import (
 )
 from virtkit import TimeoutError as VirtTimeout
 
-from ._qmp import Loop
-from ._relay import MONITOR, cancel_reboot, claim_reboot, reboot_pending, release_claim, request_reboot, spawn
+from ._qmp import CommandLink, Commands, Loop, RelayMissing
+from ._relay import MONITOR, RELAY, cancel_reboot, claim_reboot, reboot_pending, release_claim, request_reboot, spawn
 from ._state import Record, StateDir, check_name
 
 __all__ = ["Driver", "find_qemu"]
@@ -182,6 +182,7 @@ class Driver:
         self._callbacks: dict[int, Callback] = {}
         self._next_token = 1
         self._listening: set[int] = set()  # ids of the domains whose relay sends us events
+        self._links: dict[str, CommandLink] = {}  # run directory -> command link to its relay
         self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -195,6 +196,8 @@ class Driver:
         if self._closed:
             return
         self._closed = True
+        for link in list(self._links.values()):
+            link.close()
         self._loop.close()
         if self._dispatcher is not None:
             self._events.put(None)
@@ -220,8 +223,20 @@ class Driver:
                     log.exception("domain event callback failed")
 
     def _qmp(self, rec: Record, cmd: str, args: Mapping[str, object] | None = None) -> Any:
+        return self._commands(rec, ((cmd, args),))[0]
+
+    def _commands(self, rec: Record, cmds: Commands) -> list[Any]:
+        """Through this connection's link to the domain's relay; straight to QEMU without one."""
+        self._open()
         assert rec.rundir is not None
-        return self._loop.run(self._loop.execute(str(rec.rundir), cmd, args))
+        rundir = str(rec.rundir)
+        link = self._links.get(rundir)
+        if link is None:
+            link = self._links.setdefault(rundir, CommandLink(os.path.join(rundir, RELAY), self.timeout))
+        try:
+            return link.execute_many(cmds)
+        except RelayMissing:
+            return self._loop.run(self._loop.execute_direct(os.path.join(rundir, "qmp.sock"), cmds))
 
     def _reap(self, rec: Record, reason: str) -> None:
         """Forget a QEMU that is gone; ``reason`` 'crashed' when it died without us.
@@ -240,6 +255,9 @@ class Driver:
         self.state.forget(rec.rundir)
         self._listening.discard(rec.id or -1)
         self._loop.forget(str(rec.rundir))
+        link = self._links.pop(str(rec.rundir), None)
+        if link is not None:
+            link.close()
         if reason == "crashed":
             log.warning("QEMU of domain %r (id %s) died on its own: reported crashed", rec.config.name, rec.id)
             self._emit(DomainEventType.CRASHED, ref, "QEMU process died")
@@ -635,12 +653,10 @@ class Driver:
         if rec.id is not None:
             assert rec.rundir is not None
             try:
-                # The three queries at once, on this connection's link to the domain's relay.
-                st, balloon, cpus = self._loop.run(
-                    self._loop.execute_many(
-                        str(rec.rundir),
-                        (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None)),
-                    )
+                # The three queries in one request on this connection's link to the domain's relay
+                # (sent to QEMU at once), or on one fresh QMP connection when it has no relay.
+                st, balloon, cpus = self._commands(
+                    rec, (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
                 )
                 status = str(st["status"])
             except (ProtocolError, DriverError):

@@ -14,6 +14,8 @@ import concurrent.futures
 import json
 import logging
 import os
+import select
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
@@ -25,13 +27,23 @@ from virtkit import TimeoutError as VirtTimeout
 
 from ._relay import RELAY
 
-__all__ = ["Loop", "QMPError", "RelayClient", "RelayMissing"]
+__all__ = ["CommandLink", "Commands", "Loop", "QMPError", "RelayClient", "RelayMissing"]
 
 _T = TypeVar("_T")
 log = logging.getLogger("virtkit.qemu")
 
 # Errors QEMU reports for a command the current state forbids ("VM is not running", ...).
 _STATE_ERRORS = ("GenericError",)
+
+Commands = tuple[tuple[str, Mapping[str, object] | None], ...]
+
+
+def _refused(cmd: str, cls: str, desc: str) -> Exception:
+    if cls in _STATE_ERRORS:
+        return InvalidOperation(f"QEMU refused {cmd!r}: {desc}")
+    if cls == "RelayError":
+        return ProtocolError(f"QMP {cmd!r} through the relay failed: {desc}")
+    return DriverError(f"QEMU refused {cmd!r}: {desc}")
 
 
 class Loop:
@@ -88,19 +100,8 @@ class Loop:
         if not self._thread.is_alive():
             self._loop.close()
 
-    async def execute(self, rundir: str, cmd: str, args: Mapping[str, object] | None = None) -> Any:
-        """One command; QMP errors become virtkit errors."""
-        return (await self.execute_many(rundir, ((cmd, args),)))[0]
-
-    async def execute_many(self, rundir: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
-        """Several commands of one domain, through its relay (all sent at once), else directly."""
-        relay = await self._relay(rundir)
-        if relay is not None:
-            return list(await asyncio.gather(*(relay.execute(c, a) for c, a in cmds)))
-        return await self.execute_direct(os.path.join(rundir, "qmp.sock"), cmds)
-
-    async def execute_direct(self, sock: str, cmds: tuple[tuple[str, Mapping[str, object] | None], ...]) -> list[Any]:
-        """Several commands on one fresh QMP connection (a connection costs more than a command)."""
+    async def execute_direct(self, sock: str, cmds: Commands) -> list[Any]:
+        """Several commands on one fresh QMP connection (when the domain has no relay)."""
         client = QMPClient("virtkit")
         cmd = cmds[0][0]
         try:
@@ -112,9 +113,7 @@ class Loop:
         except TimeoutError:
             raise VirtTimeout(f"QMP {cmd!r} on {sock} timed out after {self.timeout:g} s") from None
         except ExecuteError as exc:
-            if exc.error_class in _STATE_ERRORS:
-                raise InvalidOperation(f"QEMU refused {cmd!r}: {exc}") from exc
-            raise DriverError(f"QEMU refused {cmd!r}: {exc}") from exc
+            raise _refused(cmd, exc.error_class, str(exc)) from exc
         except QMPError as exc:
             raise ProtocolError(f"QMP {cmd!r} on {sock} failed: {exc}") from exc
         except (OSError, EOFError) as exc:
@@ -264,17 +263,93 @@ class RelayClient:
         self._on_event = on_event
         await self.call({"listen": True})
 
-    async def execute(self, cmd: str, args: Mapping[str, object] | None) -> Any:
-        msg: dict[str, Any] = {"execute": cmd}
-        if args:
-            msg["arguments"] = dict(args)
-        reply = await self.call(msg)
-        if "return" in reply:
-            return reply["return"]
-        err = reply.get("error") or {}
-        cls, desc = str(err.get("class", "")), str(err.get("desc", reply))
-        if cls in _STATE_ERRORS:
-            raise InvalidOperation(f"QEMU refused {cmd!r}: {desc}")
-        if cls == "RelayError":
-            raise ProtocolError(f"QMP {cmd!r} through {self.path} failed: {desc}")
-        raise DriverError(f"QEMU refused {cmd!r}: {desc}")
+
+class CommandLink:
+    """A blocking unix connection to a domain's relay, for commands only (no event arrives on it).
+
+    Synchronous on purpose: a command costs one write and one read on the caller's thread, with
+    no hop to the event-loop thread. One command batch at a time (a lock); every read bounded.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._next = 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buf = b""
+
+    def _readline(self, sock: socket.socket) -> bytes:
+        while b"\n" not in self._buf:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError("the relay closed the connection")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    @staticmethod
+    def _stale(sock: socket.socket) -> bool:
+        """Nothing ever arrives on an idle link but its end (EOF), or junk: either way, reconnect."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+            self._buf = b""
+            greeting = json.loads(self._readline(sock))
+        except (OSError, EOFError, ValueError) as exc:
+            sock.close()
+            raise RelayMissing(f"no relay on {self.path}: {type(exc).__name__} {exc}") from None
+        if not isinstance(greeting, dict) or greeting.get("relay") != 1:
+            sock.close()
+            raise RelayMissing(f"no relay on {self.path}: greeted with {greeting!r}")
+        return sock
+
+    def execute_many(self, cmds: Commands) -> list[Any]:
+        """The commands' results, in order; raises RelayMissing when no relay could be reached
+        before anything was sent (the caller may then go to QEMU directly)."""
+        with self._lock:
+            if self._sock is not None and self._stale(self._sock):
+                self._drop()  # the relay went away since our last command (a new one may be up)
+            if self._sock is None:
+                self._sock = self._connect()
+            sock, rid = self._sock, self._next
+            self._next += 1
+            batch = [[c, dict(a) if a else None] for c, a in cmds]
+            try:
+                sock.sendall((json.dumps({"id": rid, "batch": batch}) + "\n").encode())
+                while True:
+                    reply = json.loads(self._readline(sock))
+                    if isinstance(reply, dict) and reply.get("id") == rid:
+                        break
+            except TimeoutError:
+                self._drop()
+                raise VirtTimeout(f"the relay on {self.path} did not answer within {self.timeout:g} s") from None
+            except (OSError, EOFError, ValueError) as exc:
+                self._drop()
+                why = f"{type(exc).__name__} {exc}"
+                raise ProtocolError(f"the relay on {self.path} failed mid-command: {why}") from None
+        out = []
+        for (cmd, _), res in zip(cmds, reply.get("results") or [], strict=True):
+            if "return" not in res:
+                err = res.get("error") or {}
+                raise _refused(cmd, str(err.get("class", "")), str(err.get("desc", res)))
+            out.append(res["return"])
+        return out

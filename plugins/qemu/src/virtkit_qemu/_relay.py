@@ -15,8 +15,10 @@ the same way) that holds the domain's ``monitor.sock`` for its whole life and:
 
 Wire protocol on ``relay.sock`` (JSON lines). The relay greets with ``{"relay": 1, "pid": N}``.
 A client sends ``{"id": I, "listen": true}`` (reply ``{"id": I, "return": {}}``: events from
-then on are delivered) or ``{"id": I, "execute": CMD, "arguments": {...}}`` (reply ``{"id": I,
-"return": ...}`` or ``{"id": I, "error": {"class": C, "desc": D}}``). Events to listeners:
+then on are delivered), ``{"id": I, "execute": CMD, "arguments": {...}}`` (reply ``{"id": I,
+"return": ...}`` or ``{"id": I, "error": {"class": C, "desc": D}}``), or ``{"id": I, "batch":
+[[CMD, ARGS], ...]}`` (reply ``{"id": I, "results": [{"return": ...} or {"error": ...}, ...]}``,
+the commands sent to QEMU at once). Events to listeners:
 ``{"event": "suspended", "detail": "paused"}`` (a :class:`virtkit.DomainEventType` value), and
 ``{"event": "gone"}`` once QEMU's monitor closed.
 
@@ -187,16 +189,23 @@ class Relay:
             self.listeners.add(writer)
             reply = {"id": rid, "return": {}}
         elif isinstance(msg, dict) and isinstance(msg.get("execute"), str):
-            try:
-                ret = await asyncio.wait_for(self.qmp.execute(msg["execute"], msg.get("arguments")), self.timeout)
-                reply = {"id": rid, "return": ret}
-            except ExecuteError as exc:
-                reply = {"id": rid, "error": {"class": exc.error_class, "desc": str(exc)}}
-            except (TimeoutError, QMPError, OSError, EOFError) as exc:
-                reply = {"id": rid, "error": {"class": "RelayError", "desc": f"{type(exc).__name__}: {exc}"}}
+            reply = {"id": rid, **await self._execute(msg["execute"], msg.get("arguments"))}
+        elif isinstance(msg, dict) and isinstance(msg.get("batch"), list):
+            # Sent to QEMU all at once (qemu.qmp pipelines them); answered in one line.
+            results = await asyncio.gather(*(self._execute(str(c[0]), c[1]) for c in msg["batch"]))
+            reply = {"id": rid, "results": list(results)}
         else:
             reply = {"id": rid, "error": {"class": "RelayError", "desc": f"bad request {msg!r}"}}
         self.send(writer, reply)
+
+    async def _execute(self, cmd: str, args: Any) -> dict[str, Any]:
+        try:
+            ret = await asyncio.wait_for(self.qmp.execute(cmd, args if isinstance(args, dict) else None), self.timeout)
+            return {"return": ret}
+        except ExecuteError as exc:
+            return {"error": {"class": exc.error_class, "desc": str(exc)}}
+        except (TimeoutError, QMPError, OSError, EOFError) as exc:
+            return {"error": {"class": "RelayError", "desc": f"{type(exc).__name__}: {exc}"}}
 
     async def _cmd(self, cmd: str) -> None:
         try:

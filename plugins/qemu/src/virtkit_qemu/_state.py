@@ -6,8 +6,11 @@
     ROOT/next-id                the next domain id (ids are never reused)
     ROOT/defined/NAME.json      a persistent domain's config
     ROOT/run/ID/domain.json     a running domain: its config and whether it is persistent
-    ROOT/run/ID/qmp.sock        QMP for commands (one short connection per call)
-    ROOT/run/ID/events-N.sock   QMP for events: N = 0..3, one per listening connection
+    ROOT/run/ID/qmp.sock        QMP kept free for short direct connections (when there is no relay)
+    ROOT/run/ID/monitor.sock    QMP held by the domain's relay (``_relay``)
+    ROOT/run/ID/relay.sock      the relay: events to any number of listeners, commands
+    ROOT/run/ID/relay.pid       the relay's pid (relay.lock: flock held while it lives; relay.log)
+    ROOT/run/ID/reboot          a pending cooperative reboot (reboot.claimed-*: one under way)
     ROOT/run/ID/qemu.pid        QEMU's pidfile
     ROOT/run/ID/console.log     the guest's serial console
     ROOT/run/ID/qemu.log        QEMU's own messages while starting
