@@ -72,6 +72,7 @@ _STATUS = {
 _ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+_INFO_QUERIES: Commands = (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
 #: Seconds between two power-button presses while a shutdown or reboot request is pending.
 PRESS_INTERVAL = 2.0
 
@@ -98,10 +99,15 @@ def _check_flags(flags: int, allowed: int = 0) -> None:
         raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
+def _read(path: str) -> str:
+    with open(path) as fh:  # not pathlib: these reads are on the per-call path
+        return fh.read()
+
+
 def _pid_alive(pid: int) -> bool:
     """Alive and not a zombie (a daemonized QEMU may be reparented to a pid 1 that never reaps)."""
     try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        stat = _read(f"/proc/{pid}/stat")
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
@@ -109,7 +115,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _read_pid(rundir: pathlib.Path) -> int | None:
     try:
-        return int((rundir / "qemu.pid").read_text().strip())
+        return int(_read(f"{rundir}/qemu.pid").strip())
     except (OSError, ValueError):
         return None
 
@@ -120,7 +126,7 @@ def _cpu_ns(pid: int, tids: list[int]) -> int:
     total = 0
     for p in paths:
         try:
-            fields = pathlib.Path(p).read_text().rpartition(")")[2].split()
+            fields = _read(p).rpartition(")")[2].split()
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14, 15 of stat
@@ -183,6 +189,7 @@ class Driver:
         self._next_token = 1
         self._listening: set[int] = set()  # ids of the domains whose relay sends us events
         self._links: dict[str, CommandLink] = {}  # run directory -> command link to its relay
+        self._pids: dict[str, int] = {}  # run directory -> QEMU's pid, for info()'s fast path
         self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -225,16 +232,19 @@ class Driver:
     def _qmp(self, rec: Record, cmd: str, args: Mapping[str, object] | None = None) -> Any:
         return self._commands(rec, ((cmd, args),))[0]
 
+    def _link(self, rundir: str) -> CommandLink:
+        link = self._links.get(rundir)
+        if link is None:
+            link = self._links.setdefault(rundir, CommandLink(os.path.join(rundir, RELAY), self.timeout))
+        return link
+
     def _commands(self, rec: Record, cmds: Commands) -> list[Any]:
         """Through this connection's link to the domain's relay; straight to QEMU without one."""
         self._open()
         assert rec.rundir is not None
         rundir = str(rec.rundir)
-        link = self._links.get(rundir)
-        if link is None:
-            link = self._links.setdefault(rundir, CommandLink(os.path.join(rundir, RELAY), self.timeout))
         try:
-            return link.execute_many(cmds)
+            return self._link(rundir).execute_many(cmds)
         except RelayMissing:
             return self._loop.run(self._loop.execute_direct(os.path.join(rundir, "qmp.sock"), cmds))
 
@@ -258,6 +268,7 @@ class Driver:
         link = self._links.pop(str(rec.rundir), None)
         if link is not None:
             link.close()
+        self._pids.pop(str(rec.rundir), None)
         if reason == "crashed":
             log.warning("QEMU of domain %r (id %s) died on its own: reported crashed", rec.config.name, rec.id)
             self._emit(DomainEventType.CRASHED, ref, "QEMU process died")
@@ -645,8 +656,41 @@ class Driver:
 
     # -- domain queries --------------------------------------------------------------------------
 
+    def _info_fast(self, dom: DomainRef) -> DomainInfo | None:
+        """info() of a running domain in one round trip, or None (then the full path decides).
+
+        A relay that answers proves QEMU alive (it exits with QEMU's monitor), so none of the
+        liveness checks of the full path are needed: one stat of domain.json, one request.
+        """
+        dom_id = getattr(dom, "id", None)
+        if dom_id is None:
+            return None
+        try:
+            rec = self.state.running(dom_id)
+        except (FileNotFoundError, ProtocolError):
+            return None
+        if rec.uuid != getattr(dom, "uuid", None) or rec.rundir is None:
+            return None
+        rundir = str(rec.rundir)
+        try:
+            st, balloon, cpus = self._link(rundir).execute_many(_INFO_QUERIES)
+        except (RelayMissing, ProtocolError):
+            return None
+        state = _STATUS.get(str(st["status"]))
+        pid = self._pids.get(rundir) or _read_pid(rec.rundir)
+        if state not in _ACTIVE or pid is None:
+            return None  # powered off (or odd): the full path acts on it
+        self._pids[rundir] = pid
+        assert rec.config.max_memory is not None
+        tids = [int(c["thread-id"]) for c in cpus if "thread-id" in c]
+        return DomainInfo(state, rec.config.max_memory, int(balloon["actual"]) // 1024, len(cpus), _cpu_ns(pid, tids))
+
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         _check_flags(flags)
+        self._open()
+        fast = self._info_fast(dom)
+        if fast is not None:
+            return fast
         rec = self._find(dom)
         cfg = rec.config
         assert cfg.max_memory is not None
@@ -655,9 +699,7 @@ class Driver:
             try:
                 # The three queries in one request on this connection's link to the domain's relay
                 # (sent to QEMU at once), or on one fresh QMP connection when it has no relay.
-                st, balloon, cpus = self._commands(
-                    rec, (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
-                )
+                st, balloon, cpus = self._commands(rec, _INFO_QUERIES)
                 status = str(st["status"])
             except (ProtocolError, DriverError):
                 if self._status(rec) != "gone":  # not gone meanwhile: a real failure

@@ -18,7 +18,7 @@ A client sends ``{"id": I, "listen": true}`` (reply ``{"id": I, "return": {}}``:
 then on are delivered), ``{"id": I, "execute": CMD, "arguments": {...}}`` (reply ``{"id": I,
 "return": ...}`` or ``{"id": I, "error": {"class": C, "desc": D}}``), or ``{"id": I, "batch":
 [[CMD, ARGS], ...]}`` (reply ``{"id": I, "results": [{"return": ...} or {"error": ...}, ...]}``,
-the commands sent to QEMU at once). Events to listeners:
+one line for the whole batch). Events to listeners:
 ``{"event": "suspended", "detail": "paused"}`` (a :class:`virtkit.DomainEventType` value), and
 ``{"event": "gone"}`` once QEMU's monitor closed.
 
@@ -191,16 +191,16 @@ class Relay:
         elif isinstance(msg, dict) and isinstance(msg.get("execute"), str):
             reply = {"id": rid, **await self._execute(msg["execute"], msg.get("arguments"))}
         elif isinstance(msg, dict) and isinstance(msg.get("batch"), list):
-            # Sent to QEMU all at once (qemu.qmp pipelines them); answered in one line.
-            results = await asyncio.gather(*(self._execute(str(c[0]), c[1]) for c in msg["batch"]))
-            reply = {"id": rid, "results": list(results)}
+            # One after the other (sending them at once measured no faster), answered in one line.
+            reply = {"id": rid, "results": [await self._execute(str(c[0]), c[1]) for c in msg["batch"]]}
         else:
             reply = {"id": rid, "error": {"class": "RelayError", "desc": f"bad request {msg!r}"}}
         self.send(writer, reply)
 
     async def _execute(self, cmd: str, args: Any) -> dict[str, Any]:
         try:
-            ret = await asyncio.wait_for(self.qmp.execute(cmd, args if isinstance(args, dict) else None), self.timeout)
+            async with asyncio.timeout(self.timeout):  # cheaper than wait_for: no task per command
+                ret = await self.qmp.execute(cmd, args if isinstance(args, dict) else None)
             return {"return": ret}
         except ExecuteError as exc:
             return {"error": {"class": exc.error_class, "desc": str(exc)}}
