@@ -18,7 +18,7 @@ from typing import Any
 import virtkit
 
 # A listener process: N connections, each registering a callback; prints "ready" once all are
-# registered, then the event kinds each connection saw of the domain, once each saw two.
+# registered, then the event kinds each connection saw of the domain, once each saw it stop.
 _LISTENER = r"""
 import json, sys, threading, virtkit
 dom_id, n = int(sys.argv[1]), int(sys.argv[2])
@@ -29,7 +29,7 @@ def make(i):
     def cb(ev):
         if ev.domain.id == dom_id:
             seen[i].append(ev.type.value)
-            if all(len(s) >= 2 for s in seen):
+            if all("stopped" in s for s in seen):
                 done.set()
     return cb
 for i, c in enumerate(conns):
@@ -86,16 +86,17 @@ def test_six_listeners_in_three_processes_all_get_suspend_and_resume(glab: Any) 
                 _wait_ready(p)
             dom.suspend()
             dom.resume()
-            want = ["suspended", "resumed"]
+            # One relay serves them all: one process for the domain besides QEMU.
+            relay = int((glab.rundir(dom.id) / "relay.pid").read_text())
+            assert glab.pid_alive(relay)
+            dom.destroy()
+            want = ["suspended", "resumed", "shutdown", "stopped"]  # destroy: QEMU's SHUTDOWN, then gone
             for s in seen:
-                glab.wait_until(lambda s=s: s.get() == want, "both events in this process")
+                glab.wait_until(lambda s=s: s.get() == want, "the events in this process")
             for p in procs:
                 out, err = p.communicate(timeout=120)
                 assert p.returncode == 0, err
                 assert json.loads(out.splitlines()[-1]) == [want, want], (out, err)
-            # One relay serves them all: one process for the domain besides QEMU.
-            relay = int((glab.rundir(dom.id) / "relay.pid").read_text())
-            assert glab.pid_alive(relay)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -103,8 +104,21 @@ def test_six_listeners_in_three_processes_all_get_suspend_and_resume(glab: Any) 
                     p.wait(10)
             for conn in local:
                 conn.close()
-        dom.destroy()
         glab.wait_until(lambda: not glab.pid_alive(relay), "the relay to end with its QEMU", timeout=30)
+
+
+def test_every_listener_hears_of_a_crash(glab: Any) -> None:
+    with glab.open() as a, glab.open() as b:
+        dom = a.create(glab.config("boom"))
+        seen = [Seen(dom.id), Seen(dom.id)]
+        a.domain_event_register(seen[0])
+        b.domain_event_register(seen[1])
+        pid = glab.qemu_pid(dom.id)
+        os.kill(pid, signal.SIGKILL)
+        for s in seen:  # each exactly once, whichever connection reaps the run directory
+            glab.wait_until(lambda s=s: s.get() == ["crashed", "stopped"], "crashed, then stopped")
+        glab.wait_until(lambda: a.list_domains() == [] and b.list_domains() == [], "the domain gone")
+        assert [s.get() for s in seen] == [["crashed", "stopped"]] * 2  # reaping added no second report
 
 
 def test_a_killed_relay_is_replaced_and_events_flow_again(glab: Any) -> None:

@@ -10,6 +10,7 @@ reason "crashed").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -190,6 +191,7 @@ class Driver:
         self._listening: set[int] = set()  # ids of the domains whose relay sends us events
         self._links: dict[str, CommandLink] = {}  # run directory -> command link to its relay
         self._pids: dict[str, int] = {}  # run directory -> QEMU's pid, for info()'s fast path
+        self._reported: set[int] = set()  # ids whose end this connection reported (once each)
         self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -271,6 +273,16 @@ class Driver:
         self._pids.pop(str(rec.rundir), None)
         if reason == "crashed":
             log.warning("QEMU of domain %r (id %s) died on its own: reported crashed", rec.config.name, rec.id)
+        self._report_end(ref, reason)
+
+    def _report_end(self, ref: DomainRef, reason: str) -> None:
+        """crashed (if so) and stopped, once per domain on this connection: from the relay's
+        last word to every listener, or from reaping the run directory, whichever comes first."""
+        with self._lock:
+            if ref.id in self._reported:
+                return
+            self._reported.add(ref.id or -1)
+        if reason == "crashed":
             self._emit(DomainEventType.CRASHED, ref, "QEMU process died")
         self._emit(DomainEventType.STOPPED, ref, reason)
 
@@ -343,6 +355,8 @@ class Driver:
         assert rec.rundir is not None
         pid = _read_pid(rec.rundir)
         self._finishing.add(rec.id or -1)
+        with contextlib.suppress(OSError):
+            (rec.rundir / "ending").write_text(f"{reason}\n")  # for the relay's last word, even after a SIGKILL
         try:
             self._finish_quit(rec, pid)
         finally:
@@ -511,8 +525,10 @@ class Driver:
 
         def on_event(kind: str, detail: str) -> None:  # on the loop thread
             if kind in ("gone", "lost"):
-                # QEMU went away (find out how: a kill -9 -> crashed), or the relay did.
+                # QEMU went away (the relay says how), or the relay did (then find out here).
                 self._listening.discard(rec.id or -1)
+                if kind == "gone" and (rec.id or -1) not in self._finishing:  # else: ours reports it
+                    self._report_end(ref, detail or "shutdown")
                 threading.Thread(target=self._settle, args=(rec, kind), daemon=True).start()
                 return
             try:

@@ -20,7 +20,9 @@ then on are delivered), ``{"id": I, "execute": CMD, "arguments": {...}}`` (reply
 [[CMD, ARGS], ...]}`` (reply ``{"id": I, "results": [{"return": ...} or {"error": ...}, ...]}``,
 one line for the whole batch). Events to listeners:
 ``{"event": "suspended", "detail": "paused"}`` (a :class:`virtkit.DomainEventType` value), and
-``{"event": "gone"}`` once QEMU's monitor closed.
+``{"event": "gone", "detail": HOW}`` once QEMU's monitor closed, HOW being "shutdown" (the
+guest powered off, or QEMU was told to stop by a signal), "destroyed" (someone sent ``quit``) or
+"crashed" (the monitor closed without QEMU saying why: ``kill -9``, a QEMU crash).
 
 The reboot file is shared with the driver, which handles a power-off itself when the relay is
 missing: whoever renames ``reboot`` to ``reboot.claimed-PID-TID`` first performs the reset, so
@@ -156,6 +158,7 @@ class Relay:
         self.tasks: set[asyncio.Task[None]] = set()
         self.rebooting = False  # between a fake reboot's power-off and its cont
         self.ended = False  # the guest powered off (or QEMU was told to quit): no more events
+        self.ending = "crashed"  # how QEMU went away, unless it says otherwise first
 
     def send(self, writer: asyncio.StreamWriter, msg: Mapping[str, Any]) -> None:
         if writer.is_closing() or writer.transport.get_write_buffer_size() > _MAX_BUFFER:
@@ -230,6 +233,7 @@ class Relay:
             return
         cancel_reboot(self.rundir)
         self.ended = True
+        self.ending = "shutdown"
         self.broadcast("shutdown", "guest")
         await self._cmd("quit")
 
@@ -242,7 +246,9 @@ class Relay:
                 await self.powered_off()
             else:  # quit from a destroy, a signal to QEMU...: QEMU is going away
                 self.ended = True
-                self.broadcast("shutdown", str(data.get("reason", "host")))
+                reason = str(data.get("reason", "host"))
+                self.ending = "destroyed" if reason == "host-qmp-quit" else "shutdown"
+                self.broadcast("shutdown", reason)
         elif name == "STOP":
             if not self.rebooting:
                 self.broadcast("suspended", "paused")
@@ -277,7 +283,10 @@ class Relay:
                 await self.on_event(name, data if isinstance(data, Mapping) else {})
         finally:
             watcher.cancel()
-        self.broadcast("gone")
+        with contextlib.suppress(OSError, ValueError):
+            # A virtkit connection that quits (and, if need be, kills) QEMU says why first.
+            self.ending = (self.rundir / "ending").read_text().strip() or self.ending
+        self.broadcast("gone", self.ending)
 
 
 async def serve(rundir: pathlib.Path, timeout: float, ready: Callable[[str], None]) -> int:
