@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("rundir", type=pathlib.Path)
     ap.add_argument("--timeout", type=float, default=30.0)
     args = ap.parse_args(argv)
-    rundir: pathlib.Path = args.rundir
+    rundir: pathlib.Path = args.rundir.absolute()
     lock = os.open(rundir / "relay.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     # The relay: its own session, stdio detached, its own log in the run directory.
     os.close(rfd)
     os.setsid()
+    os.chdir("/")  # a daemon holds no directory busy
     null = os.open(os.devnull, os.O_RDWR)
     logfd = os.open(rundir / "relay.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(null, 0)
