@@ -149,3 +149,19 @@ def test_a_killed_relay_is_replaced_and_events_flow_again(glab: Any) -> None:
                 dom.resume()
         assert "suspended" in seen.get()
         dom.destroy()
+
+
+def test_a_listener_hears_of_domains_that_others_start(glab: Any) -> None:
+    with glab.open() as listener, glab.open() as other:
+        seen_all: list[virtkit.DomainEvent] = []
+        listener.domain_event_register(seen_all.append)
+        dom = other.create(glab.config("late"))  # `other` has no listener of its own
+
+        def kinds() -> list[str]:
+            return [e.type.value for e in list(seen_all) if e.domain.uuid == dom.uuid]
+
+        glab.wait_until(lambda: kinds() == ["started"], "the listener to find the new domain")
+        dom.suspend()  # reported started only once subscribed: this change is seen
+        glab.wait_until(lambda: kinds() == ["started", "suspended"], "its suspend")
+        dom.destroy()
+        glab.wait_until(lambda: kinds() == ["started", "suspended", "shutdown", "stopped"], "its end")

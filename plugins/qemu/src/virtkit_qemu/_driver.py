@@ -76,6 +76,8 @@ _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _INFO_QUERIES: Commands = (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
 #: Seconds between two power-button presses while a shutdown or reboot request is pending.
 PRESS_INTERVAL = 2.0
+#: Seconds between two looks for domains other connections started, while this one listens.
+WATCH_INTERVAL = 0.5
 
 
 def find_qemu(arch: str | None = None) -> str | None:
@@ -192,6 +194,7 @@ class Driver:
         self._links: dict[str, CommandLink] = {}  # run directory -> command link to its relay
         self._pids: dict[str, int] = {}  # run directory -> QEMU's pid, for info()'s fast path
         self._reported: set[int] = set()  # ids whose end this connection reported (once each)
+        self._starting_here: set[int] = set()  # ids this connection started (it reports them)
         self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -478,6 +481,7 @@ class Driver:
                 if rec.config.name == cfg.name or rec.uuid == cfg.uuid:
                     raise InvalidOperation(f"domain {cfg.name!r} is already running (id {rec.id})")
             dom_id = self.state.next_id()
+            self._starting_here.add(dom_id)
             rundir = self.state.make_rundir(dom_id, cfg, persistent)
         try:
             argv = self._argv(cfg, rundir)
@@ -548,6 +552,33 @@ class Driver:
             self._listening.add(rec.id)
         elif self._live(rec.id) is not None:
             log.warning("no events from domain %r: its relay is missing and cannot start: %s", rec.config.name, why)
+
+    def _watch(self, known: set[int]) -> None:
+        """Listen to every domain that comes up after the first registration, and report it
+        started (a domain this connection starts is listened to and reported by _start)."""
+        while not self._closed:
+            time.sleep(WATCH_INTERVAL)
+            if self._closed or not self._callbacks:
+                continue
+            try:
+                self._watch_once(known)
+            except Exception:
+                log.debug("watching the state directory failed; trying again", exc_info=True)
+
+    def _watch_once(self, known: set[int]) -> None:
+        for dom_id in self.state.running_ids():
+            if dom_id in known or dom_id in self._starting_here or dom_id in self._listening:
+                continue
+            try:
+                rec = self._live(dom_id)
+            except ProtocolError:
+                known.add(dom_id)  # corrupted: the listings warn about it
+                continue
+            if rec is None:
+                continue  # still starting: next round
+            known.add(dom_id)
+            self._listen(rec)
+            self._emit(DomainEventType.STARTED, self._ref(rec), "booted")
 
     def _settle(self, rec: Record, why: str) -> None:
         """After the relay said QEMU is gone ("gone"), or died itself ("lost")."""
@@ -945,11 +976,18 @@ class Driver:
             token = self._next_token
             self._next_token += 1
             self._callbacks[token] = callback
-            if self._dispatcher is None:
+            first = self._dispatcher is None
+            if first:
                 self._dispatcher = threading.Thread(target=self._dispatch, name="virtkit-qemu-events", daemon=True)
                 self._dispatcher.start()
-        for rec in self._running_records():
+        running = self._running_records()
+        for rec in running:
             self._listen(rec)
+        if first:
+            # Domains that other connections (other processes) start from now on: found by
+            # looking at the state directory every WATCH_INTERVAL, then listened to.
+            known = {rec.id or -1 for rec in running}
+            threading.Thread(target=self._watch, args=(known,), name="virtkit-qemu-watch", daemon=True).start()
 
         def cancel() -> None:
             with self._lock:
