@@ -1,9 +1,10 @@
 """QMP through ``qemu.qmp``: one private asyncio loop thread per driver, every wait bounded.
 
 Commands and events go through the domain's relay (``_relay``), which holds the domain's QMP
-monitor: each driver keeps one unix connection to each domain's relay it talks to, and any
-number of drivers (in any process) share the relay. When a domain has no relay (it died, or
-is being replaced), a command uses a short-lived QMP connection of its own on ``qmp.sock``
+monitor; any number of drivers (in any process) share it. Per domain, a driver keeps a blocking
+:class:`CommandLink` for commands (on the caller's thread) and, once it listens, a
+:class:`RelayClient` on its loop thread for events. When a domain has no relay (it died, or is
+being replaced), a command uses a short-lived QMP connection of its own on ``qmp.sock``
 (connect, negotiate, execute, disconnect), the monitor kept free for exactly that.
 """
 
