@@ -79,16 +79,28 @@ def create_guest(tmp: Path, name: str) -> None:
         'on_poweroff = "destroy"\non_reboot = "destroy"\non_crash = "destroy"\n'
     )
     virsh = ["virsh", "-c", "xen:///system"]
-    xml = subprocess.run(
-        [*virsh, "domxml-from-native", "xen-xl", str(cfg)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
     path = tmp / f"{name}.xml"
-    path.write_text(xml)
     for attempt in range(3):  # the toolstack has been seen to crash in the lab: retry
+        conv = subprocess.run(
+            [*virsh, "domxml-from-native", "xen-xl", str(cfg)], capture_output=True, text=True, timeout=60, check=False
+        )
+        if conv.returncode != 0:
+            print(f"# virsh domxml-from-native attempt {attempt + 1} failed: {conv.returncode}", file=sys.stderr)
+            continue
+        path.write_text(conv.stdout)
         proc = subprocess.run([*virsh, "create", str(path)], timeout=180, capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             return
-        print(f"# virsh create attempt {attempt + 1} failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        segv = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30, check=False).stdout
+        crash = [ln for ln in segv.splitlines() if "segfault" in ln or "general protection" in ln][-1:]
+        print(
+            f"# virsh create attempt {attempt + 1} failed (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-300:]} {' '.join(crash)}",
+            file=sys.stderr,
+        )
+        state = subprocess.run([*virsh, "domstate", name], capture_output=True, text=True, timeout=60, check=False)
+        if state.returncode == 0 and state.stdout.strip() == "running":
+            return  # created, then the client died: libvirt has it
         subprocess.run([*virsh, "destroy", name], capture_output=True, timeout=60, check=False)
     raise RuntimeError("virsh create failed 3 times")
 
@@ -202,7 +214,12 @@ def main() -> int:
                 name = f"xhbench-{os.getpid()}-{len(guests)}"
                 create_guest(tmp, name)
                 guests.append(name)
-            n = len(xc.domain_getinfo())
+            deadline = time.monotonic() + 60  # a domain being torn down after a failed create
+            while True:
+                n = len(xc.domain_getinfo())
+                if n == len(conn.list_domains()) == want + 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
             assert n == len(conn.list_domains()) == want + 1, "xc and virtkit disagree on the domain count"
             rows.append(
                 (
