@@ -195,6 +195,7 @@ class Driver:
         self._pids: dict[str, int] = {}  # run directory -> QEMU's pid, for info()'s fast path
         self._reported: set[int] = set()  # ids whose end this connection reported (once each)
         self._starting_here: set[int] = set()  # ids this connection started (it reports them)
+        self._listen_lock = threading.Lock()
         self._finishing: set[int] = set()  # ids this connection is quitting (it reports them)
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -521,7 +522,14 @@ class Driver:
         self.state.remove_rundir(rundir)
 
     def _listen(self, rec: Record) -> None:
-        """Subscribe to the domain's relay (starting it if it is missing); returns once subscribed."""
+        """Subscribe to the domain's relay (starting it if it is missing); returns once subscribed.
+
+        One at a time (the watcher, a registration, a start may race): never subscribed twice.
+        """
+        with self._listen_lock:
+            self._subscribe(rec)
+
+    def _subscribe(self, rec: Record) -> None:
         assert rec.id is not None and rec.rundir is not None
         if rec.id in self._listening:
             return
@@ -541,6 +549,7 @@ class Driver:
                 log.debug("unknown relay event %r", kind)
 
         rundir = str(rec.rundir)
+        why: str | None = None
         try:
             ok = self._loop.run(self._loop.listen(rundir, on_event))
             if not ok:
