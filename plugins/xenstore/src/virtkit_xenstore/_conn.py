@@ -202,8 +202,31 @@ class Conn:
 
     def call(self, op: int, payload: bytes, tx_id: int, path: str | None, timeout: float) -> bytes:
         """Send one request and return its reply payload, or raise its typed error."""
+        # The hot path of every single-threaded caller: kept free of call_many's generality.
+        if len(payload) > PAYLOAD_MAX:  # the public API checks first; this is the last guard
+            raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
         deadline = _monotonic() + timeout
-        p = self._submit(((op, payload, path),), tx_id, deadline)[0]
+        p = Pending(op, tx_id, path)
+        with self._state:
+            if self.broken is not None:
+                raise self.broken
+            rid = self._next_id
+            while True:
+                rid = (rid + 1) & 0xFFFFFFFF  # req_id is u32: wrap, skip 0 and ids in use
+                if rid and rid not in self._pending and rid not in self._abandoned:
+                    break
+            self._next_id = rid
+            p.req_id = rid
+            self._pending[rid] = p
+            msg = _pack(op, rid, tx_id, len(payload)) + payload
+            # Uncontended (the usual case): send it ourselves, skipping the outbox.
+            direct = not self._outbox and self._send_lock.acquire(blocking=False)
+            if not direct:
+                self._outbox.append(msg)
+        if direct:
+            self._send_direct(msg, None, deadline)
+        else:
+            self._flush(deadline)
         self._wait(p, deadline)
         if p.error is not None:
             raise p.error
@@ -214,17 +237,11 @@ class Conn:
     ) -> list[bytes | VirtError]:
         """Several requests from one thread, pipelined: sent together, then each reply (or its
         typed error) in order. One round trip instead of ``len(requests)``."""
-        deadline = _monotonic() + timeout
-        pending = self._submit(requests, tx_id, deadline)
-        for p in pending:
-            self._wait(p, deadline)
-        return [p.error if p.error is not None else p.payload for p in pending]
-
-    def _submit(self, requests: Sequence[tuple[int, bytes, str | None]], tx_id: int, deadline: float) -> list[Pending]:
         for _op, payload, _path in requests:
-            if len(payload) > PAYLOAD_MAX:  # the public API checks first; this is the last guard
+            if len(payload) > PAYLOAD_MAX:
                 raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
-        out: list[Pending] = []
+        deadline = _monotonic() + timeout
+        pending: list[Pending] = []
         msgs: list[bytes] = []
         with self._state:
             if self.broken is not None:
@@ -233,38 +250,46 @@ class Conn:
             for op, payload, path in requests:
                 p = Pending(op, tx_id, path)
                 while True:
-                    rid = (rid + 1) & 0xFFFFFFFF  # req_id is u32: wrap, skip 0 and ids in use
+                    rid = (rid + 1) & 0xFFFFFFFF
                     if rid and rid not in self._pending and rid not in self._abandoned:
                         break
                 p.req_id = rid
                 self._pending[rid] = p
-                out.append(p)
+                pending.append(p)
                 msgs.append(_pack(op, rid, tx_id, len(payload)) + payload)
             self._next_id = rid
-            # Uncontended (the usual case): send it ourselves, skipping the outbox.
             direct = not self._outbox and self._send_lock.acquire(blocking=False)
             if not direct:
                 self._outbox += msgs
         if direct:
-            try:
-                if len(msgs) == 1 or self.chan.is_socket:
-                    self.chan.send_all(msgs[0] if len(msgs) == 1 else b"".join(msgs), deadline)
-                else:
-                    for msg in msgs:  # xenbus: exactly one message per write()
-                        self.chan.send_all(msg, deadline)
-            except XsTimeout as exc:
-                self.fail(exc)
-            except OSError as exc:
-                self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
-            finally:
-                self._send_lock.release()
-            # A request queued while we held the send lock was left to us: its owner's
-            # acquire failed before our release, so this peek sees it.
-            if self._outbox:
-                self._flush(deadline)
+            self._send_direct(None, msgs, deadline)
         else:
             self._flush(deadline)
-        return out
+        for p in pending:
+            self._wait(p, deadline)
+        return [p.error if p.error is not None else p.payload for p in pending]
+
+    def _send_direct(self, msg: bytes | None, msgs: list[bytes] | None, deadline: float) -> None:
+        """Send ``msg`` (or ``msgs``) holding the send lock, which this releases."""
+        try:
+            if msg is not None:
+                self.chan.send_all(msg, deadline)
+            elif msgs is not None:
+                if self.chan.is_socket:
+                    self.chan.send_all(b"".join(msgs), deadline)
+                else:
+                    for m in msgs:  # xenbus: exactly one message per write()
+                        self.chan.send_all(m, deadline)
+        except XsTimeout as exc:
+            self.fail(exc)
+        except OSError as exc:
+            self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
+        finally:
+            self._send_lock.release()
+        # A request queued while we held the send lock was left to us: its owner's acquire
+        # failed before our release, so this peek sees it.
+        if self._outbox:
+            self._flush(deadline)
 
     def _flush(self, deadline: float) -> None:
         # Whoever holds the send lock writes everyone's queued requests (one syscall for several
