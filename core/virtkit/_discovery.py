@@ -209,7 +209,7 @@ def load_target(value: str) -> object:
     if m is None:
         raise ValueError(f"malformed entry point value {value!r}")
     obj: object = importlib.import_module(m["module"])
-    for attr in (m["attr"] or "").split(".") if m["attr"] else ():
+    for attr in m["attr"].split(".") if m["attr"] else ():
         obj = getattr(obj, attr)
     return obj
 
