@@ -193,3 +193,18 @@ def test_quick_parse_errors_equal_the_full_parsers(argv: list[str], capsys: pyte
     assert quick.value.code == full.value.code == 2
     assert quick_err == capsys.readouterr().err
     assert quick_err.startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    "argv", [["-h", "list"], ["--help"], ["-c", "test:///default", "--help", "list"], ["list", "-h"]]
+)
+def test_quick_parse_help_equals_the_full_parsers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from virtkit._cli import build_parser, parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    quick_out = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    assert quick_out == capsys.readouterr().out
+    assert "usage: virtkit" in quick_out

@@ -322,12 +322,12 @@ def _guess_command(argv: Sequence[str]) -> str | None:
     """The subcommand of ``argv`` when it is plain to see, else None."""
     it = iter(argv)
     for arg in it:
+        if arg in ("-h", "--help"):
+            return None  # the top-level help lists every command
         if arg in _VALUED:
             next(it, None)
-            continue
-        elif arg.startswith("-"):
-            continue
-        return arg if arg in _COMMAND_NAMES else None
+        elif not arg.startswith("-"):
+            return arg if arg in _COMMAND_NAMES else None
     return None
 
 
