@@ -202,7 +202,6 @@ class Conn:
 
     def call(self, op: int, payload: bytes, tx_id: int, path: str | None, timeout: float) -> bytes:
         """Send one request and return its reply payload, or raise its typed error."""
-        # The hot path of every single-threaded caller: kept free of call_many's generality.
         if len(payload) > PAYLOAD_MAX:  # the public API checks first; this is the last guard
             raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
         deadline = _monotonic() + timeout
@@ -210,21 +209,13 @@ class Conn:
         with self._state:
             if self.broken is not None:
                 raise self.broken
-            rid = self._next_id
-            while True:
-                rid = (rid + 1) & 0xFFFFFFFF  # req_id is u32: wrap, skip 0 and ids in use
-                if rid and rid not in self._pending and rid not in self._abandoned:
-                    break
-            self._next_id = rid
-            p.req_id = rid
-            self._pending[rid] = p
-            msg = _pack(op, rid, tx_id, len(payload)) + payload
+            msg = self._register(p, payload)
             # Uncontended (the usual case): send it ourselves, skipping the outbox.
             direct = not self._outbox and self._send_lock.acquire(blocking=False)
             if not direct:
                 self._outbox.append(msg)
         if direct:
-            self._send_direct(msg, None, deadline)
+            self._send_direct((msg,), deadline)
         else:
             self._flush(deadline)
         self._wait(p, deadline)
@@ -241,49 +232,54 @@ class Conn:
             if len(payload) > PAYLOAD_MAX:
                 raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
         deadline = _monotonic() + timeout
-        pending: list[Pending] = []
-        msgs: list[bytes] = []
+        pending = [Pending(op, tx_id, path) for op, _payload, path in requests]
         with self._state:
             if self.broken is not None:
                 raise self.broken
-            rid = self._next_id
-            for op, payload, path in requests:
-                p = Pending(op, tx_id, path)
-                while True:
-                    rid = (rid + 1) & 0xFFFFFFFF
-                    if rid and rid not in self._pending and rid not in self._abandoned:
-                        break
-                p.req_id = rid
-                self._pending[rid] = p
-                pending.append(p)
-                msgs.append(_pack(op, rid, tx_id, len(payload)) + payload)
-            self._next_id = rid
+            msgs = [self._register(p, payload) for p, (_op, payload, _path) in zip(pending, requests, strict=True)]
             direct = not self._outbox and self._send_lock.acquire(blocking=False)
             if not direct:
                 self._outbox += msgs
         if direct:
-            self._send_direct(None, msgs, deadline)
+            self._send_direct(msgs, deadline)
         else:
             self._flush(deadline)
         for p in pending:
             self._wait(p, deadline)
         return [p.error if p.error is not None else p.payload for p in pending]
 
-    def _send_direct(self, msg: bytes | None, msgs: list[bytes] | None, deadline: float) -> None:
-        """Send ``msg`` (or ``msgs``) holding the send lock, which this releases."""
+    def _register(self, p: Pending, payload: bytes) -> bytes:
+        """Under ``_state``: give ``p`` a free req_id, track it, return its message."""
+        rid = self._next_id
+        while True:
+            rid = (rid + 1) & 0xFFFFFFFF  # req_id is u32: wrap, skip 0 and ids in use
+            if rid and rid not in self._pending and rid not in self._abandoned:
+                break
+        self._next_id = rid
+        p.req_id = rid
+        self._pending[rid] = p
+        return _pack(p.op, rid, p.tx_id, len(payload)) + payload
+
+    def _write(self, batch: Sequence[bytes], deadline: float) -> bool:
+        """Write queued messages (holding the send lock); False when that broke the connection."""
         try:
-            if msg is not None:
-                self.chan.send_all(msg, deadline)
-            elif msgs is not None:
-                if self.chan.is_socket:
-                    self.chan.send_all(b"".join(msgs), deadline)
-                else:
-                    for m in msgs:  # xenbus: exactly one message per write()
-                        self.chan.send_all(m, deadline)
+            if self.chan.is_socket:  # one syscall for several
+                self.chan.send_all(batch[0] if len(batch) == 1 else b"".join(batch), deadline)
+            else:
+                for msg in batch:  # xenbus: exactly one message per write()
+                    self.chan.send_all(msg, deadline)
         except XsTimeout as exc:
-            self.fail(exc)
+            self.fail(exc)  # part of a message may be out: the stream is unusable
+            return False
         except OSError as exc:
             self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
+            return False
+        return True
+
+    def _send_direct(self, batch: Sequence[bytes], deadline: float) -> None:
+        """Write ``batch`` under the send lock the caller acquired, then release it."""
+        try:
+            self._write(batch, deadline)
         finally:
             self._send_lock.release()
         # A request queued while we held the send lock was left to us: its owner's acquire
@@ -292,8 +288,8 @@ class Conn:
             self._flush(deadline)
 
     def _flush(self, deadline: float) -> None:
-        # Whoever holds the send lock writes everyone's queued requests (one syscall for several
-        # on a socket); a thread that finds it taken leaves its request to the holder.
+        # Whoever holds the send lock writes everyone's queued requests; a thread that finds it
+        # taken leaves its request to the holder.
         while True:
             if not self._send_lock.acquire(blocking=False):
                 return
@@ -301,20 +297,8 @@ class Conn:
                 while True:
                     with self._state:
                         batch, self._outbox = self._outbox, []
-                    if not batch:
+                    if not batch or not self._write(batch, deadline):
                         break
-                    try:
-                        if self.chan.is_socket:
-                            self.chan.send_all(batch[0] if len(batch) == 1 else b"".join(batch), deadline)
-                        else:
-                            for msg in batch:
-                                self.chan.send_all(msg, deadline)
-                    except XsTimeout as exc:
-                        self.fail(exc)  # part of a message may be out: the stream is unusable
-                        return
-                    except OSError as exc:
-                        self.fail(ConnectionClosed(f"xenstore: sending to {self.chan.path} failed: {exc}"))
-                        return
             finally:
                 self._send_lock.release()
             with self._state:  # a request queued while we were releasing must not be stranded
