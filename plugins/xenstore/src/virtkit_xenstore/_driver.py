@@ -51,6 +51,16 @@ def _int(raw: bytes, what: str) -> int:
         raise virtkit.ProtocolError(f"xenstore: {what} is not a number: {raw[:40]!r}") from None
 
 
+def _name_of(domid: int, raw: bytes | None) -> str:
+    """A domain's name from its ``name`` node (None: absent). dom0 may have none: libvirt and
+    xl call it Domain-0; any other domain without one is gone."""
+    if raw is None:
+        if domid == 0:
+            return "Domain-0"
+        raise NoSuchDomain(f"no domain with id {domid}")
+    return raw.decode("utf-8", "surrogateescape")
+
+
 class Driver:
     """A driver connection (see docs/plugins.md) backed by one :class:`Client`."""
 
@@ -73,11 +83,10 @@ class Driver:
 
     def _name(self, domid: int) -> str:
         try:
-            return self.xs.read_text(f"{_ROOT}/{domid}/name")
+            raw: bytes | None = self.xs.read(f"{_ROOT}/{domid}/name")
         except PathNotFound:
-            if domid == 0:
-                return "Domain-0"
-            raise NoSuchDomain(f"no domain with id {domid}") from None
+            raw = None
+        return _name_of(domid, raw)
 
     def _uuid(self, domid: int) -> UUID:
         try:
@@ -102,11 +111,7 @@ class Driver:
     def _ref(self, domid: int) -> DomainRef:
         # name and vm in one round trip: a lookup costs one xenstored turn, not two
         name, vm = self.xs.read_many((f"{_ROOT}/{domid}/name", f"{_ROOT}/{domid}/vm"))
-        if name is None:
-            if domid != 0:
-                raise NoSuchDomain(f"no domain with id {domid}")
-            name = b"Domain-0"
-        return DomainRef(name.decode("utf-8", "surrogateescape"), self._uuid_of(vm), domid)
+        return DomainRef(_name_of(domid, name), self._uuid_of(vm), domid)
 
     def _domid(self, dom: DomainRef, *, check: bool = False) -> int:
         """The running domain's id; with ``check``, make sure the id still names ``dom``."""
@@ -145,10 +150,12 @@ class Driver:
         domids = self._domids()
         # every domain's name in one round trip; one that went away meanwhile reads as None
         names = self.xs.read_many(f"{_ROOT}/{d}/name" for d in domids)
-        want = name.encode("utf-8", "surrogateescape")
         for domid, raw in zip(domids, names, strict=True):
-            if raw == want or (raw is None and domid == 0 and name == "Domain-0"):
-                return DomainRef(name, self._uuid(domid), domid)
+            try:
+                if _name_of(domid, raw) == name:
+                    return DomainRef(name, self._uuid(domid), domid)
+            except NoSuchDomain:
+                continue  # went away while we looked
         raise NoSuchDomain(f"no running domain named {name!r}")
 
     @virtkit.priority(BETTER)
