@@ -215,9 +215,17 @@ class Hypervisor:
         fast = self._phys_fast
         if fast is not None:
             return fast()
-        values = self._physinfo_values()
-        if self._phys_direct and _PHYSINFO_KEY in self._templates:  # the sysctl version is confirmed
-            self._phys_fast = self._make_phys_fast(self._templates[_PHYSINFO_KEY])
+        with self._lock:
+            try:
+                self._sysctl(A.SYSCTL_PHYSINFO)
+            except OSError as exc:
+                raise _error(exc, "physinfo") from exc
+            values = self._phys_struct.unpack_from(self.buf.mem, A.SYSCTL_UNION)
+            template = self._templates.get(_PHYSINFO_KEY)  # set once Xen accepted the version
+        if not self._phys_direct:
+            return tuple(self._pick_phys(values))
+        if template is not None:
+            self._phys_fast = self._make_phys_fast(template)
         return values
 
     def _make_phys_fast(self, template: bytes) -> Callable[[], tuple[int, ...]]:
@@ -238,21 +246,6 @@ class Hypervisor:
                 return values
 
         return physinfo
-
-    def _physinfo_values(self) -> tuple[int, ...]:
-        with self._lock:
-            mem = self.buf.mem
-            template = self._templates.get(_PHYSINFO_KEY)
-            try:
-                if template is not None:  # inlined _issue: this is the cheapest call there is
-                    mem[0 : A.SYSCTL_SIZE] = template
-                    self._call(A.HYPERVISOR_SYSCTL, self.buf.addr, 0)
-                else:
-                    self._sysctl(A.SYSCTL_PHYSINFO)
-            except OSError as exc:
-                raise _error(exc, "physinfo") from exc
-            values = self._phys_struct.unpack_from(mem, A.SYSCTL_UNION)
-            return values if self._phys_direct else tuple(self._pick_phys(values))
 
     def dominfo(self, domid: int) -> A.DomInfo:
         """One domain's info; NoSuchDomain when ``domid`` does not exist."""
