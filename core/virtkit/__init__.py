@@ -29,6 +29,18 @@ from ._errors import (
     VirtError,
 )
 from ._explain import Attempt, Candidate, Explanation, Outcome, Route
+from ._input import (
+    MAX_CONFIG_BYTES,
+    MAX_MEMORY_KIB,
+    MAX_VCPUS,
+    check_domain_name,
+    check_memory,
+    check_timeout,
+    check_vcpus,
+    load_json_file,
+    parse_json,
+    read_config_file,
+)
 from ._plugin import Declined, OpenOptions, hookimpl, hookspec, priority
 from ._types import (
     DomainConfig,
@@ -49,6 +61,9 @@ __all__ = [
     "CATALOGUE",
     "CATALOGUE_VERSION",
     "ENTRY_POINT_GROUP",
+    "MAX_CONFIG_BYTES",
+    "MAX_MEMORY_KIB",
+    "MAX_VCPUS",
     "URI",
     "Attempt",
     "Candidate",
@@ -88,10 +103,17 @@ __all__ = [
     "Version",
     "VirtError",
     "__version__",
+    "check_domain_name",
+    "check_memory",
+    "check_timeout",
+    "check_vcpus",
     "hookimpl",
     "hookspec",
+    "load_json_file",
     "open",
+    "parse_json",
     "parse_uri",
     "priority",
     "public_name",
+    "read_config_file",
 ]
