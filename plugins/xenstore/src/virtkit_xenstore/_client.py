@@ -7,7 +7,9 @@ _conn.Conn). A broken connection is replaced on the next call and its watches re
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
+import math
 import os
 import random
 import threading
@@ -16,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import NamedTuple, TypeVar
 
-from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError
+from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError, check_timeout
+from virtkit import TimeoutError as XsTimeout
 
 from ._conn import SLICE, Conn, open_channel
 from ._wire import (
@@ -31,6 +34,7 @@ from ._wire import (
     check_payload,
     format_perms,
     parse_perms,
+    parse_tx_id,
 )
 
 __all__ = ["Client", "Transaction", "Watch", "WatchEvent", "default_paths"]
@@ -39,6 +43,8 @@ _T = TypeVar("_T")
 _DEFAULT_RUNDIR = "/var/run/xenstored"
 _XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 _tokens = itertools.count(1)
+#: A DIRECTORY_PART listing longer than this is a daemon gone wrong (a real one ends far sooner).
+_LISTING_MAX = 4 << 20
 
 
 def default_paths() -> list[str]:
@@ -134,8 +140,18 @@ class _Ops:
             return self._directory_part(path, p)
         return [_text(c) for c in payload.split(b"\0")[:-1]]
 
+    def _bounded(self) -> contextlib.AbstractContextManager[None]:
+        """One deadline for a request sequence (the client's; a transaction's client's)."""
+        raise NotImplementedError
+
     def _directory_part(self, path: str, p: bytes) -> list[str]:
-        # libxenstore's xs_directory_part: restart whenever the node's generation changes.
+        # libxenstore's xs_directory_part: restart whenever the node's generation changes. The
+        # whole listing shares one deadline and is capped in size: a daemon that never ends it
+        # must not hold the caller (or its memory) beyond that.
+        with self._bounded():
+            return self._directory_parts(path, p)
+
+    def _directory_parts(self, path: str, p: bytes) -> list[str]:
         for _attempt in range(100):
             acc = bytearray()
             gen: bytes | None = None
@@ -159,6 +175,8 @@ class _Ops:
                     restart = True
                     break
                 acc += rest
+                if len(acc) > _LISTING_MAX:
+                    raise ProtocolError(f"xenstore: the listing of {path!r} exceeds {_LISTING_MAX} bytes")
                 if len(acc) <= 1 or acc[-2] == 0:
                     break
             if not restart:
@@ -187,7 +205,9 @@ class Client(_Ops):
     """A XenStore client over the xenstored unix socket or the xenbus device.
 
     ``path`` picks the socket or device; by default the first of :func:`default_paths` that
-    exists. ``timeout`` bounds every wait (connect, each request). Connects lazily.
+    exists. ``timeout`` (seconds, finite, above 0) bounds each call as a whole: connecting,
+    sending, every reply it waits for (``virtkit.TimeoutError`` when it is spent); wrap several
+    calls in :meth:`deadline` to bound them together. Connects lazily.
 
     >>> with Client() as xs:                                    # doctest: +SKIP
     ...     xs.read("/local/domain/0/name")
@@ -199,6 +219,7 @@ class Client(_Ops):
         "_bound",
         "_closed",
         "_conn",
+        "_local",
         "_lock",
         "_pump",
         "_watches",
@@ -207,10 +228,9 @@ class Client(_Ops):
     )
 
     def __init__(self, path: str | None = None, *, timeout: float = 30.0) -> None:
-        if timeout <= 0:
-            raise InvalidArgument("timeout must be positive")
         self.path = path
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout)
+        self._local = threading.local()  # .until: this thread's deadline() in force, if any
         self._lock = threading.Lock()
         self._conn: Conn | None = None
         self._bound: str | None = None
@@ -227,11 +247,40 @@ class Client(_Ops):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- deadlines -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def deadline(self, timeout: float | None = None) -> Iterator[None]:
+        """Bound every call this thread makes in the block by one deadline, ``timeout`` seconds
+        (default: the client's) from now. Nested blocks can only shorten it."""
+        seconds = self.timeout if timeout is None else check_timeout(timeout)
+        outer: float | None = getattr(self._local, "until", None)
+        until = time.monotonic() + seconds
+        self._local.until = until if outer is None else min(outer, until)
+        try:
+            yield
+        finally:
+            self._local.until = outer
+
+    def _bounded(self) -> contextlib.AbstractContextManager[None]:
+        return self.deadline()
+
+    def _until(self) -> float:
+        until: float | None = getattr(self._local, "until", None)
+        return time.monotonic() + self.timeout if until is None else until
+
+    @staticmethod
+    def _left(until: float) -> float:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise XsTimeout("xenstore: the operation's deadline passed")
+        return left
+
     # -- connection ----------------------------------------------------------------------------
 
     def connect(self) -> Client:
         """Connect now (otherwise the first request does)."""
-        self._current()
+        self._current(self._until())
         return self
 
     def _candidates(self) -> list[str]:
@@ -243,11 +292,16 @@ class Client(_Ops):
             return [self._bound]
         return [p for p in default_paths() if os.path.exists(p)] or default_paths()[:1]
 
-    def _current(self) -> Conn:
+    def _current(self, until: float | None = None) -> Conn:
         c = self._conn
         if c is not None and c.broken is None:
             return c
-        with self._lock:
+        if until is None:
+            until = self._until()
+        # Another thread may be connecting: wait for it only as long as our own deadline allows.
+        if not self._lock.acquire(timeout=self._left(until)):
+            raise XsTimeout("xenstore: the operation's deadline passed while connecting")
+        try:
             if self._closed:
                 raise ConnectionClosed("xenstore: the client is closed")
             c = self._conn
@@ -260,7 +314,7 @@ class Client(_Ops):
                 self._conn = None
             for path in candidates:
                 try:
-                    chan = open_channel(path, self.timeout)
+                    chan = open_channel(path, self._left(until))
                 except OSError as exc:
                     errors.append(f"{path}: {exc.strerror or exc}")
                     continue
@@ -268,7 +322,7 @@ class Client(_Ops):
                 try:
                     for w in list(self._watches.values()):  # re-register after a reconnect
                         for wp in w.paths:
-                            c.call(Op.WATCH, check_path(wp, watch=True) + w.token + b"\0", 0, wp, self.timeout)
+                            c.call(Op.WATCH, check_path(wp, watch=True) + w.token + b"\0", 0, wp, self._left(until))
                 except VirtError:
                     c.close()
                     raise
@@ -276,6 +330,8 @@ class Client(_Ops):
                 self._bound = path
                 return c
             raise ConnectionClosed("xenstore: cannot reach xenstored (" + "; ".join(errors) + ")")
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock:
@@ -302,10 +358,12 @@ class Client(_Ops):
         return c.chan.path if c is not None else None
 
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        return self._current().call(op, payload, 0, path, self.timeout)
+        until = self._until()
+        return self._current(until).call(op, payload, 0, path, self._left(until))
 
     def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
-        return self._current().call_many(requests, 0, self.timeout)
+        until = self._until()
+        return self._current(until).call_many(requests, 0, self._left(until))
 
     # -- other message types -------------------------------------------------------------------
 
@@ -349,19 +407,24 @@ class Client(_Ops):
 
     def transaction(self) -> Transaction:
         """Start a transaction; use it as a context manager (commit on success, else abort)."""
-        c = self._current()
-        reply = c.call(Op.TRANSACTION_START, b"\0", 0, None, self.timeout)
+        until = self._until()
+        c = self._current(until)
+        reply = c.call(Op.TRANSACTION_START, b"\0", 0, None, self._left(until))
         try:
-            tx_id = int(reply.rstrip(b"\0"))
-        except ValueError:
-            c.fail(ProtocolError(f"xenstore: bad transaction id {reply[:20]!r}"))
-            raise c.broken or ProtocolError("bad transaction id") from None
+            tx_id = parse_tx_id(reply)
+        except ProtocolError as exc:
+            c.fail(exc)  # the daemon holds a transaction we cannot name: start afresh
+            raise
         return Transaction(self, c, tx_id)
 
     def transact(self, fn: Callable[[Transaction], _T], *, timeout: float | None = None) -> _T:
         """Run ``fn(tx)`` in a transaction and commit; on EAGAIN (a conflict) run it again,
-        with a short randomised back-off, until ``timeout`` (default: the client's) is spent."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        with a short randomised back-off, until ``timeout`` (default: the client's) is spent.
+        Every request of every attempt shares that deadline."""
+        with self.deadline(timeout):
+            return self._transact(fn, self._until())
+
+    def _transact(self, fn: Callable[[Transaction], _T], deadline: float) -> _T:
         delay = 0.001
         while True:
             with self.transaction() as tx:
@@ -389,20 +452,21 @@ class Client(_Ops):
         if not tok or b"\0" in tok:
             raise InvalidArgument("a watch token must be non-empty without NUL")
         w = Watch(self, tok, paths, maxsize)
-        self._current()  # connect first: a fresh connection re-registers known watches itself
-        with self._lock:
-            if tok in self._watches:
-                raise InvalidArgument(f"watch token {tok!r} already in use on this client")
-            self._watches[tok] = w
-        try:
-            for p in paths:
-                try:
-                    self._request(Op.WATCH, check_path(p, watch=True) + tok + b"\0", p)
-                except PathExists:
-                    pass  # a reconnect in between registered it already
-        except BaseException:
-            self._forget(w)
-            raise
+        with self.deadline():
+            self._current(self._until())  # connect first: a fresh connection re-registers known watches
+            with self._lock:
+                if tok in self._watches:
+                    raise InvalidArgument(f"watch token {tok!r} already in use on this client")
+                self._watches[tok] = w
+            try:
+                for p in paths:
+                    try:
+                        self._request(Op.WATCH, check_path(p, watch=True) + tok + b"\0", p)
+                    except PathExists:
+                        pass  # a reconnect in between registered it already
+            except BaseException:
+                self._forget(w)
+                raise
         self._start_pump()
         return w
 
@@ -432,7 +496,7 @@ class Client(_Ops):
         backoff = 0.05
         while not self._closed and self._watches:
             try:
-                c = self._current()
+                c = self._current(time.monotonic() + self.timeout)
             except VirtError:
                 time.sleep(backoff)  # xenstored down: keep trying, watches come back with it
                 backoff = min(backoff * 2, 2.0)
@@ -472,10 +536,15 @@ class Transaction(_Ops):
         return self._conn
 
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        return self._live().call(op, payload, self.id, path, self._client.timeout)
+        client = self._client
+        return self._live().call(op, payload, self.id, path, client._left(client._until()))
 
     def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
-        return self._live().call_many(requests, self.id, self._client.timeout)
+        client = self._client
+        return self._live().call_many(requests, self.id, client._left(client._until()))
+
+    def _bounded(self) -> contextlib.AbstractContextManager[None]:
+        return self._client.deadline()
 
     def _end(self, commit: bool) -> None:
         try:
@@ -548,8 +617,14 @@ class Watch:
         return self._closed
 
     def get(self, timeout: float | None = None) -> WatchEvent | None:
-        """The next event; None after ``timeout`` seconds or once the watch is closed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The next event; None after ``timeout`` seconds (None or inf: no limit; 0 or less:
+        don't wait) or once the watch is closed."""
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
+                raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
+            if math.isinf(timeout) and timeout > 0:
+                timeout = None
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         with self._cv:
             while not self._q:
                 if self._closed:

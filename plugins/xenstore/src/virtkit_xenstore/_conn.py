@@ -28,22 +28,16 @@ from collections.abc import Callable, Sequence
 from virtkit import ConnectionClosed, ProtocolError, VirtError
 from virtkit import TimeoutError as XsTimeout
 
-from ._wire import HEADER, PAYLOAD_MAX, REPLY_TYPES, Op, error_from_reply
+from ._wire import HEADER, PAYLOAD_MAX, Op, error_from_reply, split_packets
 
-__all__ = ["Channel", "Conn", "open_channel"]
+__all__ = ["Channel", "Conn", "open_channel", "socket_channel"]
 
-_HLEN = HEADER.size
-_unpack = HEADER.unpack_from
 _pack = HEADER.pack
 _monotonic = time.monotonic
 _WATCH_EVENT = int(Op.WATCH_EVENT)
 _ERROR = int(Op.ERROR)
 _TSTART = int(Op.TRANSACTION_START)
 _WATCH_OPS = (int(Op.WATCH), int(Op.UNWATCH))
-#: oxenstored 4.17 does send replies over XENSTORE_PAYLOAD_MAX (a 6,800-byte DIRECTORY was seen
-#: in the lab), so a longer reply is delivered as long as its length is plausible; beyond this
-#: the header is garbage and the stream can't be resynchronised.
-REPLY_MAX = 65536
 #: Blocking syscalls wake at least this often so deadlines and close() are honoured.
 SLICE = 0.2
 #: Timed-out req_ids remembered so their late replies are dropped; past this, start afresh.
@@ -126,24 +120,44 @@ class Channel:
                 os.close(self.fd)
 
 
+def socket_channel(sock: socket.socket, path: str) -> Channel:
+    """A channel over a connected stream socket: blocking, each syscall bounded by SLICE."""
+    sock.settimeout(None)
+    tv = struct.pack("ll", int(SLICE), int((SLICE % 1) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    return Channel(path, sock, sock.fileno())
+
+
 def open_channel(path: str, timeout: float) -> Channel:
-    """Connect to a xenstored unix socket, or open a xenbus device, like libxenstore's xs_open."""
-    st = os.stat(path)  # FileNotFoundError / PermissionError go to the caller
+    """Connect to a xenstored unix socket, or open a xenbus device, like libxenstore's xs_open.
+
+    A daemon whose listen backlog is full (it stopped accepting) refuses with EAGAIN: that is
+    retried until ``timeout``, then virtkit's TimeoutError. Other OSErrors go to the caller.
+    """
+    st = os.stat(path)
     import stat
 
     if stat.S_ISSOCK(st.st_mode):
+        deadline = _monotonic() + timeout
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.settimeout(None)
-            tv = struct.pack("ll", int(SLICE), int((SLICE % 1) * 1_000_000))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            while True:
+                left = deadline - _monotonic()
+                if left <= 0:
+                    raise XsTimeout(f"xenstore: {path} did not accept a connection within {timeout:.3g} s")
+                sock.settimeout(left)
+                try:
+                    sock.connect(path)
+                    break
+                except TimeoutError:
+                    continue
+                except BlockingIOError:  # the backlog is full: wait for the daemon to accept
+                    time.sleep(min(0.02, max(0.0, deadline - _monotonic())))
+            return socket_channel(sock, path)
         except BaseException:
             sock.close()
             raise
-        return Channel(path, sock, sock.fileno())
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     return Channel(path, None, fd)
 
@@ -331,6 +345,10 @@ class Conn:
                     p.signalled = False
         except XsTimeout as exc:
             self._abandon(p, exc)
+            if self._buf:
+                # The daemon stopped mid-packet (a slow drip, a freeze): nothing else can arrive
+                # before that packet ends, and no deadline can wait for it. Start afresh.
+                self.fail(XsTimeout(f"xenstore: {self.chan.path} stalled in the middle of a reply; reconnecting"))
         finally:
             self._promote()
 
@@ -409,32 +427,18 @@ class Conn:
             buf = self._buf
         else:
             buf = data
-        off = 0
-        n = len(buf)
-        dispatched = False
-        while n - off >= _HLEN:
-            typ, rid, tx, ln = _unpack(buf, off)
-            if ln > REPLY_MAX or typ not in REPLY_TYPES:
-                self.fail(
-                    ProtocolError(
-                        f"xenstore: malformed packet from {self.chan.path} "
-                        f"(type {typ}, req_id {rid}, len {ln}); reconnecting"
-                    )
-                )
-                return False
-            end = off + _HLEN + ln
-            if end > n:
-                break
-            payload = bytes(buf[off + _HLEN : end])
-            off = end
+        packets, off, bad = split_packets(buf)
+        for typ, rid, tx, payload in packets:
             if not self._dispatch(typ, rid, tx, payload):
                 return False
-            dispatched = True
+        if bad is not None:
+            self.fail(ProtocolError(f"xenstore: malformed packet from {self.chan.path} ({bad}); reconnecting"))
+            return False
         if buf is self._buf:
             del self._buf[:off]
-        elif off < n:
+        elif off < len(buf):
             self._buf += buf[off:]
-        return dispatched
+        return bool(packets)
 
     def _dispatch(self, typ: int, rid: int, tx: int, payload: bytes) -> bool:
         """Hand one packet to its owner; False when it broke the connection."""

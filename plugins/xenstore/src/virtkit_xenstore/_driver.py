@@ -8,10 +8,13 @@ business (xen_hyper): this driver's ``domain_get_info`` is partial and ranks bel
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 import virtkit
@@ -42,13 +45,28 @@ log = logging.getLogger("virtkit.xenstore")
 BETTER = 90
 _NIL_UUID = UUID(int=0)
 _ROOT = "/local/domain"
+_COUNT = re.compile(rb"[0-9]{1,19}\Z")  # a size or count libxl writes: decimal, never negative
+_DOMID = re.compile(r"[0-9]{1,5}\Z")  # a child of /local/domain that names a domain (ids < 0x7FF0)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _int(raw: bytes, what: str) -> int:
-    try:
-        return int(raw.strip(b"\0 \n"))
-    except ValueError:
-        raise virtkit.ProtocolError(f"xenstore: {what} is not a number: {raw[:40]!r}") from None
+    text = raw.strip(b"\0 \n")
+    if not _COUNT.match(text):
+        raise virtkit.ProtocolError(f"xenstore: {what} is not a non-negative number: {raw[:40]!r}")
+    return int(text)
+
+
+def _bounded(method: _F) -> _F:
+    """The operation's requests share one deadline (the connection's timeout), so an operation
+    made of several round trips still ends within it."""
+
+    @functools.wraps(method)
+    def bounded(self: Driver, *args: Any, **kwargs: Any) -> Any:
+        with self.xs.deadline():
+            return method(self, *args, **kwargs)
+
+    return bounded  # type: ignore[return-value]
 
 
 def _name_of(domid: int, raw: bytes | None) -> str:
@@ -79,7 +97,7 @@ class Driver:
     # -- helpers -------------------------------------------------------------------------------
 
     def _domids(self) -> list[int]:
-        return sorted(int(c) for c in self.xs.directory(_ROOT) if c.isdigit())
+        return sorted(int(c) for c in self.xs.directory(_ROOT) if _DOMID.match(c))
 
     def _name(self, domid: int) -> str:
         try:
@@ -134,18 +152,22 @@ class Driver:
     def connect_get_type(self, *, flags: int = 0) -> str:
         return "Xen"
 
+    @_bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         return self._domids()
 
+    @_bounded
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
         return len(self._domids())
 
+    @_bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
         if not isinstance(id, int) or id < 0:
             raise NoSuchDomain(f"no domain with id {id!r}")
         return self._ref(id)
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         domids = self._domids()
         # every domain's name in one round trip; one that went away meanwhile reads as None
@@ -159,8 +181,12 @@ class Driver:
         raise NoSuchDomain(f"no running domain named {name!r}")
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_lookup_by_uuid(self, uuid: UUID, *, flags: int = 0) -> DomainRef:
-        want = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
+        try:
+            want = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
+        except ValueError:
+            raise InvalidArgument(f"not a uuid: {str(uuid)[:40]!r}") from None
         domids = self._domids()
         vms = self.xs.read_many(f"{_ROOT}/{d}/vm" for d in domids)
         for domid, vm in zip(domids, vms, strict=True):
@@ -173,6 +199,7 @@ class Driver:
 
     # -- domain queries ------------------------------------------------------------------------
 
+    @_bounded
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         """Partial: xenstore knows memory and vcpus, not the run state or cpu time."""
         domid = self._domid(dom)
@@ -180,6 +207,7 @@ class Driver:
         maxmem = self._read_int(f"{_ROOT}/{domid}/memory/static-max", domid) or target
         return DomainInfo(DomainState.NOSTATE, maxmem, target, self._vcpus(domid, False), 0)
 
+    @_bounded
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
         domid = self._domid(dom)
         value = self._read_int(f"{_ROOT}/{domid}/memory/static-max", domid)
@@ -189,7 +217,7 @@ class Driver:
 
     def _vcpus(self, domid: int, maximum: bool) -> int:
         try:
-            cpus = [c for c in self.xs.directory(f"{_ROOT}/{domid}/cpu") if c.isdigit()]
+            cpus = [c for c in self.xs.directory(f"{_ROOT}/{domid}/cpu") if _DOMID.match(c)]
         except PathNotFound:
             if not self.xs.exists(f"{_ROOT}/{domid}"):
                 raise NoSuchDomain(f"no domain with id {domid}") from None
@@ -205,10 +233,12 @@ class Driver:
                 continue
         return online
 
+    @_bounded
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
         return self._vcpus(self._domid(dom), bool(flags & VcpuFlags.MAXIMUM))
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
         domid = self._domid(dom)
         if domid == 0:
@@ -223,7 +253,7 @@ class Driver:
         if vm:
             try:
                 return self.xs.read_text(f"{vm}/image/ostype") or "linux"
-            except PathNotFound:
+            except (PathNotFound, InvalidArgument):  # InvalidArgument: the link is no valid path
                 pass
         if not self.xs.exists(f"{_ROOT}/{domid}"):
             raise NoSuchDomain(f"no domain with id {domid}")
@@ -258,14 +288,17 @@ class Driver:
         self.xs.transact(request)
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         self._control(dom, "poweroff", "poweroff")
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         self._control(dom, "reboot", "reboot")
 
     @virtkit.priority(BETTER)
+    @_bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         """Ask the guest's balloon driver for ``memory`` KiB (memory/target), up to static-max."""
         if not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0:
@@ -296,6 +329,7 @@ class Driver:
         sub.start()
         return sub.cancel
 
+    @_bounded
     def snapshot(self) -> dict[int, DomainRef]:
         """Every domain in /local/domain, as refs (domains vanishing meanwhile are skipped)."""
         out = {}

@@ -12,13 +12,14 @@ import re
 import struct
 from typing import NamedTuple
 
-from virtkit import InvalidArgument, PermissionDenied, Unsupported, VirtError
+from virtkit import InvalidArgument, PermissionDenied, ProtocolError, Unsupported, VirtError
 
 __all__ = [
     "ABS_PATH_MAX",
     "HEADER",
     "PAYLOAD_MAX",
     "REL_PATH_MAX",
+    "REPLY_MAX",
     "AccessDenied",
     "InvalidRequest",
     "LimitExceeded",
@@ -36,6 +37,8 @@ __all__ = [
     "error_from_reply",
     "format_perms",
     "parse_perms",
+    "parse_tx_id",
+    "split_packets",
 ]
 
 #: struct xsd_sockmsg {u32 type, req_id, tx_id, len}; every real Xen host is little-endian.
@@ -74,6 +77,34 @@ class Op(enum.IntEnum):
 
 # Types a daemon may legitimately send us; anything else means the stream is not XenStore.
 REPLY_TYPES = frozenset(int(t) for t in Op)
+#: oxenstored 4.17 does send replies over XENSTORE_PAYLOAD_MAX (a 6,800-byte DIRECTORY was seen
+#: in the lab), so a longer reply is delivered as long as its length is plausible; beyond this
+#: the header is garbage and the stream can't be resynchronised.
+REPLY_MAX = 65536
+
+Packet = tuple[int, int, int, bytes]  # (type, req_id, tx_id, payload)
+
+
+def split_packets(buf: bytes | bytearray) -> tuple[list[Packet], int, str | None]:
+    """Decode the complete packets at the start of ``buf``: (packets, bytes consumed, problem).
+
+    ``problem`` describes the first malformed header (unknown type, length over REPLY_MAX): the
+    packets before it are good, nothing after it can be trusted. A trailing partial packet is
+    left unconsumed. Never raises.
+    """
+    out: list[Packet] = []
+    off = 0
+    n = len(buf)
+    while n - off >= HEADER.size:
+        typ, rid, tx, ln = HEADER.unpack_from(buf, off)
+        if ln > REPLY_MAX or typ not in REPLY_TYPES:
+            return out, off, f"type {typ}, req_id {rid}, len {ln}"
+        end = off + HEADER.size + ln
+        if end > n:
+            break
+        out.append((typ, rid, tx, bytes(buf[off + HEADER.size : end])))
+        off = end
+    return out, off, None
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -226,21 +257,33 @@ class Perm(NamedTuple):
         return f"{self.access}{self.domid}"
 
 
+# libxenstore parses the domid with strtol(.., 0): decimal or 0x.. hex here; a domid is a u16
+_PERM = re.compile(rb"([rwbn])(0[xX][0-9a-fA-F]{1,4}|0|[1-9][0-9]{0,4})\Z")
+
+
 def parse_perms(payload: bytes) -> list[Perm]:
+    """A GET_PERMS reply as Perms; anything else is the daemon's fault (ProtocolError)."""
     out = []
     for item in payload.split(b"\0"):
         if not item:
             continue
-        text = item.decode("ascii", "replace")
-        access, num = text[0], text[1:]
-        try:
-            domid = int(num, 0)  # libxenstore uses strtol(.., 0): 0x.. is accepted
-        except ValueError:
-            raise ValueError(f"bad xenstore permission {text!r}") from None
-        if access not in "rwbn":
-            raise ValueError(f"bad xenstore permission {text!r}")
-        out.append(Perm(domid, access))
+        m = _PERM.match(item)
+        domid = int(m.group(2), 0) if m else -1
+        if m is None or domid > 0xFFFF:
+            raise ProtocolError(f"xenstore: bad permission {item[:40]!r} in a GET_PERMS reply")
+        out.append(Perm(domid, m.group(1).decode()))
     return out
+
+
+_TX_ID = re.compile(rb"[0-9]{1,10}\0?\Z")
+
+
+def parse_tx_id(reply: bytes) -> int:
+    """TRANSACTION_START's reply: a u32 id above 0 in decimal (ProtocolError otherwise)."""
+    tx_id = int(reply.rstrip(b"\0") or b"0") if _TX_ID.match(reply) else 0
+    if not 0 < tx_id <= 0xFFFFFFFF:
+        raise ProtocolError(f"xenstore: bad transaction id {reply[:20]!r}")
+    return tx_id
 
 
 def format_perms(perms: list[Perm] | tuple[Perm, ...]) -> bytes:
