@@ -1,0 +1,428 @@
+"""The xen:/// driver that creates: define, start, create, undefine, config, vcpus, through xl.
+
+Composition picks one plugin per operation, and only this one knows defined domains that are
+not running. So for the operations a defined domain can be asked (lookups, reads, lifecycle)
+this driver bids :data:`PRIORITY` and routes: a running domain goes to the xen:/// the other
+plugins compose (``inner``: hypercalls and xenstore, opened without this plugin), a defined
+one is answered from the state directory. Mutations of running domains go through ``xl`` (or
+stay on the inner plugins where xl would do the same: pause, balloon, max memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import uuid as _uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import virtkit
+from virtkit import (
+    Connection,
+    DomainConfig,
+    DomainEvent,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    DomainStateInfo,
+    InvalidArgument,
+    InvalidOperation,
+    NoSuchDomain,
+    VcpuFlags,
+    VirtError,
+)
+
+from . import _xlcfg
+from ._libxljson import config_from_libxl
+from ._state import Record, State
+from ._xl import Xl
+
+__all__ = ["PRIORITY", "Driver"]
+
+log = logging.getLogger("virtkit.xen_libxl")
+T = TypeVar("T")
+
+#: Above xenstore's 90 and xen_hyper's 50 for the operations a defined domain can be asked.
+PRIORITY = 95
+_NIL = _uuid.UUID(int=0)
+
+
+def _flags(flags: int, allowed: int = 0) -> None:
+    if flags & ~allowed:
+        raise InvalidArgument(f"unsupported flags {flags:#x}")
+
+
+class Driver:
+    """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory."""
+
+    def __init__(self, inner: Connection, xl: Xl, state: State) -> None:
+        self.inner = inner
+        self._vt = inner.vtable
+        self.xl = xl
+        self.state = state
+        self._subs: list[Any] = []
+        self._subs_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xen_libxl.Driver {self.state.root}>"
+
+    def close(self) -> None:
+        with self._subs_lock:
+            subs, self._subs = self._subs, []
+        for s in subs:
+            s.cancel()
+        self.inner.close()
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def _inner(self, op: str, *args: Any, flags: int = 0) -> Any:
+        return self._vt[op](*args, flags=flags)
+
+    def _running_by_uuid(self, uuid: _uuid.UUID) -> DomainRef | None:
+        try:
+            ref: DomainRef = self._inner("domain_lookup_by_uuid", uuid)
+            return ref
+        except NoSuchDomain:
+            return None
+
+    def _running_by_name(self, name: str) -> DomainRef | None:
+        try:
+            ref: DomainRef = self._inner("domain_lookup_by_name", name)
+            return ref
+        except NoSuchDomain:
+            return None
+
+    def _record(self, dom: DomainRef) -> Record | None:
+        if dom.uuid is not None and dom.uuid != _NIL:
+            return self.state.by_uuid(dom.uuid)
+        return self.state.by_name(dom.name) if dom.name else None
+
+    def _resolve(self, dom: DomainRef) -> tuple[DomainRef | None, Record | None]:
+        """(the running domain, its definition): either may be None, not both."""
+        rec = self._record(dom)
+        if rec is not None:
+            assert rec.config.uuid is not None
+            return self._running_by_uuid(rec.config.uuid), rec
+        if dom.uuid is not None and dom.uuid != _NIL:
+            running = self._running_by_uuid(dom.uuid)
+        else:
+            running = self._running_by_name(dom.name)
+        if running is None:
+            raise NoSuchDomain(f"no domain {dom.name or dom.uuid!s}")
+        return running, None
+
+    def _route(self, op: str, dom: DomainRef, args: tuple[Any, ...], flags: int, defined: Callable[[Record], T]) -> T:
+        """``op`` on the running domain through the inner plugins, else ``defined(record)``."""
+        if dom.id is not None:
+            try:
+                result: T = self._inner(op, dom, *args, flags=flags)
+                return result
+            except NoSuchDomain:
+                if dom.uuid is None or dom.uuid == _NIL or self.state.by_uuid(dom.uuid) is None:
+                    raise
+                # a persistent domain that stopped (or restarted under another id) since
+        running, rec = self._resolve(dom)
+        if running is not None:
+            result = self._inner(op, running, *args, flags=flags)
+            return result
+        assert rec is not None
+        return defined(rec)
+
+    def _need_running(self, dom: DomainRef, verb: str) -> DomainRef:
+        running, _rec = self._resolve(dom) if dom.id is None else (self._check_id(dom), None)
+        if running is None:
+            raise InvalidOperation(f"cannot {verb} domain {dom.name!r}: it is not running")
+        if running.id == 0:
+            raise InvalidOperation(f"refusing to {verb} Domain-0: it runs this toolstack")
+        return running
+
+    def _check_id(self, dom: DomainRef) -> DomainRef | None:
+        """The running domain of a ref with an id; a stale id of a persistent domain resolves anew."""
+        assert dom.id is not None
+        try:
+            ref: DomainRef = self._inner("domain_lookup_by_id", dom.id)
+        except NoSuchDomain:
+            ref = DomainRef("", _NIL, None)
+        if ref.id is not None and (dom.uuid is None or dom.uuid == _NIL or ref.uuid == dom.uuid):
+            return ref
+        running, _rec = self._resolve(DomainRef(dom.name, dom.uuid, None))
+        return running
+
+    # -- lookups and listings ------------------------------------------------------------------
+
+    @virtkit.priority(PRIORITY)
+    def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
+        running = self._running_by_name(name)
+        if running is not None:
+            return running
+        rec = self.state.by_name(name)
+        if rec is None or rec.config.uuid is None:
+            raise NoSuchDomain(f"no domain named {name!r}")
+        return DomainRef(name, rec.config.uuid, None)
+
+    @virtkit.priority(PRIORITY)
+    def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
+        want = uuid if isinstance(uuid, _uuid.UUID) else _uuid.UUID(str(uuid))
+        running = self._running_by_uuid(want)
+        if running is not None:
+            return running
+        rec = self.state.by_uuid(want)
+        if rec is None:
+            raise NoSuchDomain(f"no domain with uuid {want}")
+        return DomainRef(rec.config.name, want, None)
+
+    def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
+        _flags(flags)
+        out = []
+        for rec in self.state.records():
+            assert rec.config.uuid is not None
+            if self._running_by_uuid(rec.config.uuid) is None:
+                out.append(rec.config.name)
+        return out
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
+        def off(rec: Record) -> DomainInfo:
+            c = rec.config
+            return DomainInfo(DomainState.SHUTOFF, c.max_memory or c.memory, c.memory, c.vcpus, 0)
+
+        return self._route("domain_get_info", dom, (), flags, off)
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
+        return self._route("domain_get_state", dom, (), flags, lambda rec: DomainStateInfo(DomainState.SHUTOFF, None))
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
+        return self._route("domain_get_max_memory", dom, (), flags, lambda r: r.config.max_memory or r.config.memory)
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
+        def off(rec: Record) -> int:
+            _flags(flags, VcpuFlags.MAXIMUM)
+            c = rec.config
+            return (c.max_vcpus or c.vcpus) if flags & VcpuFlags.MAXIMUM else c.vcpus
+
+        return self._route("domain_get_vcpus", dom, (), flags, off)
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
+        return self._route("domain_get_os_type", dom, (), flags, lambda rec: rec.config.os_type)
+
+    def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
+        _flags(flags)
+        running, rec = self._resolve(dom) if dom.id is None else (self._check_id(dom), None)
+        if running is None:
+            rec = rec or self._record(dom)
+            if rec is None:
+                raise NoSuchDomain(f"no domain {dom.name or dom.uuid!s}")
+            return rec.config
+        assert running.id is not None
+        return config_from_libxl(self.xl.list_long(running.id))
+
+    # -- changes of running domains ------------------------------------------------------------
+
+    def _not_running(self, verb: str) -> Callable[[Record], Any]:
+        def refuse(rec: Record) -> Any:
+            raise InvalidOperation(f"cannot {verb} domain {rec.config.name!r}: it is shut off")
+
+        return refuse
+
+    @virtkit.priority(PRIORITY)
+    def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
+        self._route("domain_suspend", dom, (), flags, self._not_running("suspend"))
+
+    @virtkit.priority(PRIORITY)
+    def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
+        self._route("domain_resume", dom, (), flags, self._not_running("resume"))
+
+    @virtkit.priority(PRIORITY)
+    def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
+        """``xl destroy``: libxl tears down devices, xenstore and the babysitter's watch too."""
+        _flags(flags)
+        running = self._need_running(dom, "destroy")
+        self.xl.run("destroy", str(running.id), what=f"xl destroy {running.name}")
+
+    @virtkit.priority(PRIORITY)
+    def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
+        """``xl shutdown``: asks the guest; its babysitter applies on_poweroff when it is down."""
+        _flags(flags)
+        running = self._need_running(dom, "shut down")
+        self.xl.run("shutdown", str(running.id), what=f"xl shutdown {running.name}")
+
+    @virtkit.priority(PRIORITY)
+    def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
+        """``xl reboot``: asks the guest; its babysitter applies on_reboot (restart: a new id)."""
+        _flags(flags)
+        running = self._need_running(dom, "reboot")
+        self.xl.run("reboot", str(running.id), what=f"xl reboot {running.name}")
+
+    def _redefine(self, rec: Record, **changes: Any) -> None:
+        with self.state.locked():
+            cfg = dataclasses.replace(rec.config, **changes)
+            _xlcfg.xl_settings(cfg)
+            self.state.write(cfg)
+
+    @virtkit.priority(PRIORITY)
+    def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        def off(rec: Record) -> None:
+            _flags(flags)
+            virtkit.check_memory(memory)
+            top = rec.config.max_memory or rec.config.memory
+            if memory > top:
+                raise InvalidArgument(f"{memory} KiB exceeds {rec.config.name!r}'s maximum of {top} KiB")
+            self._redefine(rec, memory=memory, max_memory=top)
+
+        self._route("domain_set_memory", dom, (memory,), flags, off)
+
+    @virtkit.priority(PRIORITY)
+    def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
+        def off(rec: Record) -> None:
+            _flags(flags)
+            virtkit.check_memory(memory)
+            self._redefine(rec, max_memory=memory, memory=min(memory, rec.config.memory))
+
+        self._route("domain_set_max_memory", dom, (memory,), flags, off)
+
+    def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
+        """Running: ``xl vcpu-set`` (up to the maximum); defined: the stored config."""
+        _flags(flags, VcpuFlags.MAXIMUM)
+        virtkit.check_vcpus(count)
+        running, rec = self._resolve(dom) if dom.id is None else (self._check_id(dom), None)
+        if running is None:
+            rec = rec or self._record(dom)
+            if rec is None:
+                raise NoSuchDomain(f"no domain {dom.name or dom.uuid!s}")
+            if flags & VcpuFlags.MAXIMUM:
+                self._redefine(rec, max_vcpus=count, vcpus=min(count, rec.config.vcpus))
+                return
+            top = rec.config.max_vcpus or rec.config.vcpus
+            if count > top:
+                raise InvalidArgument(f"{count} vcpus exceed {rec.config.name!r}'s maximum of {top}")
+            self._redefine(rec, vcpus=count, max_vcpus=top)
+            return
+        if flags & VcpuFlags.MAXIMUM:
+            raise InvalidOperation(f"cannot change the maximum vcpus of running domain {running.name!r}")
+        top = self._inner("domain_get_vcpus", running, flags=VcpuFlags.MAXIMUM)
+        if count > top:
+            raise InvalidArgument(f"{count} vcpus exceed {running.name!r}'s maximum of {top}")
+        # --ignore-host: more vcpus than physical cpus is the caller's call, as for libvirt
+        self.xl.run("vcpu-set", "--ignore-host", str(running.id), str(count), what=f"xl vcpu-set {running.name}")
+
+    # -- creating and defining -----------------------------------------------------------------
+
+    def _check_free(self, cfg: DomainConfig, *, allow_uuid: _uuid.UUID | None = None) -> None:
+        """Refuse a name or uuid another domain (running or defined) already has."""
+        assert cfg.uuid is not None
+        other = self._running_by_name(cfg.name)
+        if other is not None and other.uuid != allow_uuid:
+            raise InvalidOperation(f"a domain named {cfg.name!r} is already running (id {other.id})")
+        rec = self.state.by_name(cfg.name)
+        if rec is not None and rec.config.uuid != allow_uuid:
+            raise InvalidOperation(f"a domain named {cfg.name!r} is already defined (uuid {rec.config.uuid})")
+        clash = self._running_by_uuid(cfg.uuid)
+        if clash is not None and cfg.uuid != allow_uuid:
+            raise InvalidOperation(f"uuid {cfg.uuid} is already used by running domain {clash.name!r}")
+        rec = self.state.by_uuid(cfg.uuid)
+        if rec is not None and cfg.uuid != allow_uuid:
+            raise InvalidOperation(f"uuid {cfg.uuid} is already used by defined domain {rec.config.name!r}")
+
+    def _xl_file(self, cfg: DomainConfig, tag: str) -> Any:
+        text = _xlcfg.dump(_xlcfg.xl_settings(cfg))
+        path = self.state.scratch() / f"{cfg.uuid}.{tag}.cfg"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def _start(self, cfg: DomainConfig) -> DomainRef:
+        """``xl create`` of ``cfg`` (uuid set); on failure nothing of it is left running."""
+        assert cfg.uuid is not None
+        path = self._xl_file(cfg, f"create-{threading.get_ident()}")
+        try:
+            self.xl.create(path)
+        except VirtError:
+            self._leftover(cfg.uuid)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        ref = self._running_by_uuid(cfg.uuid)
+        if ref is None:
+            raise InvalidOperation(f"domain {cfg.name!r} died while it was being created")
+        return ref
+
+    def _leftover(self, uuid: _uuid.UUID) -> None:
+        ref = self._running_by_uuid(uuid)
+        if ref is not None and ref.id:
+            log.warning("xl create failed but left domain %s (id %s): destroying it", ref.name, ref.id)
+            with contextlib.suppress(VirtError):
+                self.xl.run("destroy", str(ref.id), what="xl destroy")
+
+    def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _flags(flags)
+        cfg = virtkit.check_domain_config(config)
+        if cfg.uuid is None:
+            cfg = dataclasses.replace(cfg, uuid=_uuid.uuid4())
+        _xlcfg.xl_settings(cfg)
+        with self.state.locked():
+            self._check_free(cfg)
+            return self._start(cfg)
+
+    def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        _flags(flags)
+        cfg = virtkit.check_domain_config(config)
+        with self.state.locked():
+            old = self.state.by_uuid(cfg.uuid) if cfg.uuid else self.state.by_name(cfg.name)
+            if cfg.uuid is None:
+                cfg = dataclasses.replace(cfg, uuid=old.config.uuid if old else _uuid.uuid4())
+            assert cfg.uuid is not None
+            if old is not None and old.config.name != cfg.name:
+                raise InvalidOperation(f"uuid {cfg.uuid} is already defined as {old.config.name!r}")
+            running = self._running_by_uuid(cfg.uuid)
+            self._check_free(cfg, allow_uuid=cfg.uuid if (old is not None or running is not None) else None)
+            if running is not None and running.name != cfg.name:
+                raise InvalidOperation(f"uuid {cfg.uuid} is running as {running.name!r}")
+            path = self._xl_file(cfg, f"check-{threading.get_ident()}")
+            try:
+                self.xl.check_config(path)  # xl's own parser and libxl's JSON: its message if not
+            finally:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self.state.write(cfg)
+        return DomainRef(cfg.name, cfg.uuid, running.id if running else None)
+
+    def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
+        _flags(flags)
+        with self.state.locked():
+            running, rec = self._resolve(dom)
+            if running is not None:
+                raise InvalidOperation(f"domain {running.name!r} is already running (id {running.id})")
+            assert rec is not None
+            return self._start(rec.config)
+
+    def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
+        _flags(flags)
+        with self.state.locked():
+            running, rec = self._resolve(dom)
+            if rec is None:
+                name = running.name if running else dom.name
+                raise InvalidOperation(f"domain {name!r} is not defined (transient): nothing to undefine")
+            self.state.remove(rec)
+
+    # -- events --------------------------------------------------------------------------------
+
+    @virtkit.priority(PRIORITY)
+    def connect_domain_event_register(
+        self, callback: Callable[[DomainEvent], None], *, flags: int = 0
+    ) -> Callable[[], None]:
+        _flags(flags)
+        from ._events import Watcher
+
+        sub = Watcher(self, callback)
+        with self._subs_lock:
+            self._subs.append(sub)
+        sub.start()
+        return sub.cancel

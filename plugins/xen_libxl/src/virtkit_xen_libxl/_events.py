@@ -1,0 +1,190 @@
+"""Domain events for xen:/// while this plugin is composed in: one source, so no duplicates.
+
+Composition gives ``connect_domain_event_register`` to one plugin; this one outbids xenstore's
+(STARTED/STOPPED only) and reports every lifecycle change, of domains made by virtkit, ``xl`` or
+libvirt alike: each scan compares the running domains (the inner plugins: one hypercall list,
+one domctl per domain) and the state directory with the previous scan. Scans run when xenstored
+fires ``@introduceDomain``/``@releaseDomain`` (it fires the latter when a guest shuts down,
+before its babysitter acts, so the shutdown reason is seen) and every half second, since a
+pause fires no watch.
+
+How a guest's end is told: shut down with reason poweroff -> SHUTDOWN then STOPPED; reason
+reboot and back under a new id (xl's on_reboot=restart) -> REBOOTED, no STOPPED/STARTED; a
+crash -> CRASHED then STOPPED; gone without a shutdown -> STOPPED ("destroyed").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid as _uuid
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from virtkit import DomainEvent, DomainEventType, DomainRef, DomainState, NoSuchDomain, VirtError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._driver import Driver
+
+__all__ = ["Watcher"]
+
+log = logging.getLogger("virtkit.xen_libxl")
+
+POLL_S = 0.5
+#: How long a domain that shut down to reboot may take to come back before it counts as stopped.
+REBOOT_GRACE_S = 20.0
+#: A new domain seen paused is being built (libxl builds paused); after this it is reported anyway.
+BUILD_GRACE_S = 3.0
+_ACTIVE = {DomainState.RUNNING, DomainState.BLOCKED, DomainState.NOSTATE}
+E = DomainEventType
+
+
+class _Seen(NamedTuple):
+    ref: DomainRef
+    state: DomainState
+    reason: str | None
+
+
+class Watcher:
+    """One subscription: a thread that scans and reports."""
+
+    def __init__(self, driver: Driver, callback: Callable[[DomainEvent], None]) -> None:
+        self._drv = driver
+        self._cb = callback
+        self._stop = threading.Event()
+        self._watch: Any = None
+        self._xs: Any = None
+        self._building: dict[_uuid.UUID, float] = {}  # first seen paused, not yet reported
+        self._rebooting: dict[_uuid.UUID, tuple[_Seen, float]] = {}
+        self._running, self._defined = self._scan()
+        self._open_watch()
+        self._thread = threading.Thread(target=self._run, name="xen-libxl-events", daemon=True)
+
+    def _open_watch(self) -> None:
+        try:
+            from virtkit_xenstore import Client
+
+            self._xs = Client(timeout=self._drv.xl.timeout)
+            self._watch = self._xs.watch("@introduceDomain", "@releaseDomain")
+        except (VirtError, OSError) as exc:
+            log.debug("no xenstore watch (polling only): %s", exc)
+            if self._xs is not None:
+                self._xs.close()
+            self._xs = self._watch = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            try:
+                self._watch.close()
+            except VirtError:
+                pass
+        if self._thread is not threading.current_thread() and self._thread.is_alive():
+            self._thread.join(timeout=self._drv.xl.timeout)
+        if self._xs is not None:
+            self._xs.close()
+
+    # -- scanning ------------------------------------------------------------------------------
+
+    def _scan(self) -> tuple[dict[_uuid.UUID, _Seen], dict[_uuid.UUID, str]]:
+        drv = self._drv
+        known = getattr(self, "_running", {})
+        by_id = {s.ref.id: s for s in known.values()}
+        running: dict[_uuid.UUID, _Seen] = {}
+        for domid in drv._inner("connect_list_domains"):
+            try:
+                old = by_id.get(domid)
+                ref = old.ref if old is not None else drv._inner("domain_lookup_by_id", domid)
+                st = drv._inner("domain_get_state", ref)
+            except NoSuchDomain:
+                continue  # going, or not named in xenstore yet
+            running[ref.uuid] = _Seen(ref, st.state, st.reason)
+        defined = {r.config.uuid: r.config.name for r in drv.state.records() if r.config.uuid is not None}
+        return running, defined
+
+    def _diff(self) -> list[DomainEvent]:
+        before, defs_before = self._running, self._defined
+        now, defs = self._scan()
+        t = time.time()
+        out: list[DomainEvent] = []
+        for uid in defs.keys() - defs_before.keys():
+            out.append(DomainEvent(E.DEFINED, DomainRef(defs[uid], uid, None), "added", t))
+        for uid, seen in list(now.items()):
+            old = before.get(uid)
+            if old is None or old.ref.id != seen.ref.id:
+                back = self._rebooting.pop(uid, None)
+                if back is not None or old is not None:
+                    out.append(DomainEvent(E.REBOOTED, seen.ref, "restarted", t))
+                elif seen.state is DomainState.PAUSED and t - self._building.setdefault(uid, t) < BUILD_GRACE_S:
+                    del now[uid]  # new again on the next scan: reported once it runs
+                    continue
+                else:
+                    self._building.pop(uid, None)
+                    out.append(DomainEvent(E.STARTED, seen.ref, "booted", t))
+                continue
+            out.extend(self._change(old, seen, t))
+        for uid, old in before.items():
+            if uid in now:
+                continue
+            if old.state is DomainState.SHUTDOWN and old.reason == "reboot":
+                self._rebooting[uid] = (old, t + REBOOT_GRACE_S)
+                continue
+            detail = {DomainState.CRASHED: "crashed", DomainState.SHUTDOWN: "shutdown"}.get(old.state, "destroyed")
+            out.append(DomainEvent(E.STOPPED, old.ref, detail, t))
+        for uid, (old, deadline) in list(self._rebooting.items()):
+            if uid not in now and t > deadline:
+                del self._rebooting[uid]
+                out.append(DomainEvent(E.STOPPED, old.ref, "shutdown", t))
+        for uid in defs_before.keys() - defs.keys():
+            out.append(DomainEvent(E.UNDEFINED, DomainRef(defs_before[uid], uid, None), "removed", t))
+        self._running, self._defined = now, defs
+        return out
+
+    @staticmethod
+    def _change(old: _Seen, new: _Seen, t: float) -> list[DomainEvent]:
+        if old.state == new.state and old.reason == new.reason:
+            return []
+        if new.state is DomainState.PAUSED and old.state in _ACTIVE:
+            return [DomainEvent(E.SUSPENDED, new.ref, "paused", t)]
+        if new.state in _ACTIVE and old.state is DomainState.PAUSED:
+            return [DomainEvent(E.RESUMED, new.ref, "unpaused", t)]
+        if new.state is DomainState.SHUTDOWN and new.reason != "reboot" and old.state is not DomainState.SHUTDOWN:
+            return [DomainEvent(E.SHUTDOWN, new.ref, new.reason or "", t)]
+        if new.state is DomainState.CRASHED and old.state is not DomainState.CRASHED:
+            return [DomainEvent(E.CRASHED, new.ref, "crashed", t)]
+        return []
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._watch is not None:
+                ev = self._watch.get(timeout=POLL_S)
+                if ev is not None:
+                    self._watch.drain()
+                elif self._watch.closed and not self._stop.is_set():
+                    self._watch = None
+            else:
+                self._stop.wait(POLL_S)
+            if self._stop.is_set():
+                return
+            try:
+                events = self._diff()
+            except VirtError as exc:
+                log.debug("xen_libxl event scan failed (retrying): %s", exc)
+                continue
+            for event in events:
+                self._emit(event)
+
+    def _emit(self, event: DomainEvent) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self._cb(event)
+        except Exception:  # a subscriber's bug must not end the others' events
+            log.exception("virtkit domain event callback failed")

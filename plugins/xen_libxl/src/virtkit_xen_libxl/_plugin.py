@@ -1,0 +1,128 @@
+"""The plugin object: local ``xen:///`` in a Xen control domain that has ``xl``.
+
+``can_handle`` only reads ``/proc/xen/capabilities`` and looks for the xl binary. ``open``
+composes the rest of xen:/// (hypercalls, xenstore) without this plugin, for the running
+domains it hands over, and opens the state directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import virtkit
+from virtkit import URI, Declined, OpenOptions, hookimpl
+
+if TYPE_CHECKING:
+    from ._driver import Driver
+
+__all__ = ["CAPABILITIES", "INNER_PARAM", "PRIORITY", "STATE_PARAM", "Plugin"]
+
+CAPABILITIES = "/proc/xen/capabilities"
+#: Low at the plugin level: only the operations below, each with its own priority, are its job.
+PRIORITY = 30
+#: Marks the inner connection this plugin opens, so that it declines there (no recursion).
+INNER_PARAM = "xen_libxl.inner"
+#: ``params={"xen_libxl_state_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_STATE_DIR) moves the state.
+STATE_PARAM = "xen_libxl_state_dir"
+_PATHS = ("", "/", "/system")
+
+
+class Plugin:
+    """The ``xen_libxl`` plugin; stateless, each open builds its own driver."""
+
+    virtkit_catalogue = "1.0"
+    virtkit_name = "xen_libxl"
+    virtkit_default_uri = "xen:///"
+    virtkit_driver_class = "virtkit_xen_libxl._driver:Driver"
+
+    def __init__(
+        self,
+        capabilities: str = CAPABILITIES,
+        *,
+        xl_path: str | None = None,
+        inner_plugins: tuple[object, ...] = (),
+        entry_points: bool = True,
+    ) -> None:
+        # The keywords exist for tests: another xl, and the inner xen:/// from given plugins.
+        self.capabilities = capabilities
+        self.xl_path = xl_path
+        self.inner_plugins = inner_plugins
+        self.entry_points = entry_points
+
+    def __repr__(self) -> str:
+        return "<virtkit_xen_libxl.Plugin>"
+
+    def _why_not(self) -> str | None:
+        try:
+            with open(self.capabilities, encoding="ascii", errors="replace") as f:
+                caps = f.read()
+        except OSError as exc:
+            return f"not running on Xen ({self.capabilities}: {exc.strerror})"
+        if "control_d" not in {c.strip() for c in caps.split(",")}:
+            return f"not the Xen control domain ({self.capabilities} lacks control_d)"
+        from ._xl import find_xl
+
+        if (self.xl_path or find_xl()) is None:
+            return "no xl binary (xen-utils) on PATH"
+        return None
+
+    @hookimpl
+    def can_handle(self, uri: URI) -> bool | Declined:
+        if uri.scheme != "xen":
+            return Declined(f"scheme {uri.scheme!r} is not 'xen'")
+        if uri.host or uri.transport is not None:
+            return Declined("xl manages the local host only (xen:///)")
+        if uri.path not in _PATHS:
+            return Declined(f"no such local Xen URI path {uri.path!r}")
+        why = self._why_not()
+        return True if why is None else Declined(why)
+
+    @hookimpl
+    def priority(self, uri: URI) -> int:
+        return PRIORITY
+
+    @hookimpl
+    def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
+        if options.params.get(INNER_PARAM):
+            return Declined("the inner connection of xen_libxl")
+        why = self.can_handle(uri)
+        if isinstance(why, Declined):
+            return why
+        return connect(uri, options, self.xl_path, self.inner_plugins, self.entry_points)
+
+
+def state_dir(options: OpenOptions | None = None) -> str:
+    from ._state import DEFAULT_ROOT, ENV_ROOT
+
+    if options is not None and options.params.get(STATE_PARAM):
+        return str(options.params[STATE_PARAM])
+    return os.environ.get(ENV_ROOT) or DEFAULT_ROOT
+
+
+def connect(
+    uri: URI,
+    options: OpenOptions,
+    xl_path: str | None = None,
+    inner_plugins: tuple[object, ...] = (),
+    entry_points: bool = True,
+) -> Driver:
+    """The driver: the inner xen:/// (without this plugin), xl, and the state directory."""
+    from ._driver import Driver
+    from ._state import State
+    from ._xl import Xl, find_xl
+
+    path = xl_path or find_xl()
+    if path is None:
+        raise virtkit.Unsupported("no xl binary (xen-utils) on PATH")
+    state = State(state_dir(options), timeout=options.timeout)
+    state.sweep()
+    inner = virtkit.open(
+        str(uri),
+        readonly=options.readonly,
+        timeout=options.timeout,
+        params={**options.params, INNER_PARAM: True},
+        plugins=inner_plugins,
+        entry_points=entry_points,
+    )
+    return Driver(inner, Xl(path, timeout=options.timeout), state)

@@ -1,0 +1,188 @@
+"""The plugin's state directory: one file per defined (persistent) domain, written atomically.
+
+``ROOT/domains/<uuid>.json`` holds ``{"config": DomainConfig.to_dict()}``. A definition is
+written to a temporary file in the same directory, flushed and fsynced, then renamed over the
+old one and the directory fsynced: a crash at any point leaves the old definition or the new
+one, never a torn file (leftover ``*.tmp`` files are ignored and swept). ``ROOT/lock`` is an
+flock held while a definition changes or a domain is being created, so two processes cannot
+both take one name. Reads are cached per file on (mtime_ns, size, inode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import virtkit
+from virtkit import DomainConfig, InvalidArgument, PermissionDenied, ProtocolError
+
+__all__ = ["DEFAULT_ROOT", "ENV_ROOT", "Record", "State"]
+
+DEFAULT_ROOT = "/var/lib/virtkit/xen-libxl"
+ENV_ROOT = "VIRTKIT_XEN_LIBXL_STATE_DIR"
+_SUFFIX = ".json"
+
+
+class Record(NamedTuple):
+    config: DomainConfig  # its uuid is always set
+    path: Path
+
+
+class State:
+    """Defined domains on disk; safe across threads and processes."""
+
+    def __init__(self, root: str | os.PathLike[str], timeout: float = 30.0) -> None:
+        self.root = Path(root)
+        self.dir = self.root / "domains"
+        self.timeout = timeout
+        self._cache: dict[str, tuple[tuple[int, int, int], Record]] = {}
+        self._listing: tuple[int, list[str]] | None = None
+        self._lock = threading.Lock()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot create the state directory {self.dir}: {exc.strerror}") from None
+        except OSError as exc:
+            raise InvalidArgument(f"cannot create the state directory {self.dir}: {exc.strerror}") from None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        st = os.stat(self.dir)
+        listing = self._listing
+        if listing is not None and listing[0] == st.st_mtime_ns:
+            return listing[1]
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(_SUFFIX))
+        self._listing = (st.st_mtime_ns, names)
+        return names
+
+    def _load(self, fname: str) -> Record | None:
+        path = self.dir / fname
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._cache.get(fname)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            cfg = DomainConfig.from_dict(data["config"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise ProtocolError(f"corrupted definition {path}: {exc}") from None
+        if cfg.uuid is None or f"{cfg.uuid}{_SUFFIX}" != fname:
+            raise ProtocolError(f"corrupted definition {path}: its uuid does not match its file name")
+        rec = Record(cfg, path)
+        self._cache[fname] = (key, rec)
+        return rec
+
+    def records(self) -> list[Record]:
+        """Every definition; a corrupted one is skipped (reading it alone raises ProtocolError)."""
+        out = []
+        for fname in self._names():
+            try:
+                rec = self._load(fname)
+            except ProtocolError:
+                continue
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def by_uuid(self, uuid: _uuid.UUID) -> Record | None:
+        return self._load(f"{uuid}{_SUFFIX}")
+
+    def by_name(self, name: str) -> Record | None:
+        for rec in self.records():
+            if rec.config.name == name:
+                return rec
+        return None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The state directory's flock (and this process's lock), bounded by the timeout."""
+        deadline = time.monotonic() + self.timeout
+        if not self._lock.acquire(timeout=self.timeout):
+            raise virtkit.TimeoutError(f"timed out waiting for the lock of {self.root}")
+        try:
+            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise virtkit.TimeoutError(f"timed out waiting for the lock of {self.root}") from None
+                        time.sleep(0.02)
+                yield
+            finally:
+                os.close(fd)
+        finally:
+            self._lock.release()
+
+    def write(self, cfg: DomainConfig) -> Record:
+        """Store ``cfg`` (uuid set) atomically; call with :meth:`locked` held."""
+        if cfg.uuid is None:
+            raise InvalidArgument("a definition needs a uuid")
+        body: dict[str, Any] = {"config": cfg.to_dict()}
+        text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+        final = self.dir / f"{cfg.uuid}{_SUFFIX}"
+        tmp = self.dir / f".{cfg.uuid}.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._fsync_dir()
+        self._listing = None
+        return Record(cfg, final)
+
+    def remove(self, rec: Record) -> None:
+        """Delete a definition; call with :meth:`locked` held."""
+        with contextlib.suppress(FileNotFoundError):
+            rec.path.unlink()
+        self._fsync_dir()
+        self._cache.pop(rec.path.name, None)
+        self._listing = None
+
+    def sweep(self) -> None:
+        """Remove temporary files a crashed writer left behind (older than a minute)."""
+        now = time.time()
+        for n in os.listdir(self.dir):
+            if n.endswith(".tmp"):
+                p = self.dir / n
+                with contextlib.suppress(OSError):
+                    if now - p.stat().st_mtime > 60:
+                        p.unlink()
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def scratch(self) -> Path:
+        """A directory for the xl config files handed to ``xl create``."""
+        d = self.root / "run"
+        d.mkdir(exist_ok=True, mode=0o700)
+        return d

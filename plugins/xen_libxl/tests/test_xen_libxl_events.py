@@ -1,0 +1,95 @@
+"""Events from scans of the pretend host: every change once, whoever made it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Host
+from fakexen import world
+
+import virtkit
+from virtkit import DomainConfig, DomainEventType
+from virtkit.testing import EventRecorder
+
+T = 10.0
+E = DomainEventType
+
+
+def cfg(name: str, **kw: object) -> DomainConfig:
+    return DomainConfig(name=name, memory=131072, kernel="/fake/vmlinux", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def rec(conn: virtkit.Connection) -> EventRecorder:
+    r = EventRecorder()
+    cancel = conn.domain_event_register(r)
+    yield r  # type: ignore[misc]
+    cancel()
+
+
+def test_lifecycle_events(conn: virtkit.Connection, rec: EventRecorder) -> None:
+    d = conn.define(cfg("e1"))
+    rec.expect(E.DEFINED, d.uuid, T)
+    m = rec.mark()
+    d.start()
+    assert rec.expect(E.STARTED, d.uuid, T, after=m).domain.id == d.id
+    m = rec.mark()
+    d.suspend()
+    rec.expect(E.SUSPENDED, d.uuid, T, after=m)
+    m = rec.mark()
+    d.resume()
+    rec.expect(E.RESUMED, d.uuid, T, after=m)
+    m = rec.mark()
+    d.reboot()
+    rec.expect(E.REBOOTED, d.uuid, T, after=m)
+    m = rec.mark()
+    conn.lookup_by_uuid(d.uuid).destroy()
+    assert rec.expect(E.STOPPED, d.uuid, T, after=m).detail == "destroyed"
+    m = rec.mark()
+    conn.lookup_by_uuid(d.uuid).undefine()
+    rec.expect(E.UNDEFINED, d.uuid, T, after=m)
+    kinds = [e.type for e in rec.events if e.domain.uuid == d.uuid]
+    assert kinds == [E.DEFINED, E.STARTED, E.SUSPENDED, E.RESUMED, E.REBOOTED, E.STOPPED, E.UNDEFINED]
+
+
+def test_guest_power_off_and_crash_are_seen_before_the_domain_goes(
+    conn: virtkit.Connection, rec: EventRecorder, host: Host
+) -> None:
+    a = conn.create(cfg("off"))
+    rec.expect(E.STARTED, a.uuid, T)
+    with world(host.world) as w:
+        w["doms"][str(a.id)].update(state="shutdown", reason="poweroff")  # the guest powered off
+    rec.expect(E.SHUTDOWN, a.uuid, T)
+    with world(host.world) as w:
+        del w["doms"][str(a.id)]  # its babysitter destroyed it
+    assert rec.expect(E.STOPPED, a.uuid, T).detail == "shutdown"
+    b = conn.create(cfg("boom"))
+    rec.expect(E.STARTED, b.uuid, T)
+    with world(host.world) as w:
+        w["doms"][str(b.id)].update(state="crashed", reason="crash")
+    rec.expect(E.CRASHED, b.uuid, T)
+
+
+def test_domains_made_elsewhere_are_reported_once(host: Host, rec: EventRecorder) -> None:
+    other = host.open()  # another connection (another process would see the same files)
+    try:
+        d = other.define(cfg("x1"))
+        d.start()
+        rec.expect(E.DEFINED, d.uuid, T)
+        rec.expect(E.STARTED, d.uuid, T)
+        d.destroy()
+        rec.expect(E.STOPPED, d.uuid, T)
+    finally:
+        other.close()
+    assert [e.type for e in rec.events if e.domain.uuid == d.uuid] == [E.DEFINED, E.STARTED, E.STOPPED]
+
+
+def test_a_failing_callback_does_not_stop_the_others(conn: virtkit.Connection, rec: EventRecorder) -> None:
+    def broken(_e: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    cancel = conn.domain_event_register(broken)
+    try:
+        d = conn.define(cfg("cb"))
+        rec.expect(E.DEFINED, d.uuid, T)
+    finally:
+        cancel()
