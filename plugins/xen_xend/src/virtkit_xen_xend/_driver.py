@@ -8,10 +8,12 @@ NoSuchDomain, 500 with ``(xend.err MSG)`` -> DriverError(MSG), 501 -> Unsupporte
 
 from __future__ import annotations
 
+import functools
 import logging
 import urllib.parse
 import uuid as _uuid
 from collections.abc import Callable, Mapping
+from typing import Concatenate, ParamSpec, TypeVar
 
 from virtkit import (
     ConnectionClosed,
@@ -41,6 +43,20 @@ __all__ = ["Driver", "XendError"]
 log = logging.getLogger("virtkit.xen_xend")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _bounded(fn: Callable[Concatenate[Driver, _P], _R]) -> Callable[Concatenate[Driver, _P], _R]:
+    """One deadline for the whole operation, however many requests it makes."""
+
+    @functools.wraps(fn)
+    def run(self: Driver, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._t.operation():
+            return fn(self, *args, **kwargs)
+
+    return run
 
 
 class XendError(Exception):
@@ -193,10 +209,12 @@ class Driver:
 
     # -- connection -------------------------------------------------------------------------------
 
+    @_bounded
     def connect_get_type(self, *, flags: int = 0) -> str:
         _check_flags(flags)
         return "Xen"
 
+    @_bounded
     def connect_get_version(self, *, flags: int = 0) -> Version:
         _check_flags(flags)
         node = self._node()
@@ -208,6 +226,7 @@ class Driver:
             digits += c
         return Version(_node_int(node, "xen_major"), _node_int(node, "xen_minor"), int(digits or 0))
 
+    @_bounded
     def connect_get_hostname(self, *, flags: int = 0) -> str:
         _check_flags(flags)
         host = value(self._node(), "host")
@@ -215,6 +234,7 @@ class Driver:
             raise ProtocolError(f"xend at {self._t.where} did not say its host name")
         return host
 
+    @_bounded
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
         _check_flags(flags)
         node = self._node()
@@ -238,19 +258,23 @@ class Driver:
             free_memory=(_node_int(node, "free_memory") << 10) if free is not None else None,
         )
 
+    @_bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         _check_flags(flags)
         return sorted(d.id for d in self._records("all") if d.active and d.id is not None)
 
+    @_bounded
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
         return len(self.connect_list_domains(flags=flags))
 
+    @_bounded
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         _check_flags(flags)
         return sorted(d.name for d in self._records("halted") if not d.active)
 
     # -- lookups ----------------------------------------------------------------------------------
 
+    @_bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
         _check_flags(flags)
         if not isinstance(id, int) or isinstance(id, bool) or id < 0:
@@ -264,6 +288,7 @@ class Driver:
             raise NoSuchDomain(f"no running domain with id {id} on xend at {self._t.where}")
         return rec.ref
 
+    @_bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         if not isinstance(name, str) or not name:
@@ -273,6 +298,7 @@ class Driver:
             raise NoSuchDomain(f"no domain named {name!r} on xend at {self._t.where}")
         return rec.ref
 
+    @_bounded
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         if not isinstance(uuid, _uuid.UUID):
@@ -284,33 +310,40 @@ class Driver:
 
     # -- domain state -----------------------------------------------------------------------------
 
+    @_bounded
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         _check_flags(flags)
         return self._get(dom).info()
 
+    @_bounded
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
         _check_flags(flags)
         return self._get(dom).state_info()
 
+    @_bounded
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
         _check_flags(flags)
         return self._get(dom).max_memory
 
+    @_bounded
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
         _check_flags(flags)
         return self._get(dom).os_type
 
+    @_bounded
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
         _check_flags(flags, _MAXIMUM)
         rec = self._get(dom)
         return rec.max_vcpus if flags & _MAXIMUM else rec.vcpus
 
+    @_bounded
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
         _check_flags(flags)
         return self._get(dom).to_config()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    @_bounded
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
 
@@ -321,6 +354,7 @@ class Driver:
 
         self._op(dom, "pause", check)
 
+    @_bounded
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
 
@@ -331,18 +365,22 @@ class Driver:
 
         self._op(dom, "unpause", check)
 
+    @_bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         self._op(dom, "shutdown", lambda rec: _running(rec, "shut down"), reason="poweroff")
 
+    @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         self._op(dom, "shutdown", lambda rec: _running(rec, "reboot"), reason="reboot")
 
+    @_bounded
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         self._op(dom, "destroy", lambda rec: _running(rec, "destroy"))
 
+    @_bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         _check_flags(flags)
         mib = _to_mib(memory)
@@ -355,10 +393,12 @@ class Driver:
 
         self._op(dom, "mem_target_set", check, target=str(mib))
 
+    @_bounded
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         _check_flags(flags)
         self._op(dom, "maxmem_set", memory=str(_to_mib(memory)))
 
+    @_bounded
     def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
         _check_flags(flags, _MAXIMUM)
         if flags & _MAXIMUM:
@@ -372,10 +412,12 @@ class Driver:
 
         self._op(dom, "set_vcpus", check, vcpus=str(count))
 
+    @_bounded
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         return self._new("create", config)
 
+    @_bounded
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         return self._new("new", config)
@@ -394,6 +436,7 @@ class Driver:
         rec = self._record(config.name, repr(config.name))  # older xend answers op=new with no body
         return rec.ref
 
+    @_bounded
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
 
@@ -404,6 +447,7 @@ class Driver:
         self._op(dom, "start", check)
         return self._get(dom).ref
 
+    @_bounded
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
 

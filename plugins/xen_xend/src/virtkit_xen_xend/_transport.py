@@ -1,16 +1,21 @@
 """HTTP to xend with requests: one keep-alive session, TCP/TLS or xend's unix socket.
 
 Every request asks for ``application/sxp`` (without it xend answers HTML to any client that
-sends a User-Agent) and carries the connection's timeout. Transport failures come out typed:
-TimeoutError, ProtocolError (truncated or HTML body, oversized reply), DriverError (refused,
-reset, TLS). Credentials travel in ``Session.auth``, never in a URL, so nothing logs them.
+sends a User-Agent). The connection's timeout is a total deadline per operation (see
+``_deadline``): connect, TLS handshake, request, headers and body together, not each read.
+Transport failures come out typed: TimeoutError, ProtocolError (truncated or HTML body,
+oversized reply), DriverError (refused, reset, TLS). Credentials travel in ``Session.auth``,
+never in a URL, so nothing logs them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
+import os
 import socket
+import ssl
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,9 +25,13 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
+import urllib3.util
 
-from virtkit import DriverError, ProtocolError
+import virtkit
+from virtkit import DriverError, InvalidArgument, ProtocolError, VirtError
 from virtkit import TimeoutError as VirtTimeoutError
+
+from ._deadline import DeadlineSocket, DeadlineSSLSocket, bounded, remaining
 
 __all__ = ["MAX_REPLY", "Reply", "Transport", "UnixAdapter"]
 
@@ -35,6 +44,69 @@ _HEADERS = {"Accept": "application/sxp"}
 _UNIX_BASE = "http+unix://xend"
 
 
+def _connect_timeout(conn: urllib3.connection.HTTPConnection) -> None:
+    """Connect within what is left of the operation, never past it."""
+    left = remaining()
+    if left is None:
+        return
+    if left <= 0:
+        raise urllib3.exceptions.ConnectTimeoutError(conn, "the operation's deadline passed before connecting")
+    current = conn.timeout
+    if not isinstance(current, int | float) or current > left:
+        conn.timeout = left
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        _connect_timeout(self)
+        return DeadlineSocket.adopt(super()._new_conn())
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        _connect_timeout(self)
+        return DeadlineSocket.adopt(super()._new_conn())  # wrapped by the context's DeadlineSSLSocket
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _TcpAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with deadline-bound connections and this transport's own TLS context."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+        self._ssl_context = ssl_context  # read by init_poolmanager, which HTTPAdapter.__init__ calls
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        if self._ssl_context is not None:
+            pool_kwargs["ssl_context"] = self._ssl_context
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """A context whose sockets keep the deadline; ``verify`` a CA bundle path is loaded now, so a
+    missing or unreadable one is an InvalidArgument at open rather than a failure at the first call."""
+    ctx = urllib3.util.create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE)
+    ctx.sslsocket_class = DeadlineSSLSocket
+    if isinstance(verify, str):
+        try:
+            if os.path.isdir(verify):
+                ctx.load_verify_locations(capath=verify)
+            else:
+                ctx.load_verify_locations(cafile=verify)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            raise InvalidArgument(f"cacert={verify}: cannot use it as a CA bundle: {why}") from None
+    return ctx
+
+
 class _UnixConnection(urllib3.connection.HTTPConnection):
     """An HTTP connection whose socket is AF_UNIX: urllib3 does the rest (HTTP/1.1, keep-alive)."""
 
@@ -43,7 +115,8 @@ class _UnixConnection(urllib3.connection.HTTPConnection):
         self.socket_path = socket_path
 
     def _new_conn(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        _connect_timeout(self)
+        sock = DeadlineSocket(socket.AF_UNIX, socket.SOCK_STREAM)
         timeout = self.timeout
         sock.settimeout(timeout if isinstance(timeout, int | float) else None)
         try:
@@ -103,17 +176,21 @@ class Reply:
 
 
 class Transport:
-    """A keep-alive session to one xend; ``where`` names it in messages (never with credentials)."""
+    """A keep-alive session to one xend; ``where`` names it in messages (never with credentials).
+
+    ``timeout`` is the total deadline of one operation: a request on its own, or every request
+    made inside :meth:`operation`.
+    """
 
     __slots__ = ("_base", "_session", "insecure", "keepalive", "timeout", "where")
 
     def __init__(
         self, session: requests.Session, base: str, where: str, timeout: float, keepalive: bool = True
     ) -> None:
+        self.timeout = virtkit.check_timeout(timeout)  # finite and > 0: requests gets nothing it can't take
         self._session = session
         self._base = base
         self.where = where
-        self.timeout = timeout
         self.keepalive = keepalive
         self.insecure = session.verify is False  # the user turned verification off: don't warn per call
 
@@ -135,6 +212,11 @@ class Transport:
         s.trust_env = False  # no proxies or netrc picked up from the environment: xend is addressed directly
         if auth is not None:
             s.auth = auth
+        # a CA bundle is checked even for plain HTTP: a URI naming one the plugin cannot read is wrong
+        ctx = _tls_context(verify) if https or isinstance(verify, str) else None
+        adapter = _TcpAdapter(ctx if https else None)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
         h = f"[{host}]" if ":" in host else host
         scheme = "https" if https else "http"
         return cls(s, f"{scheme}://{h}:{port}", f"{scheme}://{h}:{port}", timeout, keepalive)
@@ -150,8 +232,30 @@ class Transport:
     def close(self) -> None:
         self._session.close()
 
+    def operation(self) -> contextlib.AbstractContextManager[float]:
+        """One operation's deadline around several requests (inside another operation, that one's)."""
+        return bounded(self.timeout)
+
     def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None, form: Any = None) -> Reply:
-        """Send one request and read the whole reply; transport trouble raises a typed error."""
+        """Send one request and read the whole reply by the deadline; trouble raises a typed error."""
+        with bounded(self.timeout):
+            try:
+                return self._exchange(method, path, params, form)
+            except VirtTimeoutError:
+                raise
+            except VirtError as exc:
+                left = remaining()
+                if left is not None and left <= 0:  # whatever broke, it broke because time ran out
+                    raise self._timed_out(method, path) from exc
+                raise
+
+    def _timed_out(self, method: str, path: str) -> VirtTimeoutError:
+        return VirtTimeoutError(f"xend at {self.where} did not answer {method} {path} within {self.timeout:g}s")
+
+    def _exchange(self, method: str, path: str, params: Mapping[str, str] | None, form: Any) -> Reply:
+        left = remaining()
+        if left is not None and left <= 0:
+            raise self._timed_out(method, path)
         headers = None if self.keepalive else {"Connection": "close"}
         try:
             with _insecure() if self.insecure else contextlib.nullcontext():
@@ -161,19 +265,18 @@ class Transport:
                     params=params,
                     data=form,
                     headers=headers,
-                    timeout=self.timeout,
+                    timeout=left if left is not None else self.timeout,
                     stream=True,
                     allow_redirects=False,
                 )
         except requests.exceptions.Timeout as exc:
-            raise VirtTimeoutError(
-                f"xend at {self.where} did not answer {method} {path} within {self.timeout:g}s"
-            ) from exc
+            raise self._timed_out(method, path) from exc
         except requests.exceptions.SSLError as exc:
             raise DriverError(f"TLS failure talking to xend at {self.where}: {_reason(exc)}") from exc
         except requests.exceptions.ConnectionError as exc:
             raise DriverError(f"cannot reach xend at {self.where}: {_reason(exc)}") from exc
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # e.g. requests' own OSError for a CA bundle that vanished after open
             raise DriverError(f"request to xend at {self.where} failed: {_reason(exc)}") from exc
         try:
             declared = resp.headers.get("Content-Length")
@@ -193,11 +296,14 @@ class Transport:
         except requests.exceptions.ConnectionError as exc:
             cause = exc.args[0] if exc.args else None
             if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
-                raise VirtTimeoutError(
-                    f"xend at {self.where} stopped sending its reply to {method} {path} for {self.timeout:g}s"
-                ) from exc
+                raise self._timed_out(method, path) from exc
             raise DriverError(f"connection to xend at {self.where} broke: {_reason(exc)}") from exc
-        except requests.exceptions.RequestException as exc:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            http.client.HTTPException,
+            OSError,
+        ) as exc:
             raise DriverError(f"reading xend's reply failed: {_reason(exc)}") from exc
         finally:
             resp.close()
