@@ -34,7 +34,7 @@ from virtkit import (
     Version,
 )
 
-from ._model import XendDomain, config_to_sxp
+from ._model import MAX_MIB, XendDomain, config_to_sxp, number
 from ._sxp import Sxp, dumps, parse_one, value
 from ._transport import Reply, Transport
 
@@ -43,6 +43,7 @@ __all__ = ["Driver", "XendError"]
 log = logging.getLogger("virtkit.xen_xend")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+_MAX_COUNT = 2**31 - 1  # node counts, clock rates and version numbers: C ints in xend's C layer
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -79,14 +80,9 @@ def _xend_err(body: Sxp | None) -> str | None:
     return None
 
 
-def _node_int(node: Sxp, key: str, default: int = 0) -> int:
-    raw = value(node, key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise ProtocolError(f"xend node field {key!r} is not a number: {raw!r}") from None
+def _node_int(node: Sxp, key: str, default: int = 0, high: int = _MAX_COUNT) -> int:
+    n = number(value(node, key), f"node field {key!r}", high=high, default=default)
+    return default if n is None else n
 
 
 class Driver:
@@ -224,7 +220,8 @@ class Driver:
             if not c.isdigit():
                 break
             digits += c
-        return Version(_node_int(node, "xen_major"), _node_int(node, "xen_minor"), int(digits or 0))
+        micro = number(digits, "node field 'xen_extra'", high=_MAX_COUNT, default=0) or 0
+        return Version(_node_int(node, "xen_major"), _node_int(node, "xen_minor"), micro)
 
     @_bounded
     def connect_get_hostname(self, *, flags: int = 0) -> str:
@@ -248,14 +245,14 @@ class Driver:
         free = value(node, "free_memory")
         return NodeInfo(
             model=value(node, "machine") or "",
-            memory=_node_int(node, "total_memory") << 10,
+            memory=_node_int(node, "total_memory", high=MAX_MIB) << 10,
             cpus=cpus,
             mhz=_node_int(node, "cpu_mhz"),
             nodes=nodes,
             sockets=sockets,
             cores=cores,
             threads=threads,
-            free_memory=(_node_int(node, "free_memory") << 10) if free is not None else None,
+            free_memory=(_node_int(node, "free_memory", high=MAX_MIB) << 10) if free is not None else None,
         )
 
     @_bounded

@@ -13,15 +13,19 @@ import uuid as _uuid
 from collections.abc import Mapping
 from typing import Any
 
+import virtkit
 from virtkit import DomainConfig, DomainInfo, DomainRef, DomainState, DomainStateInfo, InvalidArgument, ProtocolError
 
 from ._sxp import Sxp, child, children, dumps, lookup, parse_one, value
 
 __all__ = [
+    "MAX_DOMID",
+    "MAX_MIB",
     "RUNTIME_KEYS",
     "Devices",
     "XendDomain",
     "config_to_sxp",
+    "number",
     "state_from_flags",
 ]
 
@@ -74,29 +78,68 @@ def state_from_flags(flags: str | None, status: int | None) -> DomainState:
     return DomainState.NOSTATE
 
 
-def _int(x: Sxp, key: str, default: int | None = None) -> int | None:
-    raw = value(x, key)
+#: No number xend sends needs more characters (a 128-vcpu ``vcpu_avail`` has 39 digits); longer
+#: text is refused before int() spends time on it or refuses it with ValueError.
+_MAX_DIGITS = 40
+#: Xen's DOMID_FIRST_RESERVED - 1: ids above are reserved, never a domain's.
+MAX_DOMID = 0x7FEF
+MAX_MIB = virtkit.MAX_MEMORY_KIB >> 10
+#: A vcpu bitmap of MAX_VCPUS bits in decimal stays below int()'s 4300-digit limit.
+_MAX_AVAIL_DIGITS = 4300
+_MAX_AVAIL = 2**virtkit.MAX_VCPUS - 1
+#: Xen-API power states are 0..6; a larger unknown one reads as NOSTATE, an absurd one is refused.
+_MAX_STATUS = 255
+#: cpu_time in seconds whose nanoseconds still fit a signed 64-bit counter.
+_MAX_CPU_SECONDS = (2**63 - 1) / 1e9
+
+
+def number(
+    raw: str | None, what: str, *, high: int, default: int | None = None, digits: int = _MAX_DIGITS
+) -> int | None:
+    """An integer field of xend's in 0..``high``: decimal, ``0x`` hex or an integral float (old xend
+    wrote ``(vcpus 1.0)``); absent or empty gives ``default``; anything else is a ProtocolError."""
     if raw is None or raw == "":
         return default
+    if len(raw) > digits:
+        raise ProtocolError(f"xend {what} is not a sensible number: {raw[:20]!r}... ({len(raw)} characters)")
     try:
-        return int(raw, 0) if raw.startswith(("0x", "0X")) else int(raw)
+        n = int(raw, 16) if raw.startswith(("0x", "0X")) else int(raw)
     except ValueError:
-        try:
-            return int(float(raw))  # e.g. (vcpus 1.0) from an old xend
-        except ValueError:
-            raise ProtocolError(f"xend record field {key!r} is not a number: {raw!r}") from None
+        n = _integral(raw, what)
+    if not 0 <= n <= high:
+        top = high if high.bit_length() <= 64 else f"2**{high.bit_length()}-1"  # str() of a huge int raises
+        raise ProtocolError(f"xend {what} is out of range (0..{top}): {raw[:40]!r}")
+    return n
 
 
-def _float(x: Sxp, key: str) -> float | None:
+def _integral(raw: str, what: str) -> int:
+    try:
+        f = float(raw)
+    except ValueError:
+        raise ProtocolError(f"xend {what} is not a number: {raw!r}") from None
+    if not math.isfinite(f):
+        raise ProtocolError(f"xend {what} is not finite: {raw!r}")
+    return int(f)
+
+
+def _int(x: Sxp, key: str, high: int, default: int | None = None, digits: int = _MAX_DIGITS) -> int | None:
+    return number(value(x, key), f"record field {key!r}", high=high, default=default, digits=digits)
+
+
+def _float(x: Sxp, key: str, low: float = -math.inf, high: float = math.inf) -> float | None:
     raw = value(x, key)
     if raw is None or raw == "":
         return None
+    if len(raw) > _MAX_DIGITS:
+        raise ProtocolError(f"xend record field {key!r} is not a sensible number: {raw[:20]!r}...")
     try:
         f = float(raw)
     except ValueError:
         raise ProtocolError(f"xend record field {key!r} is not a number: {raw!r}") from None
     if not math.isfinite(f):
         raise ProtocolError(f"xend record field {key!r} is not finite: {raw!r}")
+    if not low <= f <= high:
+        raise ProtocolError(f"xend record field {key!r} is out of range: {raw!r}")
     return f
 
 
@@ -175,6 +218,9 @@ def _graphics_new(dev: Sxp) -> dict[str, Any]:
     return d
 
 
+_PCI_TOPS = (0xFFFF, 0xFF, 0x1F, 0x7)  # domain, bus, slot, function
+
+
 def _devices(dom: Sxp, hvm: bool) -> Devices:
     disks: list[Mapping[str, Any]] = []
     nics: list[Mapping[str, Any]] = []
@@ -197,10 +243,8 @@ def _devices(dom: Sxp, hvm: bool) -> Devices:
                 parts = [value(slot, k) for k in ("domain", "bus", "slot", "func")]
                 if any(p is None for p in parts):
                     raise ProtocolError(f"xend PCI device lacks domain/bus/slot/func: {dumps(slot)}")
-                try:
-                    dom_, bus, sl, fn = (int(p or "", 0) for p in parts)
-                except ValueError:
-                    raise ProtocolError(f"xend PCI device address is not numeric: {dumps(slot)}") from None
+                what = f"PCI device address {dumps(slot)[:80]}"
+                dom_, bus, sl, fn = (number(p, what, high=top) or 0 for p, top in zip(parts, _PCI_TOPS, strict=True))
                 hostdevs.append({"type": "hostdev", "address": f"{dom_:04x}:{bus:02x}:{sl:02x}.{fn:x}"})
     if not graphics:
         image = lookup(dom, ("image", "hvm" if hvm else "linux"))
@@ -262,25 +306,25 @@ class XendDomain:
             uuid = _uuid.UUID(raw_uuid)
         except ValueError:
             raise ProtocolError(f"xend domain record {name!r}: bad uuid {raw_uuid!r}") from None
-        dom_id = _int(x, "domid")
+        dom_id = _int(x, "domid", MAX_DOMID)
         hvm = lookup(x, "image/hvm") is not None
         image = lookup(x, ("image", "hvm" if hvm else "linux"))
 
-        max_mib = _int(x, "maxmem")
-        cur_mib = _int(x, "memory")
+        max_mib = _int(x, "maxmem", MAX_MIB)
+        cur_mib = _int(x, "memory", MAX_MIB)
         max_kib = (max_mib if max_mib is not None else cur_mib or 0) << 10
         cur_kib = min((cur_mib if cur_mib is not None else max_mib or 0) << 10, max_kib)
 
-        max_vcpus = _int(x, "vcpus", 1) or 1
-        avail = _int(x, "vcpu_avail", 0) or 0
+        max_vcpus = _int(x, "vcpus", virtkit.MAX_VCPUS, 1) or 1
+        avail = _int(x, "vcpu_avail", _MAX_AVAIL, 0, digits=_MAX_AVAIL_DIGITS) or 0
         vcpus = avail.bit_count() if avail > 0 else 0
         if not vcpus or vcpus > max_vcpus:
             vcpus = max_vcpus
-        online = _int(x, "online_vcpus") or vcpus
+        online = _int(x, "online_vcpus", virtkit.MAX_VCPUS) or vcpus
 
         flags = value(x, "state") or None
-        status = _int(x, "status")
-        cpu = _float(x, "cpu_time")
+        status = _int(x, "status", _MAX_STATUS)
+        cpu = _float(x, "cpu_time", 0.0, _MAX_CPU_SECONDS)
 
         kernel = value(image, "kernel")
         if hvm:
