@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 import urllib.parse
 import uuid as _uuid
 from collections.abc import Callable, Mapping
 from typing import Concatenate, ParamSpec, TypeVar
 
+import virtkit
 from virtkit import (
     ConnectionClosed,
     DomainConfig,
@@ -43,6 +45,7 @@ __all__ = ["Driver", "XendError"]
 log = logging.getLogger("virtkit.xen_xend")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+_DOMAIN = "/xend/domain/"
 _MAX_COUNT = 2**31 - 1  # node counts, clock rates and version numbers: C ints in xend's C layer
 
 _P = ParamSpec("_P")
@@ -83,6 +86,17 @@ def _xend_err(body: Sxp | None) -> str | None:
 def _node_int(node: Sxp, key: str, default: int = 0, high: int = _MAX_COUNT) -> int:
     n = number(value(node, key), f"node field {key!r}", high=high, default=default)
     return default if n is None else n
+
+
+def _segment(name: str) -> str | None:
+    """``name`` as one URL path segment, or None when no request may carry it: ``.`` and ``..``
+    are dot-segments (a client or proxy resolves them to another URL), ``/`` would split the path
+    wherever it gets decoded, and control characters have no place in a request line."""
+    if not name or name in (".", "..") or "/" in name:
+        return None
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return None
+    return urllib.parse.quote(name, safe="")
 
 
 class Driver:
@@ -164,8 +178,14 @@ class Driver:
             raise DriverError(f"xend: {err}") from cause
         raise DriverError(f"xend at {where}: HTTP {status} {reply.reason}: {message}") from cause
 
+    def _path(self, key: str, what: str) -> str:
+        segment = _segment(key)
+        if segment is None:  # no domain xend serves can be named so: never send it
+            raise NoSuchDomain(f"no domain {what} on xend at {self._t.where} (no URL can name it)")
+        return _DOMAIN + segment
+
     def _record(self, key: str, what: str) -> XendDomain:
-        body = self._call("GET", "/xend/domain/" + urllib.parse.quote(key, safe=""), what=what)
+        body = self._call("GET", self._path(key, what), what=what)
         if body is None:
             raise ProtocolError(f"xend at {self._t.where} sent an empty record for domain {what}")
         return XendDomain.from_sxp(body)
@@ -185,9 +205,7 @@ class Driver:
         if check is not None:  # the contract's typed errors, from the record just fetched
             check(rec)
         form = {"op": op, **fields}
-        return self._call(
-            "POST", "/xend/domain/" + urllib.parse.quote(dom.name, safe=""), form=form, what=repr(dom.name)
-        )
+        return self._call("POST", self._path(dom.name, repr(dom.name)), form=form, what=repr(dom.name))
 
     def _records(self, state: str) -> list[XendDomain]:
         body = self._call("GET", "/xend/domain", params={"detail": "1", "state": state})
@@ -420,6 +438,9 @@ class Driver:
         return self._new("new", config)
 
     def _new(self, op: str, config: DomainConfig) -> DomainRef:
+        if not isinstance(config, DomainConfig):
+            raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
+        virtkit.check_domain_name(config.name)  # the one rule for names entering, before any request
         vm = config_to_sxp(config)
         try:
             self._record(config.name, repr(config.name))
