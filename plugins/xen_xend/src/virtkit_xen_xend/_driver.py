@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import unicodedata
 import urllib.parse
 import uuid as _uuid
@@ -46,6 +47,13 @@ log = logging.getLogger("virtkit.xen_xend")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _DOMAIN = "/xend/domain/"
+#: xend's refusals that are about the domain's state or its being dom0, not a failure of xend:
+#: XendDomain's "Cannot pause privileged domain 0", XendDomainInfo's "Domain 0 cannot be
+#: shutdown", and the VMBadState texts ("Domain 'x' is not started", ...).
+_REFUSALS = re.compile(
+    r"privileged domain|domain 0 cannot|cannot be shutdown|is not started|already running|is not halted",
+    re.IGNORECASE,
+)
 _MAX_COUNT = 2**31 - 1  # node counts, clock rates and version numbers: C ints in xend's C layer
 
 _P = ParamSpec("_P")
@@ -153,6 +161,8 @@ class Driver:
             body = parse_one(text)
             err = _xend_err(body)
             if err is not None:  # some xend error paths still answer 200/202
+                if _REFUSALS.search(err):
+                    raise InvalidOperation(f"xend refused: {err}") from XendError(status, err)
                 raise DriverError(f"xend: {err}") from XendError(status, err)
             if status == 202 and "failed" in text:
                 raise DriverError(f"xend: {text.strip()}") from XendError(status, text.strip())
@@ -175,6 +185,8 @@ class Driver:
         if status in (401, 403):
             raise PermissionDenied(f"xend at {where} refused access: {message}") from cause
         if status == 500 and err is not None:
+            if _REFUSALS.search(err):
+                raise InvalidOperation(f"xend refused: {err}") from cause
             raise DriverError(f"xend: {err}") from cause
         raise DriverError(f"xend at {where}: HTTP {status} {reply.reason}: {message}") from cause
 
@@ -364,6 +376,7 @@ class Driver:
 
         def check(rec: XendDomain) -> None:
             _running(rec, "suspend")
+            _not_dom0(rec, "suspend")
             if rec.state is DomainState.PAUSED:
                 raise InvalidOperation(f"cannot suspend domain {rec.name!r}: it is already paused")
 
@@ -375,6 +388,7 @@ class Driver:
 
         def check(rec: XendDomain) -> None:
             _running(rec, "resume")
+            _not_dom0(rec, "resume")
             if rec.state is not DomainState.PAUSED:
                 raise InvalidOperation(f"cannot resume domain {rec.name!r}: it is not paused")
 
@@ -383,17 +397,17 @@ class Driver:
     @_bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "shutdown", lambda rec: _running(rec, "shut down"), reason="poweroff")
+        self._op(dom, "shutdown", lambda rec: _live_guest(rec, "shut down"), reason="poweroff")
 
     @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "shutdown", lambda rec: _running(rec, "reboot"), reason="reboot")
+        self._op(dom, "shutdown", lambda rec: _live_guest(rec, "reboot"), reason="reboot")
 
     @_bounded
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
-        self._op(dom, "destroy", lambda rec: _running(rec, "destroy"))
+        self._op(dom, "destroy", lambda rec: _live_guest(rec, "destroy"))
 
     @_bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
@@ -479,6 +493,17 @@ class Driver:
 def _running(rec: XendDomain, verb: str) -> None:
     if not rec.active:
         raise InvalidOperation(f"cannot {verb} domain {rec.name!r}: it is not running")
+
+
+def _not_dom0(rec: XendDomain, verb: str) -> None:
+    """xend refuses to pause, unpause, shut down, reset or destroy the privileged domain."""
+    if rec.id == 0:
+        raise InvalidOperation(f"cannot {verb} domain {rec.name!r}: it is Domain-0, which xend never acts on")
+
+
+def _live_guest(rec: XendDomain, verb: str) -> None:
+    _running(rec, verb)
+    _not_dom0(rec, verb)
 
 
 def _to_mib(kib: int) -> int:

@@ -289,7 +289,7 @@ class Host:
     # -- domain operations --------------------------------------------------------------------
 
     def _not_dom0(self, d: EmulatedDomain, verb: str) -> None:
-        if d.domid == 0:
+        if d.domid == 0:  # XendDomain's text; SrvDomain passes the domid
             raise XendFault(500, f"Cannot {verb} privileged domain 0")
 
     def _started(self, d: EmulatedDomain) -> None:
@@ -311,8 +311,9 @@ class Host:
     def shutdown(self, d: EmulatedDomain, reason: str) -> None:
         if reason not in _SHUTDOWN_REASONS:
             raise XendFault(500, f"Invalid reason: {reason}")
-        self._not_dom0(d, "shutdown")
         self._started(d)
+        if d.domid == 0:  # XendDomainInfo.shutdown's own text
+            raise XendFault(500, "Domain 0 cannot be shutdown")
         if d.paused:  # the guest sees control/shutdown only once it runs again
             d.pending_shutdown = reason
             return
