@@ -219,13 +219,33 @@ class Driver:
         form = {"op": op, **fields}
         return self._call("POST", self._path(dom.name, repr(dom.name)), form=form, what=repr(dom.name))
 
-    def _records(self, state: str) -> list[XendDomain]:
-        body = self._call("GET", "/xend/domain", params={"detail": "1", "state": state})
-        if body is None:
-            return []
-        if not isinstance(body, list):
-            raise ProtocolError(f"xend at {self._t.where} sent {body!r} for the domain list")
-        return [XendDomain.from_sxp(x) for x in body]
+    def _records(self) -> list[XendDomain]:
+        """Every domain xend knows, live or not.
+
+        xend 3.0.4-4.1 ignore ``state=`` once ``detail=1`` is sent and then list only the running
+        domains, so ``?detail=1`` gives those; the names of all the others come from
+        ``?state=all`` without detail, and each is fetched on its own, as libvirt did.
+        """
+        body = self._call("GET", "/xend/domain", params={"detail": "1"})
+        if body is not None and not isinstance(body, list):
+            raise ProtocolError(f"xend at {self._t.where} sent {dumps(body)[:80]!r} for the domain list")
+        recs = [XendDomain.from_sxp(x) for x in body or []]
+        seen = {r.name for r in recs} | {str(r.uuid) for r in recs}
+        body = self._call("GET", "/xend/domain", params={"state": "all"})
+        names = [n for n in body if isinstance(n, str)] if isinstance(body, list) else []
+        if body is not None and (not isinstance(body, list) or len(names) != len(body)):
+            raise ProtocolError(f"xend at {self._t.where} sent {dumps(body)[:80]!r} for the domain names")
+        for name in names:
+            if name in seen:
+                continue
+            try:
+                rec = self._record(name, repr(name))
+            except NoSuchDomain:  # gone since the list was made, or a name no URL can carry
+                continue
+            if str(rec.uuid) not in seen:
+                seen.update((rec.name, str(rec.uuid)))
+                recs.append(rec)
+        return recs
 
     def _node(self) -> Sxp:
         body = self._call("GET", "/xend/node/")
@@ -288,7 +308,7 @@ class Driver:
     @_bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         _check_flags(flags)
-        return sorted(d.id for d in self._records("all") if d.active and d.id is not None)
+        return sorted(d.id for d in self._records() if d.active and d.id is not None)
 
     @_bounded
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
@@ -297,7 +317,7 @@ class Driver:
     @_bounded
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         _check_flags(flags)
-        return sorted(d.name for d in self._records("halted") if not d.active)
+        return sorted(d.name for d in self._records() if not d.active)
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -309,7 +329,7 @@ class Driver:
         rec = self._record(str(id), f"with id {id}")
         if rec.id != id or not rec.active:
             # xend matches names before ids: a domain *named* "5" answered; look through the list
-            for d in self._records("all"):
+            for d in self._records():
                 if d.id == id and d.active:
                     return d.ref
             raise NoSuchDomain(f"no running domain with id {id} on xend at {self._t.where}")

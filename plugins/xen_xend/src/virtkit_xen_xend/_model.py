@@ -325,6 +325,11 @@ class XendDomain:
         flags = value(x, "state") or None
         status = _int(x, "status", _MAX_STATUS)
         cpu = _float(x, "cpu_time", 0.0, _MAX_CPU_SECONDS)
+        state = state_from_flags(flags, status)
+        if dom_id is not None and state is DomainState.NOSTATE and status is None:
+            # xend 3.0.x: no status field, and '------' for a domain runnable but on no cpu at that
+            # instant; it has a domid, so it is live (libvirt called it "no state")
+            state = DomainState.RUNNING
 
         kernel = value(image, "kernel")
         if hvm:
@@ -343,7 +348,7 @@ class XendDomain:
             vcpus=vcpus,
             max_vcpus=max_vcpus,
             online_vcpus=online,
-            state=state_from_flags(flags, status),
+            state=state,
             state_flags=flags,
             status=status,
             cpu_time=round(cpu * 1e9) if cpu is not None else 0,
@@ -368,7 +373,8 @@ class XendDomain:
 
     @property
     def active(self) -> bool:
-        return self.id is not None and self.state not in (DomainState.SHUTOFF, DomainState.NOSTATE)
+        """A domain with a domid is live unless its flags or status say it has shut off."""
+        return self.id is not None and self.state is not DomainState.SHUTOFF
 
     @property
     def ref(self) -> DomainRef:

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from ._host import Host
 from ._server import XendEmulator
 
 
@@ -23,12 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--socket", metavar="PATH", help="also serve on this unix socket")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (needs --tls-key)")
     p.add_argument("--tls-key", metavar="PEM")
+    p.add_argument("--legacy", action="store_true", help="answer as xend 3.0.x: no status field, raw state flags")
     args = p.parse_args(argv)
     if args.no_tcp and not args.socket:
         p.error("--no-tcp needs --socket")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
     emu = XendEmulator(
+        host=Host(legacy=args.legacy),
         address=args.address,
         port=None if args.no_tcp else args.port,
         socket_path=args.socket,

@@ -80,13 +80,14 @@ def _int_field(rec: Sxp, key: str, default: int) -> int:
 class EmulatedDomain:
     """One domain: its xend record plus the runtime state xend tracks outside of it."""
 
-    __slots__ = ("cpu_base", "domid", "managed", "paused", "pending_shutdown", "rec", "running_since")
+    __slots__ = ("cpu_base", "crashed", "domid", "managed", "paused", "pending_shutdown", "rec", "running_since")
 
     def __init__(self, rec: list[Sxp], *, domid: int | None, managed: bool) -> None:
         self.rec = rec
         self.domid = domid
         self.managed = managed
         self.paused = False
+        self.crashed = False  # kept by on_crash=preserve: still has its domid
         self.pending_shutdown: str | None = None  # a shutdown a paused guest has not acted on yet
         try:
             self.cpu_base = float(value(rec, "cpu_time") or 0.0)
@@ -110,6 +111,8 @@ class EmulatedDomain:
     def power(self) -> str:
         if self.domid is None:
             return "halted"
+        if self.crashed:
+            return "crashed"
         return "paused" if self.paused else "running"
 
     def cpu_time(self) -> float:
@@ -117,8 +120,12 @@ class EmulatedDomain:
             return self.cpu_base
         return self.cpu_base + (time.monotonic() - self.running_since)
 
-    def sxpr(self) -> list[Sxp]:
-        """The record as xend 4.1 would send it now."""
+    def sxpr(self, *, legacy: bool = False) -> list[Sxp]:
+        """The record as xend 4.1 would send it now; ``legacy``: as xend 3.0.x would.
+
+        3.0.x has no ``status`` (Xen-API power state) and writes the hypervisor's flags as they are,
+        so a live domain runnable but on no cpu at that instant is ``------``; 4.1 has the status.
+        """
         rec: list[Sxp] = [x if not isinstance(x, list) else list(x) for x in self.rec]
         if self.domid is None:
             _drop(rec, "domid", "state", "start_time", "cpu_time", "online_vcpus", "store_mfn", "console_mfn")
@@ -126,29 +133,38 @@ class EmulatedDomain:
             return rec
         _set(rec, "domid", self.domid, first=True)
         _set(rec, "cpu_time", f"{self.cpu_time():.9f}")
-        _set(rec, "status", 1 if self.paused else 2)
-        flags = value(rec, "state") or "r-----"
-        if self.paused:
+        flags = value(rec, "state") or ("------" if legacy else "r-----")
+        if self.crashed:
+            flags = "----c-"
+        elif self.paused:
             flags = "--p---"
-        elif "p" in flags or not flags.strip("-?"):
+        elif "p" in flags:
+            flags = "------" if legacy else "r-----"
+        elif not legacy and not flags.strip("-?"):
             flags = "r-----"
+        if legacy:
+            _drop(rec, "status")
+        else:
+            _set(rec, "status", 5 if self.crashed else 1 if self.paused else 2)
         _set(rec, "state", flags)
         return rec
 
     def start(self, domid: int, *, paused: bool = False) -> None:
         self.domid = domid
         self.paused = paused
+        self.crashed = False
         self.pending_shutdown = None
         self.cpu_base = 0.0
         self.running_since = None if paused else time.monotonic()
         _set(self.rec, "start_time", f"{time.time():.2f}")
-        _set(self.rec, "state", "--p---" if paused else "r-----")
+        _set(self.rec, "state", "--p---" if paused else "------")  # runnable; sxpr() says how xend shows it
         _set(self.rec, "online_vcpus", self.vcpus_online())
         _drop(self.rec, "shutdown_reason")
 
     def stop(self, reason: str) -> None:
         self.domid = None
         self.paused = False
+        self.crashed = False
         self.pending_shutdown = None
         self.cpu_base = 0.0
         self.running_since = None
@@ -221,9 +237,16 @@ def seed_domains() -> list[list[Sxp]]:
 
 
 class Host:
-    """All domains of the emulated host, behind one lock."""
+    """All domains of the emulated host, behind one lock.
 
-    def __init__(self, records: Iterable[list[Sxp]] | None = None, node: list[Sxp] | None = None) -> None:
+    ``legacy=True`` answers as xend 3.0.x: records without ``status``, live domains' state flags
+    as the hypervisor has them (``------`` for one runnable but not on a cpu).
+    """
+
+    def __init__(
+        self, records: Iterable[list[Sxp]] | None = None, node: list[Sxp] | None = None, *, legacy: bool = False
+    ) -> None:
+        self.legacy = legacy
         self.lock = threading.RLock()
         self.node = node if node is not None else default_node()
         self.domains: list[EmulatedDomain] = []
@@ -254,6 +277,10 @@ class Host:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def sxpr(self, d: EmulatedDomain) -> list[Sxp]:
+        """``d``'s record as this host's xend version writes it."""
+        return d.sxpr(legacy=self.legacy)
 
     # -- lookups (xend's domain_lookup_nr: name, then domid, then uuid) ---------------------------
 
@@ -332,6 +359,19 @@ class Host:
         d.stop(reason)
         if not d.managed:  # a transient domain is gone once it stops
             self.domains.remove(d)
+
+    def crash(self, d: EmulatedDomain) -> None:
+        """The guest crashed (for tests: what the hypervisor reports); ``on_crash`` decides what
+        follows, and ``preserve`` keeps it, crashed, with its domid."""
+        self._started(d)
+        action = value(d.rec, "on_crash") or "destroy"
+        if action in ("preserve", "coredump-preserve"):
+            d.pause()
+            d.crashed = True
+        elif action in ("restart", "rename-restart", "coredump-restart"):
+            d.start(self.next_id())
+        else:
+            self._halt(d, "crash")
 
     def destroy(self, d: EmulatedDomain) -> None:
         self._not_dom0(d, "destroy")
@@ -458,4 +498,4 @@ class Host:
     def dump(self) -> str:
         """Every domain's record, one per line: handy when a test fails."""
         with self.lock:
-            return "\n".join(dumps(d.sxpr()) for d in self.domains)
+            return "\n".join(dumps(self.sxpr(d)) for d in self.domains)

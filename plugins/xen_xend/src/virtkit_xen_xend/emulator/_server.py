@@ -254,23 +254,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
         def create() -> Any:
             d = host.create(_arg(args, "config"))
-            raise _Reply(201, d.sxpr(), Location=f"/xend/domain/{urllib.parse.quote(d.name)}")
+            raise _Reply(201, host.sxpr(d), Location=f"/xend/domain/{urllib.parse.quote(d.name)}")
 
         def new() -> Any:
-            return host.new(_arg(args, "config")).sxpr()
+            return host.sxpr(host.new(_arg(args, "config")))
 
         return self._perform(args, {"create": create, "new": new, "list": lambda: self._list(args, detail=True)})
 
     def _list(self, args: dict[str, list[str]], detail: bool = False) -> Any:
-        doms = self.emu.host.listing(args.get("state", [None])[0])
-        if detail or args.get("detail", ["0"])[0] == "1":
-            return [d.sxpr() for d in doms]
-        return [d.name for d in doms]
+        host = self.emu.host
+        if detail or "detail" in args:
+            # SrvDomainDir.ls_domain (3.0.4-4.1) tests for 'detail' first, whatever its value, and
+            # then lists the running domains: 'state' is never read on that path
+            return [host.sxpr(d) for d in host.listing("running")]
+        return [d.name for d in host.listing(args.get("state", [None])[0])]
 
     def _domain(self, method: str, d: EmulatedDomain, args: dict[str, list[str]]) -> Any:
         host = self.emu.host
         if method == "GET" and args.get("op") != ["vcpuinfo"]:
-            return d.sxpr()
+            return host.sxpr(d)
         where = f"/xend/domain/{urllib.parse.quote(d.name)}"
 
         def accepted(fn: Callable[[], None]) -> Callable[[], Any]:
