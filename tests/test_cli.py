@@ -123,7 +123,7 @@ def test_create_and_define_from_json(tmp_path: pathlib.Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x", "memory": -1}))
     r = run("-c", URI, "create", str(bad))
-    assert r.returncode == 1 and "positive integer" in r.stderr
+    assert r.returncode == 1 and "memory (KiB) must be between 1 and" in r.stderr
 
 
 def test_events_times_out_cleanly() -> None:

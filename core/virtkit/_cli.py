@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from ._connection import Connection, Domain
 from ._connection import open as open_connection
 from ._errors import InvalidArgument, NoDriver, VirtError
+from ._input import check_memory, check_timeout, load_json_file
 from ._types import DomainEvent, DomainState, VcpuFlags
 
 __all__ = ["main", "parse_size"]
@@ -39,7 +40,7 @@ _UNITS = {
     "tib": 1024**4,
     "tb": 1000**4,
 }
-_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
+_SIZE = re.compile(r"\s*([0-9]{1,30})\s*([A-Za-z]*)\s*\Z")
 
 
 def parse_size(text: str) -> int:
@@ -53,7 +54,31 @@ def parse_size(text: str) -> int:
     kib = -(-nbytes // 1024)
     if kib <= 0:
         raise InvalidArgument(f"invalid size {text!r}: must be positive")
-    return kib
+    return check_memory(kib, "size")
+
+
+def _seconds(text: str) -> float:
+    """argparse type of ``--timeout``: a finite number of seconds above 0."""
+    try:
+        return check_timeout(float(text))
+    except (ValueError, InvalidArgument):
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: a number of seconds above 0") from None
+
+
+def _event_seconds(text: str) -> float:
+    """``events --timeout``: seconds above 0, or ``inf`` to listen until interrupted."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return float("inf")
+    return _seconds(text)
+
+
+# Everything a backend names (domains, models, messages) is shown with control characters
+# escaped, so a name cannot move the cursor, recolour the terminal or forge a line.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _safe(text: object) -> str:
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +118,7 @@ def _dom_dict(dom: Domain) -> dict[str, Any]:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    rows = [[_safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = " " + "   ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     out = [line.rstrip(), "-" * (len(line) + 2)]
@@ -104,7 +130,8 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) ->
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
-        print(text() if callable(text) else text)
+        shown = text() if callable(text) else text
+        print("\n".join(map(_safe, shown.split("\n"))))
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -134,7 +161,7 @@ def cmd_dominfo(conn: Connection, args: argparse.Namespace) -> None:
         ("Max memory", f"{data['max_memory_kib']} KiB"),
         ("Used memory", f"{data['memory_kib']} KiB"),
     ]
-    _emit(args, data, lambda: "\n".join(f"{k + ':':<16}{v}" for k, v in lines))
+    _emit(args, data, lambda: "\n".join(f"{k + ':':<16}{_safe(v)}" for k, v in lines))
 
 
 def cmd_domstate(conn: Connection, args: argparse.Namespace) -> None:
@@ -153,7 +180,7 @@ def _lifecycle(verb: str, past: str) -> Callable[[Connection, argparse.Namespace
     def run(conn: Connection, args: argparse.Namespace) -> None:
         dom = conn.lookup(args.domain)
         getattr(dom, verb)()
-        _emit(args, {"name": dom.name, "action": verb, "ok": True}, f"Domain '{dom.name}' {past}")
+        _emit(args, {"name": dom.name, "action": verb, "ok": True}, f"Domain '{_safe(dom.name)}' {past}")
 
     return run
 
@@ -201,7 +228,7 @@ def cmd_nodeinfo(conn: Connection, args: argparse.Namespace) -> None:
         ("NUMA cell(s)", ni.nodes),
         ("Memory size", f"{ni.memory} KiB"),
     ]
-    _emit(args, data, lambda: "\n".join(f"{k + ':':<20}{v}" for k, v in lines))
+    _emit(args, data, lambda: "\n".join(f"{k + ':':<20}{_safe(v)}" for k, v in lines))
 
 
 def cmd_version(conn: Connection, args: argparse.Namespace) -> None:
@@ -233,7 +260,8 @@ def cmd_events(conn: Connection, args: argparse.Namespace) -> None:
                 json.dumps({"event": ev.type.value, "domain": ev.domain.name, "id": ev.domain.id, "detail": ev.detail})
             )
         else:
-            print(f"event '{ev.type.value}' for domain '{ev.domain.name}'" + (f": {ev.detail}" if ev.detail else ""))
+            text = f"event '{ev.type.value}' for domain '{ev.domain.name}'" + (f": {ev.detail}" if ev.detail else "")
+            print(_safe(text))
         sys.stdout.flush()
 
     with conn.events() as stream:
@@ -244,14 +272,11 @@ def cmd_events(conn: Connection, args: argparse.Namespace) -> None:
 def _load_config(path: str) -> Any:
     from ._types import DomainConfig
 
+    data = load_json_file(path, "domain config")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
         return DomainConfig.from_dict(data)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"bad domain config {path}: {exc}") from None
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"bad domain config {path!r}: {exc.message}") from None
 
 
 def cmd_create(conn: Connection, args: argparse.Namespace) -> None:
@@ -339,7 +364,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
     p.add_argument("-r", "--readonly", action="store_true", help="open a read-only connection")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log open attempts (-vv: debug)")
-    p.add_argument("--timeout", dest="open_timeout", type=float, default=30.0, help="seconds for driver calls")
+    p.add_argument("--timeout", dest="open_timeout", type=_seconds, default=30.0, help="seconds for driver calls")
     p.add_argument(
         "--prefer",
         action="append",
@@ -395,7 +420,11 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         ("--distribution", {"action": "append", "metavar": "DIST", "help": "only this distribution's plugins"}),
     )
     add("explain", "which plugin serves each operation", ("uri", {"nargs": "?", "metavar": "URI"}))
-    add("events", "print domain events", ("--timeout", {"type": float, "default": 10.0, "help": "seconds"}))
+    add(
+        "events",
+        "print domain events",
+        ("--timeout", {"type": _event_seconds, "default": 10.0, "help": "seconds ('inf': until interrupted)"}),
+    )
     add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
     add("define", "define a domain from a JSON config", ("file", {"metavar": "FILE"}))
     return p
@@ -466,24 +495,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         with conn:
             _COMMANDS[args.command](conn, args)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at interpreter exit
         return 0
     except VirtError as exc:
         if args.json:
             print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         else:
-            print(f"error: {exc}", file=sys.stderr)
+            print(_safe(f"error: {exc}"), file=sys.stderr)
         if debug:
             raise
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `virtkit list | head -1`: the reader had enough
+        _drop_stdout()
         return 0
+    except OSError as exc:  # drivers' errors arrive typed: an OSError here is our own output failing
+        _drop_stdout()
+        print(f"error: cannot write output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug, not the user's mistake: say so, traceback only on request
-        print(f"internal error: {type(exc).__name__}: {exc} (set VIRTKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        bug = f"internal error: {type(exc).__name__}: {exc} (set VIRTKIT_DEBUG=1 for a traceback)"
+        print(_safe(bug), file=sys.stderr)
         if debug:
             raise
         return 70
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what could not be written
+    raises nothing more (the recipe of Python's signal docs for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

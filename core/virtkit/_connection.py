@@ -19,6 +19,7 @@ from typing import Any
 from ._compose import ComposeOptions, compose, probe_default_uri
 from ._errors import ConnectionClosed, DriverError, InvalidArgument, NoDriver, NoSuchDomain, VirtError
 from ._explain import Explanation
+from ._input import check_domain_config, check_memory, check_timeout, check_vcpus
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -58,6 +59,7 @@ def open(  # noqa: A001 - libvirt.open
     """
     if strict is None:
         strict = os.environ.get("VIRTKIT_STRICT", "") not in ("", "0")
+    timeout = check_timeout(timeout)
     opts = ComposeOptions(
         readonly=readonly,
         timeout=timeout,
@@ -227,14 +229,14 @@ class Connection:
     def create(self, config: DomainConfig, *, flags: int = 0) -> Domain:
         """Start a new transient domain from ``config``."""
         try:
-            return Domain(self, self._vt["domain_create"](config, flags=flags))
+            return Domain(self, self._vt["domain_create"](check_domain_config(config), flags=flags))
         except Exception as exc:
             raise self._fail("domain_create", exc)
 
     def define(self, config: DomainConfig, *, flags: int = 0) -> Domain:
         """Define a persistent domain without starting it."""
         try:
-            return Domain(self, self._vt["domain_define"](config, flags=flags))
+            return Domain(self, self._vt["domain_define"](check_domain_config(config), flags=flags))
         except Exception as exc:
             raise self._fail("domain_define", exc)
 
@@ -250,7 +252,9 @@ class Connection:
     def lookup(self, text: str) -> Domain:
         """Find a domain as virsh's DOM argument does: an id, else a UUID, else a name."""
         text = text.strip()
-        if text.isdigit():
+        # isdigit() alone is true for '²' and other digits int() refuses; Xen and libvirt ids
+        # fit in a C int, so longer digit strings can only be names.
+        if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= _MAX_ID:
             try:
                 return self.lookup_by_id(int(text))
             except NoSuchDomain:
@@ -282,6 +286,9 @@ class Connection:
     def events(self, *, maxsize: int = 1000) -> EventStream:
         """A stream of domain events; use as a context manager and iterate with a timeout."""
         return EventStream(self, maxsize)
+
+
+_MAX_ID = 2**31 - 1
 
 
 def _closed_slot(op: str) -> Callable[..., Any]:
@@ -392,14 +399,14 @@ class Domain:
     def set_memory(self, memory: int, *, flags: int = 0) -> None:
         """Set current memory, in KiB."""
         try:
-            self._vt["domain_set_memory"](self._ref, memory, flags=flags)
+            self._vt["domain_set_memory"](self._ref, check_memory(memory), flags=flags)
         except Exception as exc:
             raise self._conn._fail("domain_set_memory", exc)
 
     def set_max_memory(self, memory: int, *, flags: int = 0) -> None:
         """Set maximum memory, in KiB."""
         try:
-            self._vt["domain_set_max_memory"](self._ref, memory, flags=flags)
+            self._vt["domain_set_max_memory"](self._ref, check_memory(memory), flags=flags)
         except Exception as exc:
             raise self._conn._fail("domain_set_max_memory", exc)
 
@@ -424,7 +431,7 @@ class Domain:
 
     def set_vcpus(self, count: int, *, flags: int = 0) -> None:
         try:
-            self._vt["domain_set_vcpus"](self._ref, count, flags=flags)
+            self._vt["domain_set_vcpus"](self._ref, check_vcpus(count), flags=flags)
         except Exception as exc:
             raise self._conn._fail("domain_set_vcpus", exc)
 
@@ -452,6 +459,21 @@ class Domain:
             raise self._conn._fail("domain_get_config", exc)
 
 
+#: queue.get's timeout ends in a C timespec: far-off waits are waits without end.
+_FOREVER = 10**9
+
+
+def _wait_seconds(timeout: object) -> float | None:
+    """None for no limit, else seconds >= 0; NaN, negatives and non-numbers refused."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidArgument(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    if not timeout >= 0:  # also NaN
+        raise InvalidArgument(f"timeout must be 0 or more seconds, got {timeout!r}")
+    return None if timeout >= _FOREVER else float(timeout)
+
+
 class EventStream:
     """Domain events delivered into a bounded queue; iterate with :meth:`get` or ``for``.
 
@@ -477,15 +499,25 @@ class EventStream:
                     pass
 
     def get(self, timeout: float | None) -> DomainEvent | None:
-        """The next event, or None after ``timeout`` seconds (None waits forever)."""
+        """The next event, or None after ``timeout`` seconds: 0 polls, None or ``inf`` waits
+        forever; a negative or NaN timeout is an InvalidArgument."""
+        wait = _wait_seconds(timeout)
         try:
-            return self._q.get(timeout=timeout)
+            if wait == 0:
+                return self._q.get_nowait()
+            return self._q.get(timeout=wait)
         except queue.Empty:
             return None
 
-    def iter(self, timeout: float) -> Iterator[DomainEvent]:
-        """Events until ``timeout`` seconds have passed in total."""
-        deadline = time.monotonic() + timeout
+    def iter(self, timeout: float | None) -> Iterator[DomainEvent]:
+        """Events until ``timeout`` seconds have passed in total (None or ``inf``: forever)."""
+        wait = _wait_seconds(timeout)
+        if wait is None:
+            while True:
+                ev = self.get(None)
+                if ev is not None:
+                    yield ev
+        deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             ev = self.get(left)
             if ev is not None:

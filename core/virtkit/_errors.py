@@ -142,7 +142,10 @@ class PluginLoadError(VirtError):
     code = ErrorCode.PLUGIN_LOAD
 
 
-class InvalidArgument(VirtError):
+class InvalidArgument(VirtError, ValueError):
+    """A value the caller passed is unacceptable. Also a ValueError, so code that guarded a
+    parse with ``except ValueError`` keeps catching it."""
+
     code = ErrorCode.INVALID_ARGUMENT
 
 

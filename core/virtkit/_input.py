@@ -13,12 +13,14 @@ import stat
 from typing import Any
 
 from ._errors import InvalidArgument
+from ._types import DomainConfig
 
 __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_DEPTH",
     "MAX_MEMORY_KIB",
     "MAX_VCPUS",
+    "check_domain_config",
     "check_domain_name",
     "check_memory",
     "check_timeout",
@@ -72,6 +74,20 @@ def check_memory(kib: object, what: str = "memory") -> int:
 def check_vcpus(count: object, what: str = "vcpus") -> int:
     """A vcpu count: an int in 1 .. :data:`MAX_VCPUS`."""
     return _check_int(count, what, 1, MAX_VCPUS)
+
+
+def check_domain_config(config: object) -> DomainConfig:
+    """Return ``config`` if it is a DomainConfig whose name and numbers are acceptable."""
+    if not isinstance(config, DomainConfig):
+        raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
+    check_domain_name(config.name)
+    check_memory(config.memory, "memory")
+    check_vcpus(config.vcpus, "vcpus")
+    if config.max_memory is not None:
+        check_memory(config.max_memory, "max_memory")
+    if config.max_vcpus is not None:
+        check_vcpus(config.max_vcpus, "max_vcpus")
+    return config
 
 
 def check_timeout(seconds: object, what: str = "timeout") -> float:

@@ -157,26 +157,45 @@ class DomainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DomainConfig:
-        """Build from JSON-like data; unknown keys are an error, so typos don't vanish."""
+        """Build from JSON-like data, checked as :func:`virtkit.check_domain_config` checks.
+
+        Unknown keys are an error, so typos don't vanish; every defect raises
+        :class:`virtkit.InvalidArgument` (a ValueError too).
+        """
+        from ._errors import InvalidArgument
+
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(f"a domain config must be an object, not {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
+        unknown = sorted(map(str, set(data) - fields))
         if unknown:
-            raise ValueError(f"unknown domain config key(s): {', '.join(unknown)}")
+            raise InvalidArgument(f"unknown domain config key(s): {', '.join(unknown)}"[:200])
         kw = dict(data)
-        if kw.get("uuid") is not None:
-            kw["uuid"] = _uuid.UUID(str(kw["uuid"]))
-        if "devices" in kw:
-            kw["devices"] = tuple(dict(x) for x in kw["devices"])
-        for key in ("name",):
-            if not isinstance(kw.get(key), str) or not kw[key]:
-                raise ValueError(f"domain config needs a non-empty string {key!r}")
-        for key in ("memory", "vcpus", "max_memory", "max_vcpus"):
-            v = kw.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-                raise ValueError(f"domain config {key!r} must be a positive integer, got {v!r}")
+        if "name" not in kw:
+            raise InvalidArgument("domain config needs a non-empty string 'name'")
         if "memory" not in kw:
-            raise ValueError("domain config needs 'memory' (KiB)")
-        return cls(**kw)
+            raise InvalidArgument("domain config needs 'memory' (KiB)")
+        if kw.get("uuid") is not None:
+            try:
+                kw["uuid"] = _uuid.UUID(str(kw["uuid"]))
+            except ValueError:
+                raise InvalidArgument(f"domain config 'uuid' is not a UUID: {str(kw['uuid'])[:60]!r}") from None
+        for key in ("os_type", "on_poweroff", "on_reboot", "on_crash", "kernel", "initrd", "cmdline"):
+            if key in kw and not isinstance(kw[key], str) and not (kw[key] is None and key not in _REQUIRED_STR):
+                raise InvalidArgument(f"domain config {key!r} must be a string, got {type(kw[key]).__name__}")
+        if "devices" in kw:
+            devices = kw["devices"]
+            if not isinstance(devices, list | tuple) or not all(isinstance(x, Mapping) for x in devices):
+                raise InvalidArgument("domain config 'devices' must be a list of objects")
+            kw["devices"] = tuple(dict(x) for x in devices)
+        if "extra" in kw and not isinstance(kw["extra"], Mapping):
+            raise InvalidArgument("domain config 'extra' must be an object")
+        from ._input import check_domain_config
+
+        return check_domain_config(cls(**kw))
+
+
+_REQUIRED_STR = frozenset({"os_type", "on_poweroff", "on_reboot", "on_crash"})
 
 
 class DomainEventType(enum.Enum):

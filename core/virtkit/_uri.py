@@ -70,14 +70,31 @@ class URI:
         return self._render(self.password)
 
 
-def _fail(text: str, why: str) -> InvalidURI:
-    shown = _redact_raw(text)
-    return InvalidURI(f"invalid URI {shown!r}: {why}", uri=shown)
+def _secret_span(text: str) -> tuple[int, int] | None:
+    """Where a password may sit in text that may not parse: from the first ':' after '//' to the
+    last '@'. A password holding '/', '?', '#' or '@' unencoded runs past where a parser would
+    end the authority, so only this widest reading is safe to cut."""
+    start = text.find("://")
+    at = text.rfind("@")
+    if start < 0 or at < start + 3:
+        return None
+    colon = text.find(":", start + 3, at)
+    return None if colon < 0 else (colon, at)
 
 
 def _redact_raw(text: str) -> str:
-    """Best-effort password removal from text that may not even parse."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1@", text)
+    """``text`` without anything that may be a password (``scheme://user@host...`` is left)."""
+    span = _secret_span(text)
+    return text if span is None else text[: span[0]] + text[span[1] :]
+
+
+def _fail(text: str, why: str, detail: str = "") -> InvalidURI:
+    # ``detail`` quotes parts of the input (a host, a port, the parser's words): dropped when the
+    # text may hold a password, since those parts can be pieces of it.
+    shown = _redact_raw(text)
+    if detail and shown == text:
+        why = f"{why} {detail}"
+    return InvalidURI(f"invalid URI {shown!r}: {why}", uri=shown)
 
 
 def parse_uri(text: str) -> URI:
@@ -95,15 +112,20 @@ def parse_uri(text: str) -> URI:
     if not scheme:
         raise _fail(text, "empty scheme")
     if scheme != scheme.lower() or not _SCHEME.match(scheme):
-        raise _fail(text, f"bad scheme {scheme!r} (lower-case letters, digits, '-')")
+        raise _fail(text, "bad scheme (lower-case letters, digits, '-')", repr(scheme))
     if plus and (not transport or not _TRANSPORT.match(transport)):
-        raise _fail(text, f"bad transport {transport!r} after '+'")
+        raise _fail(text, "bad transport after '+'", repr(transport))
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise _fail(text, f"bad port or host ({exc})") from None
+        raise _fail(text, "bad port or host", f"({exc})") from None
     netloc = parts.netloc
+    span = _secret_span(text)
+    if span is not None and span[1] >= text.find("://") + 3 + len(netloc):
+        # An '@' after the authority with a ':' before it: a password holding '/', '?', '#' or
+        # '@' unencoded, or a literal '@' in the path or query. Either way, refuse to guess.
+        raise _fail(text, "'@' after the host: percent-encode '@' as %40, and '/', '?', '#' in a password")
     user = password = None
     if "@" in netloc:
         userinfo = netloc.rpartition("@")[0]
@@ -116,7 +138,7 @@ def parse_uri(text: str) -> URI:
     hostpart = netloc.rpartition("@")[2]
     hostonly = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") and ":" in hostpart else hostpart
     if hostonly and not _HOST.match(hostonly):
-        raise _fail(text, f"bad host {hostonly!r}")
+        raise _fail(text, "bad host", repr(hostonly))
     if hostpart.endswith(":"):
         raise _fail(text, "empty port after ':'")
     if port is not None and port == 0:
@@ -126,7 +148,7 @@ def parse_uri(text: str) -> URI:
     try:
         query = tuple(urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
     except ValueError as exc:
-        raise _fail(text, f"bad query ({exc})") from None
+        raise _fail(text, "bad query", f"({exc})") from None
     return URI(
         scheme=scheme,
         transport=transport or None,

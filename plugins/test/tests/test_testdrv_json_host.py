@@ -102,7 +102,7 @@ def _dom(**kw: Any) -> dict[str, Any]:
 
 
 BAD: list[tuple[str, object, str]] = [
-    ("not-json", "{nope", "not valid JSON"),
+    ("not-json", "{nope", "Expecting property name"),
     ("not-object", "[1, 2]", "host: must be a JSON object, got list"),
     ("unknown-top", {"hostnam": "x"}, r"unknown key\(s\) 'hostnam'"),
     ("unknown-node", {"node": {"ram": 1}}, r"node: unknown key\(s\) 'ram'"),
@@ -110,7 +110,7 @@ BAD: list[tuple[str, object, str]] = [
     ("dup-key", '{"hostname": "a", "hostname": "b"}', "duplicate key 'hostname'"),
     ("hostname-type", {"hostname": 5}, "hostname: must be a non-empty string, got int 5"),
     ("node-type", {"node": {"cpus": "16"}}, "node.cpus: must be an integer, got str"),
-    ("node-zero", {"node": {"memory": 0}}, "node.memory: must be >= 1"),
+    ("node-zero", {"node": {"memory": 0}}, "node.memory: must be between 1 and"),
     ("domains-type", {"domains": {"a": 1}}, "domains: must be a list"),
     ("domain-type", {"domains": ["a"]}, r"domains\[0\]: must be a JSON object"),
     ("no-name", {"domains": [{"memory": 1}]}, r"domains\[0\].name: must be a non-empty string"),
@@ -122,7 +122,7 @@ BAD: list[tuple[str, object, str]] = [
     ("bad-state", _dom(state="crashed"), r"domains\[0\].state: 'crashed' is not one of"),
     ("bad-uuid", _dom(uuid="xyz"), r"domains\[0\].uuid: not a UUID: 'xyz'"),
     ("uuid-int", _dom(uuid=5), r"domains\[0\].uuid: not a UUID: 5"),
-    ("neg-id", _dom(id=-1), r"domains\[0\].id: must be >= 0"),
+    ("neg-id", _dom(id=-1), r"domains\[0\].id: must be between 0 and"),
     ("persistent-str", _dom(persistent="yes"), r"persistent: must be true or false"),
     ("off-with-id", _dom(state="shutoff", id=3), "a shut-off domain has no id"),
     ("off-transient", _dom(state="shutoff", persistent=False), "must be persistent"),
@@ -163,19 +163,19 @@ def test_bad_file_is_an_invalid_argument_naming_file_and_problem(tmp_path: Path,
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.json"
-    with pytest.raises(virtkit.VirtError, match=f"{path}: no such file"):
+    with pytest.raises(virtkit.VirtError, match="No such file or directory"):
         virtkit.open(f"test://{path}")
 
 
 def test_directory_is_not_a_host(tmp_path: Path) -> None:
-    with pytest.raises(virtkit.InvalidArgument, match="cannot read it"):
+    with pytest.raises(virtkit.InvalidArgument, match="is not a regular file"):
         virtkit_test.load_host(str(tmp_path))
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"hostname": "h\xe9"}')
-    with pytest.raises(virtkit.InvalidArgument, match="cannot read it"):
+    with pytest.raises(virtkit.InvalidArgument, match="is not UTF-8 text"):
         virtkit_test.load_host(str(path))
 
 

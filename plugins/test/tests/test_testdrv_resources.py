@@ -29,9 +29,9 @@ def test_set_memory_above_max_is_refused(conn: virtkit.Connection) -> None:
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "512"])
 def test_set_memory_rejects_non_positive_ints(conn: virtkit.Connection, bad: object) -> None:
     dom = conn.lookup_by_name("test")
-    with pytest.raises(virtkit.InvalidArgument, match="positive integer"):
+    with pytest.raises(virtkit.InvalidArgument, match=r"memory \(KiB\) must be"):
         dom.set_memory(bad)  # type: ignore[arg-type]
-    with pytest.raises(virtkit.InvalidArgument, match="positive integer"):
+    with pytest.raises(virtkit.InvalidArgument, match=r"memory \(KiB\) must be"):
         dom.set_max_memory(bad)  # type: ignore[arg-type]
 
 
@@ -73,7 +73,7 @@ def test_vcpus_above_max_are_refused(conn: virtkit.Connection) -> None:
     dom = conn.lookup_by_name("test")
     with pytest.raises(virtkit.InvalidArgument, match="above its maximum 2"):
         dom.set_vcpus(3)
-    with pytest.raises(virtkit.InvalidArgument, match="positive integer"):
+    with pytest.raises(virtkit.InvalidArgument, match="vcpus must be between 1 and"):
         dom.set_vcpus(0)
     assert dom.vcpus() == 2
 

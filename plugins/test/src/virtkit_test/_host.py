@@ -8,12 +8,20 @@ same validation as a file, so the README's format and the default can't drift ap
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid as _uuid
 from collections.abc import Mapping
 from typing import Any
 
-from virtkit import DomainConfig, DomainState, InvalidArgument, NodeInfo
+from virtkit import (
+    MAX_MEMORY_KIB,
+    MAX_VCPUS,
+    DomainConfig,
+    DomainState,
+    InvalidArgument,
+    NodeInfo,
+    check_domain_name,
+    load_json_file,
+)
 
 __all__ = [
     "DEFAULT_HOST",
@@ -82,13 +90,22 @@ class _Bad(ValueError):
     """A defect at a location inside the description; the caller adds the file name."""
 
 
-def _int(value: object, where: str, *, minimum: int = 1) -> int:
+#: Counters and ids beyond this would not survive a JSON double or a C int64 in a peer.
+_MAX_INT = 2**53
+
+
+def _int(value: object, where: str, *, minimum: int = 1, maximum: int = _MAX_INT) -> int:
     # bool is an int subclass: reject it, "memory": true is a typo, not 1 KiB
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _Bad(f"{where}: must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise _Bad(f"{where}: must be >= {minimum}, got {value}")
+        raise _Bad(f"{where}: must be an integer, got {type(value).__name__} {_short(value)}")
+    if not minimum <= value <= maximum:
+        raise _Bad(f"{where}: must be between {minimum} and {maximum}, got {_short(value)}")
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _str(value: object, where: str) -> str:
@@ -114,10 +131,16 @@ def check_config(config: object, where: str = "config") -> DomainConfig:
     if not isinstance(config, DomainConfig):
         raise _Bad(f"{where}: expected a virtkit.DomainConfig, got {type(config).__name__}")
     _str(config.name, f"{where}.name")
-    memory = _int(config.memory, f"{where}.memory")
-    vcpus = _int(config.vcpus, f"{where}.vcpus")
-    max_memory = memory if config.max_memory is None else _int(config.max_memory, f"{where}.max_memory")
-    max_vcpus = vcpus if config.max_vcpus is None else _int(config.max_vcpus, f"{where}.max_vcpus")
+    try:
+        check_domain_name(config.name)
+    except InvalidArgument as exc:
+        raise _Bad(f"{where}.name: {exc.message}") from None
+    memory = _int(config.memory, f"{where}.memory", maximum=MAX_MEMORY_KIB)
+    vcpus = _int(config.vcpus, f"{where}.vcpus", maximum=MAX_VCPUS)
+    max_memory = (
+        memory if config.max_memory is None else _int(config.max_memory, f"{where}.max_memory", maximum=MAX_MEMORY_KIB)
+    )
+    max_vcpus = vcpus if config.max_vcpus is None else _int(config.max_vcpus, f"{where}.max_vcpus", maximum=MAX_VCPUS)
     if memory > max_memory:
         raise _Bad(f"{where}: memory {memory} KiB is above max_memory {max_memory} KiB")
     if vcpus > max_vcpus:
@@ -163,7 +186,7 @@ def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | N
         raise _Bad(f"{where}.persistent: must be true or false, got {persistent!r}")
     dom_id = data.get("id")
     if dom_id is not None:
-        dom_id = _int(dom_id, f"{where}.id", minimum=0)
+        dom_id = _int(dom_id, f"{where}.id", minimum=0, maximum=2**31 - 1)
     cpu_time = _int(data.get("cpu_time", 0), f"{where}.cpu_time", minimum=0)
     if state is DomainState.SHUTOFF:
         if dom_id is not None:
@@ -223,35 +246,20 @@ def parse_host(data: object) -> HostSpec:
     return HostSpec(hostname, node, tuple(specs))
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps the last of repeated keys silently; a repeated key is almost always a mistake
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Bad(f"duplicate key {key!r} in one object")
-        out[key] = value
-    return out
-
-
 def load_host(path: str) -> HostSpec:
-    """Read and validate a JSON description; any defect is an InvalidArgument naming the file."""
+    """Read and validate a JSON description; any defect is an InvalidArgument naming the file.
+
+    The file must be a regular file of at most 10 MiB of strict JSON (virtkit.load_json_file):
+    a FIFO or a device is refused before it is read.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise InvalidArgument(f"test host file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"test host file {path}: cannot read it: {exc}") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _Bad as exc:
-        raise InvalidArgument(f"test host file {path}: {exc}") from None
-    except ValueError as exc:
-        raise InvalidArgument(f"test host file {path}: not valid JSON: {exc}") from None
+        data = load_json_file(path, "test host file")
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message) from None
     try:
         return parse_host(data)
     except ValueError as exc:
-        raise InvalidArgument(f"test host file {path}: {exc}") from None
+        raise InvalidArgument(f"test host file {path!r}: {exc}") from None
 
 
 #: The ``test:///default`` host, in the JSON format a file uses.
