@@ -61,8 +61,9 @@ def test_system_create_list_destroy(sysdir: pathlib.Path, glab: Any) -> None:
     assert SYSTEM_ROOT.exists() == real_existed  # the host's real state was not touched
 
 
-def _as_nobody(uri: str, timeout: float = 60) -> str:
+def _as_nobody(uri: str, timeout: float = 60, kernel: pathlib.Path | None = None) -> str:
     """Open ``uri`` in a forked child that dropped to uid/gid 65534 (nobody): what it got.
+    With ``kernel``, also define a domain booting it (the first write to the state directory).
 
     A fork, not a new interpreter: this interpreter lives under /root, which nobody cannot read.
     """
@@ -77,8 +78,11 @@ def _as_nobody(uri: str, timeout: float = 60) -> str:
             os.setuid(NOBODY)
             assert os.geteuid() == NOBODY and os.getegid() == NOBODY
             try:
-                with virtkit.open(uri):
+                with virtkit.open(uri) as conn:
                     out = "opened"
+                    if kernel is not None:
+                        conn.define(virtkit.DomainConfig(name="mine", memory=65536, kernel=str(kernel)))
+                        out += ", defined"
             except virtkit.PermissionDenied as exc:
                 out = f"PermissionDenied: {exc}"
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -123,7 +127,12 @@ def test_a_non_root_user_gets_permission_denied(
     assert got.startswith("PermissionDenied:") and "needs root" in got and str(target) in got, got
     assert SYSTEM_ROOT.exists() == real_existed
     assert not (nobody_dir / "system").exists()
-    # ... while qemu:///session is theirs to use, in a state directory of their own.
+    # ... while qemu:///session is theirs to use, in a state directory of their own, made by
+    # the first write (opening it writes nothing).
     monkeypatch.setenv("XDG_STATE_HOME", str(nobody_dir / "state"))
     assert _as_nobody("qemu:///session") == "opened"
+    assert not (nobody_dir / "state").exists()
+    kernel = nobody_dir / "vmlinuz"
+    kernel.write_bytes(b"not booted")
+    assert _as_nobody("qemu:///session", kernel=kernel) == "opened, defined"
     assert (nobody_dir / "state" / "virtkit" / "qemu").stat().st_uid == NOBODY

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import threading
 import time
 import uuid as _uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from virtkit import (
     ConnectionClosed,
@@ -43,21 +44,45 @@ from virtkit import (
     InvalidOperation,
     NodeInfo,
     NoSuchDomain,
+    PermissionDenied,
     ProtocolError,
     VcpuFlags,
     Version,
+    check_domain_name,
 )
 from virtkit import TimeoutError as VirtTimeout
 
 from ._qmp import CommandLink, Commands, Loop, RelayMissing
 from ._relay import MONITOR, RELAY, cancel_reboot, claim_reboot, reboot_pending, release_claim, request_reboot, spawn
-from ._state import Record, StateDir, check_name
+from ._replies import balloon_kib, status_of, vcpu_threads
+from ._state import Record, StateDir
 
 __all__ = ["Driver", "find_qemu"]
 
 log = logging.getLogger("virtkit.qemu")
 
 Callback = Callable[[DomainEvent], None]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _bounded(method: _F) -> _F:
+    """Every QMP exchange of the operation shares one deadline, the connection's timeout from
+    the call (a quit that times out leaves the rest of it for the SIGKILL), so an operation of
+    several round trips still ends within it."""
+
+    @functools.wraps(method)
+    def bounded(self: Driver, *args: Any, **kwargs: Any) -> Any:
+        local = self._local
+        if getattr(local, "until", None) is not None:
+            return method(self, *args, **kwargs)  # an operation calling another: the outer bound
+        local.until = time.monotonic() + self.timeout
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            local.until = None
+
+    return bounded  # type: ignore[return-value]
+
 
 _STATUS = {
     "running": DomainState.RUNNING,
@@ -152,7 +177,7 @@ def kvm_usable(qemu: str, timeout: float = 10.0) -> bool:
 def check_config(config: object) -> DomainConfig:
     if not isinstance(config, DomainConfig):
         raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
-    check_name(config.name)
+    check_domain_name(config.name)
     if config.memory < 1024:
         raise InvalidArgument(f"memory {config.memory} KiB: QEMU needs at least 1 MiB")
     max_mem = config.max_memory or config.memory
@@ -182,8 +207,8 @@ class Driver:
         self.uri = uri
         self.qemu = qemu
         self.timeout = timeout
-        self.state = StateDir(root)
-        self.state.ensure()
+        self.state = StateDir(root)  # created by the first mutation that needs it: reads create nothing
+        self._local = threading.local()  # .until: the deadline of this thread's operation
         self._loop = Loop(timeout)
         self._lock = threading.Lock()
         self._closed = False
@@ -222,6 +247,13 @@ class Driver:
         if self._closed:
             raise ConnectionClosed("the qemu driver connection is closed")
 
+    def _ensure(self) -> None:
+        """Create the state directory (a mutation that needs it is about to write there)."""
+        try:
+            self.state.ensure()
+        except PermissionError as exc:
+            raise PermissionDenied(f"{self.uri}: cannot use the state directory {self.state.root}: {exc}") from exc
+
     def _emit(self, kind: DomainEventType, ref: DomainRef, detail: str) -> None:
         if self._callbacks:
             self._events.put(DomainEvent(kind, ref, detail, time.time()))
@@ -234,6 +266,10 @@ class Driver:
                     cb(ev)
                 except Exception:
                     log.exception("domain event callback failed")
+
+    def _until(self) -> float:
+        until: float | None = getattr(self._local, "until", None)
+        return time.monotonic() + self.timeout if until is None else until
 
     def _qmp(self, rec: Record, cmd: str, args: Mapping[str, object] | None = None) -> Any:
         return self._commands(rec, ((cmd, args),))[0]
@@ -249,10 +285,11 @@ class Driver:
         self._open()
         assert rec.rundir is not None
         rundir = str(rec.rundir)
+        until = self._until()
         try:
-            return self._link(rundir).execute_many(cmds)
+            return self._link(rundir).execute_many(cmds, until)
         except RelayMissing:
-            return self._loop.run(self._loop.execute_direct(os.path.join(rundir, "qmp.sock"), cmds))
+            return self._loop.run(self._loop.execute_direct(os.path.join(rundir, "qmp.sock"), cmds, until), until)
 
     def _reap(self, rec: Record, reason: str) -> None:
         """Forget a QEMU that is gone; ``reason`` 'crashed' when it died without us.
@@ -317,7 +354,7 @@ class Driver:
     def _status(self, rec: Record) -> str:
         """query-status; a guest that powered off is finished here (quit: shut off)."""
         try:
-            status = str(self._qmp(rec, "query-status")["status"])
+            status = status_of(self._qmp(rec, "query-status"))
         except ProtocolError:
             if self._live(rec.id or -1) is None:
                 return "gone"
@@ -345,7 +382,7 @@ class Driver:
             return "running"
         # No claim: either a shutdown, or a reset that completed between our two looks.
         try:
-            status = str(self._qmp(rec, "query-status")["status"])
+            status = status_of(self._qmp(rec, "query-status"))
         except ProtocolError:
             status = "shutdown"
         if status != "shutdown":
@@ -373,7 +410,8 @@ class Driver:
         except (ProtocolError, DriverError, InvalidOperation, VirtTimeout):
             pass  # it may be gone already, or hung: the kill below settles it
         if pid is not None:
-            deadline = time.monotonic() + self.timeout
+            # what is left of the operation's deadline (a quit that timed out used it up)
+            deadline = max(self._until(), time.monotonic() + 0.2)
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
             if _pid_alive(pid):
@@ -551,10 +589,12 @@ class Driver:
         rundir = str(rec.rundir)
         why: str | None = None
         try:
-            ok = self._loop.run(self._loop.listen(rundir, on_event))
+            until = self._until()
+            ok = self._loop.run(self._loop.listen(rundir, on_event, until), until)
             if not ok:
                 why = spawn(sys.executable, rec.rundir, self.timeout)
-                ok = why is None and self._loop.run(self._loop.listen(rundir, on_event))
+                until = self._until()
+                ok = why is None and self._loop.run(self._loop.listen(rundir, on_event, until), until)
         except (ProtocolError, VirtTimeout) as exc:
             why, ok = str(exc), False
         if ok:
@@ -653,6 +693,7 @@ class Driver:
         cpus = os.cpu_count() or 1
         return NodeInfo(platform.machine(), mem, cpus, mhz, 1, 1, cpus, 1, free)
 
+    @_bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         _check_flags(flags)
         self._open()
@@ -665,15 +706,18 @@ class Driver:
                 log.warning("domain %r: %s", rec.config.name, exc)
         return ids
 
+    @_bounded
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
         return len(self.connect_list_domains(flags=flags))
 
+    @_bounded
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         _check_flags(flags)
         self._open()
         running = {rec.config.name for rec in self._running_records()}
         return [n for n in self.state.defined_names() if n not in running]
 
+    @_bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
         _check_flags(flags)
         self._open()
@@ -682,6 +726,7 @@ class Driver:
             raise NoSuchDomain(f"no running domain with id {id}")
         return self._ref(rec)
 
+    @_bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         self._open()
@@ -689,11 +734,11 @@ class Driver:
             if rec.config.name == name and self._status(rec) != "gone":
                 return self._ref(rec)
         try:
-            check_name(name)
             return self._ref(self.state.defined_record(name))
-        except (FileNotFoundError, InvalidArgument):
+        except FileNotFoundError:
             raise NoSuchDomain(f"no domain named {name!r}") from None
 
+    @_bounded
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         self._open()
@@ -729,18 +774,20 @@ class Driver:
             return None
         rundir = str(rec.rundir)
         try:
-            st, balloon, cpus = self._link(rundir).execute_many(_INFO_QUERIES)
+            st, balloon, cpus = self._link(rundir).execute_many(_INFO_QUERIES, self._until())
+            state = _STATUS.get(status_of(st))
+            memory = balloon_kib(balloon)
+            vcpus, tids = vcpu_threads(cpus)
         except (RelayMissing, ProtocolError):
             return None
-        state = _STATUS.get(str(st["status"]))
         pid = self._pids.get(rundir) or _read_pid(rec.rundir)
         if state not in _ACTIVE or pid is None:
             return None  # powered off (or odd): the full path acts on it
         self._pids[rundir] = pid
         assert rec.config.max_memory is not None
-        tids = [int(c["thread-id"]) for c in cpus if "thread-id" in c]
-        return DomainInfo(state, rec.config.max_memory, int(balloon["actual"]) // 1024, len(cpus), _cpu_ns(pid, tids))
+        return DomainInfo(state, rec.config.max_memory, memory, vcpus, _cpu_ns(pid, tids))
 
+    @_bounded
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         _check_flags(flags)
         self._open()
@@ -756,7 +803,9 @@ class Driver:
                 # The three queries in one request on this connection's link to the domain's relay
                 # (sent to QEMU at once), or on one fresh QMP connection when it has no relay.
                 st, balloon, cpus = self._commands(rec, _INFO_QUERIES)
-                status = str(st["status"])
+                status = status_of(st)
+                memory = balloon_kib(balloon)
+                vcpus, tids = vcpu_threads(cpus)
             except (ProtocolError, DriverError):
                 if self._status(rec) != "gone":  # not gone meanwhile: a real failure
                     raise
@@ -765,17 +814,13 @@ class Driver:
                 status = self._status(rec)
             if status != "gone":
                 pid = _read_pid(rec.rundir) or 0
-                tids = [int(c["thread-id"]) for c in cpus if "thread-id" in c]
                 return DomainInfo(
-                    _STATUS.get(status, DomainState.NOSTATE),
-                    cfg.max_memory,
-                    int(balloon["actual"]) // 1024,
-                    len(cpus),
-                    _cpu_ns(pid, tids),
+                    _STATUS.get(status, DomainState.NOSTATE), cfg.max_memory, memory, vcpus, _cpu_ns(pid, tids)
                 )
             rec = self._find(DomainRef(cfg.name, rec.uuid, None))  # it just shut off
         return DomainInfo(DomainState.SHUTOFF, cfg.max_memory, cfg.memory, cfg.vcpus, 0)
 
+    @_bounded
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
         _check_flags(flags)
         rec = self._find(dom)
@@ -787,32 +832,37 @@ class Driver:
             self._find(DomainRef(rec.config.name, rec.uuid, None))
         return DomainStateInfo(DomainState.SHUTOFF, "shutdown")
 
+    @_bounded
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
         _check_flags(flags)
         cfg = self._find(dom).config
         assert cfg.max_memory is not None
         return cfg.max_memory
 
+    @_bounded
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
         _check_flags(flags)
         self._find(dom)
         return "hvm"
 
+    @_bounded
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
         _check_flags(flags, _MAXIMUM)
         rec = self._find(dom)
         if flags & _MAXIMUM:
             return rec.config.max_vcpus or rec.config.vcpus
         if rec.id is not None:
-            return len(self._qmp(rec, "query-cpus-fast"))
+            return vcpu_threads(self._qmp(rec, "query-cpus-fast"))[0]
         return rec.config.vcpus
 
+    @_bounded
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
         _check_flags(flags)
         return self._find(dom).config
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @_bounded
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "suspend")
@@ -820,6 +870,7 @@ class Driver:
             raise InvalidOperation(f"cannot suspend domain {rec.config.name!r}: it is not running")
         self._qmp(rec, "stop")
 
+    @_bounded
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "resume")
@@ -827,6 +878,7 @@ class Driver:
             raise InvalidOperation(f"cannot resume domain {rec.config.name!r}: it is not paused")
         self._qmp(rec, "cont")
 
+    @_bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "shut down")
@@ -880,6 +932,7 @@ class Driver:
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
+    @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "reboot")
@@ -900,11 +953,13 @@ class Driver:
             target=self._press_again, args=(rec, deadline), daemon=True, name="virtkit-qemu-reboot"
         ).start()
 
+    @_bounded
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._active(dom, "destroy")
         self._finish(rec, "destroyed")
 
+    @_bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._find(dom)
@@ -926,12 +981,14 @@ class Driver:
             other = None
         if other is not None:
             raise InvalidOperation(f"domain {cfg.name!r} is already defined: start it instead")
+        self._ensure()
         return self._start(cfg, persistent=False)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         self._open()
         cfg = check_config(config)
+        self._ensure()
         with self.state.locked():
             for rec in self._running_records():
                 if rec.config.name == cfg.name and not rec.persistent:
@@ -958,8 +1015,10 @@ class Driver:
         rec = self._find(dom)
         if rec.id is not None:
             raise InvalidOperation(f"domain {rec.config.name!r} is already running (id {rec.id})")
+        self._ensure()
         return self._start(rec.config, persistent=True)
 
+    @_bounded
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
         _check_flags(flags)
         rec = self._find(dom)

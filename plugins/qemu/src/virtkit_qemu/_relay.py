@@ -16,7 +16,8 @@ the same way) that holds the domain's ``monitor.sock`` for its whole life and:
 Wire protocol on ``relay.sock`` (JSON lines). The relay greets with ``{"relay": 1, "pid": N}``.
 A client sends ``{"id": I, "listen": true}`` (reply ``{"id": I, "return": {}}``: events from
 then on are delivered), ``{"id": I, "execute": CMD, "arguments": {...}}`` (reply ``{"id": I,
-"return": ...}`` or ``{"id": I, "error": {"class": C, "desc": D}}``), or ``{"id": I, "batch":
+"return": ...}`` or ``{"id": I, "error": {"class": C, "desc": D}}``, C "RelayTimeout" when QEMU
+did not answer within the relay's timeout), or ``{"id": I, "batch":
 [[CMD, ARGS], ...]}`` (reply ``{"id": I, "results": [{"return": ...} or {"error": ...}, ...]}``,
 one line for the whole batch). Events to listeners:
 ``{"event": "suspended", "detail": "paused"}`` (a :class:`virtkit.DomainEventType` value), and
@@ -148,6 +149,11 @@ def release_claim(claim: pathlib.Path) -> None:
 # -- the relay process ----------------------------------------------------------------------------
 
 
+def _is_command(item: object) -> bool:
+    """One ``[CMD, ARGS]`` of a batch."""
+    return isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+
+
 class Relay:
     def __init__(self, rundir: pathlib.Path, qmp: QMPClient, timeout: float, on_reboot: str) -> None:
         self.rundir = rundir
@@ -179,25 +185,29 @@ class Relay:
                 task = asyncio.ensure_future(self.request(msg, writer))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-        except (OSError, ValueError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, ValueError, RecursionError, asyncio.IncompleteReadError):
+            pass  # a client that sends junk is dropped
         finally:
             self.listeners.discard(writer)
             writer.close()
 
     async def request(self, msg: Any, writer: asyncio.StreamWriter) -> None:
         rid = msg.get("id") if isinstance(msg, dict) else None
+        rid = rid if isinstance(rid, int | str) else None
         reply: dict[str, Any]
+        batch = msg.get("batch") if isinstance(msg, dict) else None
         if isinstance(msg, dict) and msg.get("listen"):
             self.listeners.add(writer)
             reply = {"id": rid, "return": {}}
         elif isinstance(msg, dict) and isinstance(msg.get("execute"), str):
             reply = {"id": rid, **await self._execute(msg["execute"], msg.get("arguments"))}
-        elif isinstance(msg, dict) and isinstance(msg.get("batch"), list):
+        elif isinstance(batch, list) and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in batch
+        ):
             # One after the other (sending them at once measured no faster), answered in one line.
-            reply = {"id": rid, "results": [await self._execute(str(c[0]), c[1]) for c in msg["batch"]]}
+            reply = {"id": rid, "results": [await self._execute(c[0], c[1]) for c in batch]}
         else:
-            reply = {"id": rid, "error": {"class": "RelayError", "desc": f"bad request {msg!r}"}}
+            reply = {"id": rid, "error": {"class": "RelayError", "desc": f"bad request {str(msg)[:200]}"}}
         self.send(writer, reply)
 
     async def _execute(self, cmd: str, args: Any) -> dict[str, Any]:
@@ -207,7 +217,9 @@ class Relay:
             return {"return": ret}
         except ExecuteError as exc:
             return {"error": {"class": exc.error_class, "desc": str(exc)}}
-        except (TimeoutError, QMPError, OSError, EOFError) as exc:
+        except TimeoutError:
+            return {"error": {"class": "RelayTimeout", "desc": f"QEMU did not answer within {self.timeout:g} s"}}
+        except (QMPError, OSError, EOFError) as exc:
             return {"error": {"class": "RelayError", "desc": f"{type(exc).__name__}: {exc}"}}
 
     async def _cmd(self, cmd: str) -> None:

@@ -28,23 +28,14 @@ import fcntl
 import json
 import os
 import pathlib
-import re
 import shutil
 import uuid as _uuid
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from virtkit import DomainConfig, InvalidArgument, ProtocolError
+from virtkit import DomainConfig, InvalidArgument, ProtocolError, check_domain_name
 
-__all__ = ["Record", "StateDir", "check_name"]
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-
-
-def check_name(name: str) -> None:
-    # Names become file names: refuse anything that could escape or collide.
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidArgument(f"domain name {name!r}: use 1-64 of A-Z a-z 0-9 . _ + - (first: a letter or digit)")
+__all__ = ["Record", "StateDir"]
 
 
 class Record(NamedTuple):
@@ -132,6 +123,12 @@ class StateDir:
             return []
 
     def defined_record(self, name: str) -> Record:
+        """The defined domain ``name``; FileNotFoundError when there is none. Names are file
+        names here: one virtkit.check_domain_name refuses (a path, say) is no defined domain."""
+        try:
+            check_domain_name(name)
+        except InvalidArgument:
+            raise FileNotFoundError(f"no defined domain {name!r}") from None
         path = self.defined / f"{name}.json"
         if not path.is_file():
             raise FileNotFoundError(path)
