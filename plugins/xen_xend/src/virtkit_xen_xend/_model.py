@@ -487,6 +487,10 @@ def _set(vm: list[Sxp], key: str, val: Sxp | int) -> None:
     vm.append(item)
 
 
+def _runtime(key: Sxp) -> bool:
+    return isinstance(key, str) and key in RUNTIME_KEYS  # a list as a key, as in (()), is no runtime key
+
+
 def config_to_sxp(config: DomainConfig) -> list[Sxp]:
     """The ``(vm ...)`` xend's op=create / op=new take, as libvirt's xml2sexpr writes it.
 
@@ -507,7 +511,7 @@ def config_to_sxp(config: DomainConfig) -> list[Sxp]:
         parsed = parse_one(base) if isinstance(base, str) else base
         if not isinstance(parsed, list) or not parsed or parsed[0] not in ("vm", "domain"):
             raise InvalidArgument("extra['sxp'] must be a (vm ...) or (domain ...) S-expression")
-        vm: list[Sxp] = ["vm", *(c for c in parsed[1:] if not (isinstance(c, list) and c and c[0] in RUNTIME_KEYS))]
+        vm: list[Sxp] = ["vm", *(c for c in parsed[1:] if not (isinstance(c, list) and c and _runtime(c[0])))]
     else:
         vm = ["vm"]
     _set(vm, "name", config.name)
