@@ -47,9 +47,8 @@ def parse_size(text: str) -> int:
     """``512M``, ``1G``, ``2048`` (KiB, virsh's default) -> KiB, rounded up."""
     m = _SIZE.match(text)
     if not m or m.group(2).lower() not in _UNITS:
-        raise InvalidArgument(
-            f"invalid size {text!r} (expected a number with an optional unit: K, M, G, T, KiB, MB, ...)"
-        )
+        shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}...({len(text)} characters)"
+        raise InvalidArgument(f"invalid size {shown} (expected a number with an optional unit: K, M, G, T, KiB, ...)")
     nbytes = int(m.group(1)) * _UNITS[m.group(2).lower()]
     kib = -(-nbytes // 1024)
     if kib <= 0:
@@ -453,7 +452,10 @@ def _setup_logging(verbose: int) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("virtkit: %(levelname)s: %(message)s"))
+    handler.set_name("virtkit-cli")
     root = logging.getLogger("virtkit")
+    for old in [h for h in root.handlers if h.get_name() == "virtkit-cli"]:  # main() run again in-process
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
