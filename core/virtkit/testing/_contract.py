@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
-import json
 import pathlib
 import sys
 import uuid as _uuid
@@ -26,6 +25,7 @@ from .._catalogue import CATALOGUE, Operation
 from .._connection import Connection
 from .._connection import open as open_connection
 from .._errors import InvalidArgument, InvalidOperation, NoSuchDomain, ReadOnlyError, VirtError
+from .._input import load_json_file
 from .._types import DomainConfig, DomainEventType, DomainRef, DomainState, VcpuFlags
 from ._checks import ContractViolation, EventRecorder, check_result, check_signature, wait_for
 
@@ -86,8 +86,10 @@ def settings(request: pytest.FixtureRequest) -> Settings:
     opt = request.config.getoption
     config = None
     if opt("virtkit_config"):
-        path = pathlib.Path(opt("virtkit_config"))
-        config = DomainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            config = DomainConfig.from_dict(load_json_file(opt("virtkit_config"), "--virtkit-config"))
+        except InvalidArgument as exc:
+            raise pytest.UsageError(exc.message) from None
     return Settings(
         uri=opt("virtkit_uri"),
         mutating=bool(opt("virtkit_mutating")),
