@@ -80,3 +80,20 @@ def test_watch_get_timeouts(fake_xs: object) -> None:
         assert time.monotonic() - t0 < 1
         fake_xs.put("/w/x", "1")  # type: ignore[attr-defined]
         assert w.get(math.inf) is not None  # no limit (an event is coming)
+
+
+def test_a_path_with_a_nul_is_a_typed_error() -> None:
+    with Client("/tmp/xs\0sock", timeout=1) as xs, pytest.raises(virtkit.ConnectionClosed, match="cannot reach"):
+        xs.read("/a")
+
+
+def test_privileged_calls_check_their_arguments(fake_xs: object) -> None:
+    with Client(fake_xs.path, timeout=5) as xs:  # type: ignore[attr-defined]
+        for bad in ("12", -1, 1.5, True):
+            with pytest.raises(virtkit.InvalidArgument):
+                xs.introduce_domain(3, bad, 1)  # type: ignore[arg-type]
+        with pytest.raises(virtkit.InvalidArgument):
+            xs.control(b"print")  # type: ignore[arg-type]
+        with pytest.raises(virtkit.InvalidArgument):
+            xs.control("print", 7)  # type: ignore[arg-type]
+        assert xs.control("print", "x") == b"echo:print\0x\0"

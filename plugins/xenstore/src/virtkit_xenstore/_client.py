@@ -195,6 +195,12 @@ class _Ops:
         return _text(self._request(Op.GET_DOMAIN_PATH, _domid(domid), None).rstrip(b"\0"))
 
 
+def _number(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
+    return value
+
+
 def _domid(domid: int) -> bytes:
     if not isinstance(domid, int) or isinstance(domid, bool) or not 0 <= domid < 0x7FF0:
         raise InvalidArgument(f"not a domain id: {domid!r}")
@@ -315,8 +321,8 @@ class Client(_Ops):
             for path in candidates:
                 try:
                     chan = open_channel(path, self._left(until))
-                except OSError as exc:
-                    errors.append(f"{path}: {exc.strerror or exc}")
+                except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+                    errors.append(f"{path!r}: {getattr(exc, 'strerror', None) or exc}")
                     continue
                 c = Conn(chan, self._on_event)
                 try:
@@ -372,7 +378,7 @@ class Client(_Ops):
 
     def introduce_domain(self, domid: int, gfn: int, evtchn: int) -> None:
         """XS_INTRODUCE (privileged): tell xenstored about a new domain's ring page and port."""
-        payload = _domid(domid) + f"{int(gfn)}\0{int(evtchn)}\0".encode()
+        payload = _domid(domid) + f"{_number(gfn, 'gfn')}\0{_number(evtchn, 'evtchn')}\0".encode()
         self._request(Op.INTRODUCE, payload, None)
 
     def release_domain(self, domid: int) -> None:
@@ -398,6 +404,8 @@ class Client(_Ops):
 
     def control(self, command: str, *args: str | bytes) -> bytes:
         """XS_CONTROL (privileged; commands are daemon-specific, e.g. C xenstored's 'print')."""
+        if not isinstance(command, str) or not all(isinstance(a, str | bytes) for a in args):
+            raise InvalidArgument("control takes a str command and str or bytes arguments")
         parts = [command.encode(), *(a.encode() if isinstance(a, str) else bytes(a) for a in args)]
         payload = b"".join(x + b"\0" for x in parts)
         check_payload(payload)
