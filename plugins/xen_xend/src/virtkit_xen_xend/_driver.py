@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import unicodedata
 import urllib.parse
 import uuid as _uuid
@@ -25,21 +24,21 @@ from virtkit import (
     DomainRef,
     DomainState,
     DomainStateInfo,
-    DriverError,
     InvalidArgument,
     InvalidOperation,
     NodeInfo,
     NoSuchDomain,
-    PermissionDenied,
     ProtocolError,
     Unsupported,
     VcpuFlags,
     Version,
 )
 
-from ._model import MAX_MIB, XendDomain, config_to_sxp, number
-from ._sxp import Sxp, dumps, parse_one, value
-from ._transport import Reply, Transport
+from ._model import XendDomain, config_to_sxp
+from ._numbers import MAX_MIB, number
+from ._replies import XendError, decode
+from ._sxp import Sxp, dumps, value
+from ._transport import Transport
 
 __all__ = ["Driver", "XendError"]
 
@@ -47,13 +46,6 @@ log = logging.getLogger("virtkit.xen_xend")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _DOMAIN = "/xend/domain/"
-#: xend's refusals that are about the domain's state or its being dom0, not a failure of xend:
-#: XendDomain's "Cannot pause privileged domain 0", XendDomainInfo's "Domain 0 cannot be
-#: shutdown", and the VMBadState texts ("Domain 'x' is not started", ...).
-_REFUSALS = re.compile(
-    r"privileged domain|domain 0 cannot|cannot be shutdown|is not started|already running|is not halted",
-    re.IGNORECASE,
-)
 _MAX_COUNT = 2**31 - 1  # node counts, clock rates and version numbers: C ints in xend's C layer
 
 _P = ParamSpec("_P")
@@ -71,24 +63,9 @@ def _bounded(fn: Callable[Concatenate[Driver, _P], _R]) -> Callable[Concatenate[
     return run
 
 
-class XendError(Exception):
-    """xend's own failure text, chained as the ``__cause__`` of the DriverError raised for it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-
 def _check_flags(flags: int, allowed: int = 0) -> None:
     if not isinstance(flags, int) or flags & ~allowed:
         raise InvalidArgument(f"unsupported flags {flags!r}")
-
-
-def _xend_err(body: Sxp | None) -> str | None:
-    if isinstance(body, list) and body and body[0] == "xend.err":
-        return " ".join(v if isinstance(v, str) else dumps(v) for v in body[1:]) or "unspecified xend error"
-    return None
 
 
 def _node_int(node: Sxp, key: str, default: int = 0, high: int = _MAX_COUNT) -> int:
@@ -144,51 +121,7 @@ class Driver:
         if self._closed:
             raise ConnectionClosed(f"the connection to xend at {self._t.where} is closed")
         reply = self._t.request(method, path, params=params, form=form)
-        return self._decode(reply, method, path, what)
-
-    def _decode(self, reply: Reply, method: str, path: str, what: str) -> Sxp | None:
-        status, text = reply.status, reply.body
-        where = self._t.where
-        html = "html" in reply.content_type.lower() or text.lstrip()[:1] == "<"
-        if status in (200, 201, 202, 204):
-            if not text.strip():
-                return None
-            if html:
-                raise ProtocolError(
-                    f"xend at {where} answered {method} {path} with HTML, not SXP "
-                    f"(Content-Type {reply.content_type or 'missing'!r}): it ignored 'Accept: application/sxp'"
-                )
-            body = parse_one(text)
-            err = _xend_err(body)
-            if err is not None:  # some xend error paths still answer 200/202
-                if _REFUSALS.search(err):
-                    raise InvalidOperation(f"xend refused: {err}") from XendError(status, err)
-                raise DriverError(f"xend: {err}") from XendError(status, err)
-            if status == 202 and "failed" in text:
-                raise DriverError(f"xend: {text.strip()}") from XendError(status, text.strip())
-            return body
-        detail = text.strip()
-        err = None
-        if detail and not html and detail[:1] == "(":
-            try:
-                err = _xend_err(parse_one(detail))
-            except ProtocolError:
-                err = None
-        message = err or detail or reply.reason
-        cause = XendError(status, message)
-        if status == 404:
-            raise NoSuchDomain(f"no domain {what or path} on xend at {where}") from cause
-        if status == 501:
-            raise Unsupported(f"xend at {where} does not implement this: {message}") from cause
-        if status == 413:
-            raise InvalidArgument(f"xend at {where} refused the request as too large: {message}") from cause
-        if status in (401, 403):
-            raise PermissionDenied(f"xend at {where} refused access: {message}") from cause
-        if status == 500 and err is not None:
-            if _REFUSALS.search(err):
-                raise InvalidOperation(f"xend refused: {err}") from cause
-            raise DriverError(f"xend: {err}") from cause
-        raise DriverError(f"xend at {where}: HTTP {status} {reply.reason}: {message}") from cause
+        return decode(reply, self._t.where, method, path, what)
 
     def _path(self, key: str, what: str) -> str:
         segment = _segment(key)

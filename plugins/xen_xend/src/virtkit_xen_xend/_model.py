@@ -16,16 +16,14 @@ from typing import Any
 import virtkit
 from virtkit import DomainConfig, DomainInfo, DomainRef, DomainState, DomainStateInfo, InvalidArgument, ProtocolError
 
+from ._numbers import MAX_CPU_SECONDS, MAX_DIGITS, MAX_DOMID, MAX_MIB, number, real
 from ._sxp import Sxp, child, children, dumps, lookup, parse_one, value
 
 __all__ = [
-    "MAX_DOMID",
-    "MAX_MIB",
     "RUNTIME_KEYS",
     "Devices",
     "XendDomain",
     "config_to_sxp",
-    "number",
     "state_from_flags",
 ]
 
@@ -78,69 +76,19 @@ def state_from_flags(flags: str | None, status: int | None) -> DomainState:
     return DomainState.NOSTATE
 
 
-#: No number xend sends needs more characters (a 128-vcpu ``vcpu_avail`` has 39 digits); longer
-#: text is refused before int() spends time on it or refuses it with ValueError.
-_MAX_DIGITS = 40
-#: Xen's DOMID_FIRST_RESERVED - 1: ids above are reserved, never a domain's.
-MAX_DOMID = 0x7FEF
-MAX_MIB = virtkit.MAX_MEMORY_KIB >> 10
 #: A vcpu bitmap of MAX_VCPUS bits in decimal stays below int()'s 4300-digit limit.
 _MAX_AVAIL_DIGITS = 4300
 _MAX_AVAIL = 2**virtkit.MAX_VCPUS - 1
 #: Xen-API power states are 0..6; a larger unknown one reads as NOSTATE, an absurd one is refused.
 _MAX_STATUS = 255
-#: cpu_time in seconds whose nanoseconds still fit a signed 64-bit counter.
-_MAX_CPU_SECONDS = (2**63 - 1) / 1e9
 
 
-def number(
-    raw: str | None, what: str, *, high: int, default: int | None = None, digits: int = _MAX_DIGITS
-) -> int | None:
-    """An integer field of xend's in 0..``high``: decimal, ``0x`` hex or an integral float (old xend
-    wrote ``(vcpus 1.0)``); absent or empty gives ``default``; anything else is a ProtocolError."""
-    if raw is None or raw == "":
-        return default
-    if len(raw) > digits:
-        raise ProtocolError(f"xend {what} is not a sensible number: {raw[:20]!r}... ({len(raw)} characters)")
-    try:
-        n = int(raw, 16) if raw.startswith(("0x", "0X")) else int(raw)
-    except ValueError:
-        n = _integral(raw, what)
-    if not 0 <= n <= high:
-        top = high if high.bit_length() <= 64 else f"2**{high.bit_length()}-1"  # str() of a huge int raises
-        raise ProtocolError(f"xend {what} is out of range (0..{top}): {raw[:40]!r}")
-    return n
-
-
-def _integral(raw: str, what: str) -> int:
-    try:
-        f = float(raw)
-    except ValueError:
-        raise ProtocolError(f"xend {what} is not a number: {raw!r}") from None
-    if not math.isfinite(f):
-        raise ProtocolError(f"xend {what} is not finite: {raw!r}")
-    return int(f)
-
-
-def _int(x: Sxp, key: str, high: int, default: int | None = None, digits: int = _MAX_DIGITS) -> int | None:
+def _int(x: Sxp, key: str, high: int, default: int | None = None, digits: int = MAX_DIGITS) -> int | None:
     return number(value(x, key), f"record field {key!r}", high=high, default=default, digits=digits)
 
 
 def _float(x: Sxp, key: str, low: float = -math.inf, high: float = math.inf) -> float | None:
-    raw = value(x, key)
-    if raw is None or raw == "":
-        return None
-    if len(raw) > _MAX_DIGITS:
-        raise ProtocolError(f"xend record field {key!r} is not a sensible number: {raw[:20]!r}...")
-    try:
-        f = float(raw)
-    except ValueError:
-        raise ProtocolError(f"xend record field {key!r} is not a number: {raw!r}") from None
-    if not math.isfinite(f):
-        raise ProtocolError(f"xend record field {key!r} is not finite: {raw!r}")
-    if not low <= f <= high:
-        raise ProtocolError(f"xend record field {key!r} is out of range: {raw!r}")
-    return f
+    return real(value(x, key), f"record field {key!r}", low, high)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -324,7 +272,7 @@ class XendDomain:
 
         flags = value(x, "state") or None
         status = _int(x, "status", _MAX_STATUS)
-        cpu = _float(x, "cpu_time", 0.0, _MAX_CPU_SECONDS)
+        cpu = _float(x, "cpu_time", 0.0, MAX_CPU_SECONDS)
         state = state_from_flags(flags, status)
         if dom_id is not None and state is DomainState.NOSTATE and status is None:
             # xend 3.0.x: no status field, and '------' for a domain runnable but on no cpu at that
