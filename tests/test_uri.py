@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import string
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import virtkit
@@ -166,23 +165,25 @@ def test_at_sign_after_the_host_says_how_to_encode() -> None:
     assert parse_uri("xen://u:1%2Fcret@127.0.0.1:1/").password == "1/cret"
 
 
+_MARK = "~q~"  # in every generated password and in no message: a leaked piece of it shows
+
+
 @settings(max_examples=2000, deadline=None, derandomize=True)
 @given(
-    password=st.text(string.printable.strip(), min_size=4, max_size=16),
+    before=st.text(string.printable.strip(), max_size=8),
+    after=st.text(string.printable.strip(), max_size=8),
     host=st.sampled_from(["127.0.0.1", "host", "[::1]", "h:8000", "h:x", ""]),
     tail=st.sampled_from(["/", "", "/path", "/?a=b", "?x", "#frag", "/x@y"]),
     scheme=st.sampled_from(["xen", "xen+ssh", "test", "Xen"]),
 )
-def test_fuzz_password_never_shown(password: str, host: str, tail: str, scheme: str) -> None:
-    """Property: a password never appears in a parsed URI's str/repr or in any error's text."""
-    text = f"{scheme}://admin:{password}@{host}{tail}"
-    assume(password not in f"{scheme}://admin:@{host}{tail}")
+def test_fuzz_password_never_shown(before: str, after: str, host: str, tail: str, scheme: str) -> None:
+    """Property: no piece of a password appears in a parsed URI's str/repr or in any error's text."""
+    password = before + _MARK + after
     try:
-        u = parse_uri(text)
+        u = parse_uri(f"{scheme}://admin:{password}@{host}{tail}")
     except InvalidURI as exc:
         shown = f"{exc} {exc.uri} {exc.to_dict()}"
     else:
-        assume(password not in repr(dataclasses.replace(u, password=None)))
         shown = f"{u} {u!r}"
         assert parse_uri(u.unredacted()) == u
-    assert password not in shown
+    assert _MARK not in shown
