@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import pathlib
@@ -53,7 +52,17 @@ from virtkit import (
 from virtkit import TimeoutError as VirtTimeout
 
 from ._qmp import CommandLink, Commands, Loop, RelayMissing
-from ._relay import MONITOR, RELAY, cancel_reboot, claim_reboot, reboot_pending, release_claim, request_reboot, spawn
+from ._relay import (
+    MONITOR,
+    RELAY,
+    cancel_reboot,
+    claim_reboot,
+    reboot_deadline,
+    reboot_pending,
+    release_claim,
+    request_reboot,
+    spawn,
+)
 from ._replies import balloon_kib, status_of, vcpu_threads
 from ._state import Record, StateDir
 
@@ -528,7 +537,7 @@ class Driver:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired:
             self._kill_starting(rundir)
-            raise DriverError(f"QEMU for {cfg.name!r} did not start within {self.timeout:g} s") from None
+            raise VirtTimeout(f"QEMU for {cfg.name!r} did not start within {self.timeout:g} s") from None
         except BaseException:
             self._kill_starting(rundir)
             raise
@@ -659,9 +668,14 @@ class Driver:
         _check_flags(flags)
         self._open()
         if self._version is None:
-            out = subprocess.run(
-                [self.qemu, "--version"], capture_output=True, text=True, timeout=self.timeout, check=False
-            ).stdout
+            try:
+                out = subprocess.run(
+                    [self.qemu, "--version"], capture_output=True, text=True, timeout=self.timeout, check=False
+                ).stdout
+            except subprocess.TimeoutExpired:
+                raise VirtTimeout(f"{self.qemu} --version did not answer within {self.timeout:g} s") from None
+            except OSError as exc:
+                raise DriverError(f"cannot run {self.qemu} --version: {exc}") from None
             words = out.split()
             try:
                 self._version = Version.parse(words[words.index("version") + 1])
@@ -748,6 +762,8 @@ class Driver:
         for name in self.state.defined_names():
             try:
                 rec = self.state.defined_record(name)
+            except FileNotFoundError:
+                continue  # undefined meanwhile
             except ProtocolError as exc:
                 log.warning("%s", exc)
                 continue
@@ -927,10 +943,7 @@ class Driver:
     @staticmethod
     def _reboot_is(rundir: pathlib.Path, deadline: float) -> bool:
         """Our reboot request (by its deadline) is still the pending one."""
-        try:
-            return bool(reboot_pending(rundir) and json.loads((rundir / "reboot").read_text())["deadline"] == deadline)
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
+        return reboot_pending(rundir) and reboot_deadline(rundir) == deadline
 
     @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:

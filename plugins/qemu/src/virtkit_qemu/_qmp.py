@@ -101,6 +101,8 @@ class Loop:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise VirtTimeout(f"QMP did not answer within {self.timeout:g} s") from None
+        except concurrent.futures.CancelledError:  # the loop was shut down under the call
+            raise ConnectionClosed("the qemu driver connection is closed") from None
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         if self._loop.is_closed() or not self._loop.is_running():

@@ -51,11 +51,14 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 from qemu.qmp.message import Message
 from qemu.qmp.protocol import Runstate
 
+from virtkit import VirtError, load_json_file, read_config_file
+
 __all__ = [
     "MONITOR",
     "RELAY",
     "cancel_reboot",
     "claim_reboot",
+    "reboot_deadline",
     "reboot_pending",
     "release_claim",
     "request_reboot",
@@ -102,9 +105,15 @@ def cancel_reboot(rundir: pathlib.Path) -> None:
 
 def _deadline(path: pathlib.Path) -> float:
     try:
-        return float(json.loads(path.read_text())["deadline"])
-    except (OSError, ValueError, KeyError, TypeError):
+        # a regular file of bounded size, strict JSON: anything else there must not block or crash
+        return float(load_json_file(path, "reboot request")["deadline"])
+    except (VirtError, KeyError, TypeError, ValueError, OverflowError):
         return 0.0  # unreadable: treated as expired
+
+
+def reboot_deadline(rundir: pathlib.Path) -> float:
+    """The deadline of the pending reboot request (0.0: none, or unreadable)."""
+    return _deadline(rundir / REBOOT)
 
 
 def reboot_pending(rundir: pathlib.Path) -> bool:
@@ -295,17 +304,17 @@ class Relay:
                 await self.on_event(name, data if isinstance(data, Mapping) else {})
         finally:
             watcher.cancel()
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(VirtError):
             # A virtkit connection that quits (and, if need be, kills) QEMU says why first.
-            self.ending = (self.rundir / "ending").read_text().strip() or self.ending
+            self.ending = read_config_file(self.rundir / "ending", "ending").strip()[:40] or self.ending
         self.broadcast("gone", self.ending)
 
 
 async def serve(rundir: pathlib.Path, timeout: float, ready: Callable[[str], None]) -> int:
     try:
-        cfg = json.loads((rundir / "domain.json").read_text())["config"]
+        cfg = load_json_file(rundir / "domain.json", "domain state")["config"]
         on_reboot = str(cfg.get("on_reboot", "restart"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (VirtError, KeyError, TypeError, AttributeError) as exc:
         ready(f"cannot read {rundir / 'domain.json'}: {exc}")
         return 1
     qmp = QMPClient("virtkit-relay")

@@ -33,7 +33,15 @@ import uuid as _uuid
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from virtkit import DomainConfig, InvalidArgument, ProtocolError, check_domain_name
+from virtkit import (
+    DomainConfig,
+    InvalidArgument,
+    ProtocolError,
+    VirtError,
+    check_domain_name,
+    load_json_file,
+    read_config_file,
+)
 
 __all__ = ["Record", "StateDir"]
 
@@ -73,8 +81,8 @@ class StateDir:
         """Call with the lock held."""
         path = self.root / "next-id"
         try:
-            n = int(path.read_text().strip() or "1")
-        except (FileNotFoundError, ValueError):
+            n = int(read_config_file(path, "id counter").strip() or "1")
+        except (InvalidArgument, ValueError):  # missing or unreadable: the run directories decide
             n = 1
         # Never hand out an id whose run directory still exists (a next-id file lost or edited).
         existing = [int(p.name) for p in self.run.iterdir() if p.name.isdigit()]
@@ -90,7 +98,9 @@ class StateDir:
             hit = self._cache.get(path)
             if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
                 return hit[2]
-            data: Any = json.loads(path.read_text())
+            # a regular file of bounded size, strict JSON: a FIFO or a huge file there must not
+            # block or exhaust a listing
+            data: Any = load_json_file(path, "state entry")
             if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
                 raise ValueError("expected an object with a 'config' object")
             cfg = DomainConfig.from_dict(data["config"])
@@ -98,7 +108,7 @@ class StateDir:
                 raise ValueError("the config has no uuid")
             pers = bool(data.get("persistent", True)) if persistent is None else persistent
             rec = Record(cfg, cfg.uuid, pers, dom_id, path.parent if dom_id is not None else None)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, VirtError) as exc:
             raise ProtocolError(f"corrupted state entry {path}: {exc}") from exc
         self._cache[path] = (st.st_mtime_ns, st.st_size, rec)
         return rec
@@ -130,8 +140,8 @@ class StateDir:
         except InvalidArgument:
             raise FileNotFoundError(f"no defined domain {name!r}") from None
         path = self.defined / f"{name}.json"
-        if not path.is_file():
-            raise FileNotFoundError(path)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(path)  # anything else there (a FIFO, a directory) is corrupted
         rec = self._parse(path, persistent=True, dom_id=None)
         if rec.config.name != name:
             raise ProtocolError(f"corrupted state entry {path}: it names domain {rec.config.name!r}")
