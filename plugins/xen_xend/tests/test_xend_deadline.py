@@ -26,6 +26,8 @@ from virtkit_xen_xend.emulator import XendEmulator, default_node
 
 TIMEOUT = 1.0
 SLACK = 0.5  # a loaded 2-core machine
+# a regression must fail in seconds, not hang until the suite's own limit
+pytestmark = pytest.mark.timeout(30)
 
 
 def _within(start: float, timeout: float = TIMEOUT) -> float:
