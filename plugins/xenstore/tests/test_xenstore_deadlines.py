@@ -391,3 +391,25 @@ def test_xenbus_channel_times_out_in_time(what: str) -> None:
         conn.close()
         ours.close()
         theirs.close()
+
+
+@pytest.mark.usefixtures("no_thread_left")
+def test_closing_a_watch_on_a_frozen_daemon_is_bounded_once(sock_path: str) -> None:
+    """Watches on three paths, then the daemon stops answering: the three UNWATCHes share one
+    deadline (not three timeouts), and closing the client ends the pump thread."""
+
+    def watches_only(peer: Scripted, conn: socket.socket, pkt: tuple[int, int, int, bytes]) -> None:
+        if pkt[0] == Op.WATCH:
+            conn.sendall(reply_bytes(pkt, b"OK\0"))
+
+    peer = Scripted(sock_path, watches_only)
+    xs = Client(sock_path, timeout=TIMEOUT)
+    try:
+        w = xs.watch("/a", "/b", "/c")
+        t0 = time.monotonic()
+        with pytest.raises(virtkit.TimeoutError):
+            w.close()
+        within(TIMEOUT, t0)
+    finally:
+        xs.close()
+        peer.close()

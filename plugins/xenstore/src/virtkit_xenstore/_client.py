@@ -664,11 +664,12 @@ class Watch:
         self._client._forget(self)
         self._end()
         errors: list[VirtError] = []
-        for p in self.paths:
-            try:
-                self._client.unwatch(p, self.token.decode())
-            except VirtError as exc:
-                errors.append(exc)
+        with self._client.deadline():  # one deadline for all the UNWATCHes (a frozen daemon)
+            for p in self.paths:
+                try:
+                    self._client.unwatch(p, self.token.decode())
+                except VirtError as exc:
+                    errors.append(exc)
         if errors and not isinstance(errors[0], ConnectionClosed):
             raise errors[0]
 

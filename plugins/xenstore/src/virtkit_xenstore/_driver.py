@@ -390,7 +390,8 @@ class _EventSubscription:
                 continue
             self._watch.drain()  # one rescan serves a whole burst
             try:
-                self._rescan()
+                with self._driver.xs.deadline():
+                    self._rescan()
             except VirtError as exc:
                 log.debug("xenstore event rescan failed (retrying on the next event): %s", exc)
 
