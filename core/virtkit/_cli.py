@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from ._connection import Connection, Domain
 from ._connection import open as open_connection
 from ._errors import InvalidArgument, NoDriver, VirtError
-from ._input import check_memory, check_timeout, load_json_file
+from ._input import MAX_TIMEOUT, check_memory, check_timeout, load_json_file
 from ._types import DomainEvent, DomainState, VcpuFlags
 
 __all__ = ["main", "parse_size"]
@@ -61,7 +61,7 @@ def _seconds(text: str) -> float:
     try:
         return check_timeout(float(text))
     except (ValueError, InvalidArgument):
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: a number of seconds above 0") from None
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: seconds above 0, at most {MAX_TIMEOUT:.0f}") from None
 
 
 def _event_seconds(text: str) -> float:
@@ -337,7 +337,7 @@ _COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
 }
 
 
-_COMMAND_NAMES = frozenset([*_COMMANDS, "drivers", "matrix"])
+_COMMAND_NAMES = frozenset([*_COMMANDS, "drivers", "matrix", "serve"])
 #: Global options that take a value (the command guess must skip the value).
 _VALUED = ("-c", "--connect", "--timeout", "--prefer", "--exclude")
 
@@ -424,6 +424,12 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         "print domain events",
         ("--timeout", {"type": _event_seconds, "default": 10.0, "help": "seconds ('inf': until interrupted)"}),
     )
+    add(
+        "serve",
+        "serve this host's hypervisor over stdin/stdout (the far end of SCHEME+ssh:// and SCHEME+ext://)",
+        ("--stdio", {"action": "store_true", "required": True, "help": "speak the protocol on stdin/stdout"}),
+        ("uri", {"nargs": "?", "metavar": "URI", "help": "the URI to open here (default: as without -c)"}),
+    )
     add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
     add("define", "define a domain from a JSON config", ("file", {"metavar": "FILE"}))
     return p
@@ -482,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "matrix":
             cmd_matrix(args)
             return 0
+        if args.command == "serve":
+            from ._serve import serve_stdio
+
+            return serve_stdio(args.uri or args.connect, readonly=args.readonly)
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
             conn = open_connection(

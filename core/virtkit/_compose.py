@@ -80,7 +80,9 @@ def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[Lo
         else:
             failures.append(LoadFailure(name, "registered in code", (), why))
     if opts.entry_points:
-        loaded, failed = load_plugins([uri.scheme])
+        # A transport is routed like a scheme: plugins registered under "+ssh" serve every
+        # SCHEME+ssh:// URI, beside those registered under the scheme itself.
+        loaded, failed = load_plugins([uri.scheme, f"+{uri.transport}"] if uri.transport else [uri.scheme])
         sources += loaded
         failures += failed
     return sources, failures
@@ -310,11 +312,14 @@ def _build(
         else:  # opened but outranked everywhere: release its resources now
             _close_quietly(driver)
             log.info("open %s: %s serves no operation, closed", shown, name)
+    # A remote plugin's driver carries the far side's composition: explain shows both.
+    far = [getattr(driver, "virtkit_remote_explanation", None) for _name, driver in drivers]
     explanation = Explanation(
         uri=shown,
         routes=tuple(routes),
         attempts=tuple(attempts),
         load_failures=failed,
+        remote=next((e for e in far if isinstance(e, Explanation)), None),
     )
     return Composition(vtable, served_by, drivers, explanation)
 

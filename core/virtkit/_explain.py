@@ -45,6 +45,7 @@ class Explanation(NamedTuple):
     routes: tuple[Route, ...]
     attempts: tuple[Attempt, ...]
     load_failures: tuple[tuple[str, str, str], ...] = ()  # (plugin, target, error)
+    remote: Explanation | None = None  # the far side's composition, behind a remote plugin
 
     # NamedTuples for import speed (a dataclass costs ~1 ms to create at import): the CLI
     # imports this on every start.
@@ -80,6 +81,7 @@ class Explanation(NamedTuple):
                 for a in self.attempts
             ],
             "load_failures": [{"plugin": p, "target": t, "error": e} for p, t, e in self.load_failures],
+            **({"remote": self.remote.to_dict()} if self.remote is not None else {}),
         }
 
     def render(self) -> str:
@@ -101,4 +103,7 @@ class Explanation(NamedTuple):
         if self.load_failures:
             lines += ["", "failed to load:"]
             lines += [f"  {p} ({t}): {e}" for p, t, e in self.load_failures]
+        if self.remote is not None:
+            lines += ["", "far side:"]
+            lines += [f"  {line}" if line else "" for line in self.remote.render().split("\n")]
         return "\n".join(lines)

@@ -113,7 +113,9 @@ def _cell(c: Column, op: str, none: str) -> str:
 
 
 def _legend(c: Column) -> str:
-    schemes = ", ".join(f"{s}://" if s != ANY_SCHEME else "any scheme" for s in c.schemes)
+    schemes = ", ".join(
+        "any scheme" if s == ANY_SCHEME else f"SCHEME{s}://" if s.startswith("+") else f"{s}://" for s in c.schemes
+    )
     parts = [f"schemes {schemes}"]
     if c.uri is not None:
         parts.append(f"priority {c.priority} at {c.uri}")
@@ -170,6 +172,8 @@ def _column(plugin: object, name: str, dist: str, schemes: tuple[str, ...]) -> C
     uri: str | None = None
     if isinstance(proposal, str) and proposal.split(":", 1)[0].split("+", 1)[0] in schemes:
         uri = proposal
+    elif concrete and concrete[0].startswith("+"):  # a transport's plugin: any scheme, a far host
+        uri = f"any{concrete[0]}://host/"
     elif concrete:
         uri = f"{concrete[0]}:///"
     prio: int | None = None

@@ -1,0 +1,262 @@
+"""``virtkit serve --stdio [URI]``: this host's plugins, served over stdin/stdout.
+
+The far end of a ``SCHEME+ssh://`` or ``SCHEME+ext://`` connection. It opens URI here with normal
+discovery and composition and answers the protocol of :mod:`virtkit._rpc`: every catalogue
+operation the composition serves, nothing else. Read-only is enforced here too (the client's
+hello may ask for it, ``--readonly`` forces it), and every value entering goes through the same
+checks as the public API's.
+
+Calls run on a few worker threads, so a slow operation never delays a keepalive answer. The
+protocol owns the real stdin and stdout: fd 1 is pointed at stderr and fd 0 at /dev/null before
+any plugin is imported, so a plugin that prints cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._catalogue import CATALOGUE
+from ._connection import Connection
+from ._connection import open as open_connection
+from ._errors import InvalidArgument, ProtocolError, ReadOnlyError, VirtError
+from ._input import check_domain_config, check_memory, check_timeout, check_vcpus
+from ._rpc import PROTOCOL, FrameReader, decode_value, encode_error, encode_event, encode_frame, encode_value
+from ._types import DomainEvent
+
+__all__ = ["serve_stdio"]
+
+log = logging.getLogger("virtkit.serve")
+
+_WORKERS = 8
+_HELLO_WAIT = 60.0  # a client that never says hello is not a client
+_REGISTER = "connect_domain_event_register"
+_FLAGS_LIMIT = 2**32
+
+
+def _checked(name: str, type_name: str, value: Any) -> Any:
+    """The public API's input checks, for values that arrive over the link instead."""
+    if type_name == "DomainConfig":
+        return check_domain_config(value)
+    if name == "memory":
+        return check_memory(value)
+    if name == "count":
+        return check_vcpus(value)
+    return value
+
+
+class _Server:
+    def __init__(self, rfd: int, wfd: int, uri: str | None, readonly: bool) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.uri = uri
+        self.readonly = readonly
+        self.conn: Connection | None = None
+        self.silence = _HELLO_WAIT
+        self._wlock = threading.Lock()
+        self._subs: dict[int, Callable[[], None]] = {}
+        self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._plock = threading.Lock()
+        self._workers = 0
+        self._idle = 0
+        self._broken = False
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, msg: dict[str, Any]) -> None:
+        try:
+            frame = encode_frame(msg)
+        except (ProtocolError, TypeError, ValueError) as exc:  # a reply too big, or not JSON
+            err = exc if isinstance(exc, VirtError) else ProtocolError(f"reply does not encode: {exc}")
+            frame = encode_frame({"k": "error", "id": msg.get("id", 0), "error": encode_error(err)})
+        with self._wlock:
+            if self._broken:
+                return
+            view = memoryview(frame)
+            try:
+                while view:
+                    view = view[os.write(self.wfd, view) :]
+            except OSError:  # the client went away: the reader sees EOF and ends the loop
+                self._broken = True
+
+    def fail(self, call_id: int, exc: BaseException) -> None:
+        self.send({"k": "error", "id": call_id, "error": encode_error(exc)})
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        reader = FrameReader()
+        last = time.monotonic()
+        while not self._broken:
+            wait = self.silence - (time.monotonic() - last)
+            if wait <= 0:
+                log.warning("serve: nothing from the client for %.0fs, ending", self.silence)
+                return 1
+            ready, _, _ = select.select([self.rfd], [], [], wait)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.rfd, 1 << 16)
+            except OSError:
+                return 1
+            if not data:
+                return 0
+            last = time.monotonic()
+            try:
+                for msg in reader.feed(data):
+                    if not self.handle(msg):
+                        return 1
+            except ProtocolError as exc:
+                self.fail(0, exc)  # the stream cannot be resynchronised: say why and end
+                return 1
+        return 1
+
+    def handle(self, msg: dict[str, Any]) -> bool:
+        kind = msg["k"]
+        if self.conn is None:
+            return self.hello(msg)
+        if kind == "call":
+            call_id = msg.get("id")
+            if not isinstance(call_id, int) or isinstance(call_id, bool) or call_id <= 0:
+                self.fail(0, ProtocolError(f"call without a valid id: {call_id!r:.40}"))
+                return False
+            self._dispatch(msg)
+        elif kind == "keepalive":
+            if not msg.get("ack"):
+                self.send({"k": "keepalive", "ack": True})
+        elif kind == "cancel":
+            cancel = self._subs.pop(msg.get("sub"), None)  # type: ignore[arg-type]
+            if cancel is not None:
+                cancel()
+        else:
+            self.fail(0, ProtocolError(f"unknown message kind {kind!r:.40}"))
+            return False
+        return True
+
+    def hello(self, msg: dict[str, Any]) -> bool:
+        if msg["k"] != "hello":
+            self.fail(0, ProtocolError(f"expected hello, got {msg['k']!r:.40}"))
+            return False
+        if msg.get("proto") != PROTOCOL:
+            self.fail(0, ProtocolError(f"protocol {msg.get('proto')!r:.20} is not spoken here (this side: {PROTOCOL})"))
+            return False
+        try:
+            timeout = check_timeout(msg.get("timeout", 30.0))
+            interval = check_timeout(msg.get("keepalive", 10.0), "keepalive")
+            self.readonly = self.readonly or bool(msg.get("readonly"))
+            self.conn = open_connection(self.uri, readonly=self.readonly, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure to open is told to the client, typed
+            self.fail(0, exc)
+            return False
+        # The client pings every `interval` when idle: silence well past that is a dead client.
+        self.silence = 4 * interval + timeout
+        from ._version import __version__
+
+        served = {op: plugin for op in CATALOGUE if (plugin := self.conn.served_by(op))}
+        self.send(
+            {
+                "k": "hello",
+                "proto": PROTOCOL,
+                "virtkit": __version__,
+                "uri": str(self.conn.uri),
+                "readonly": self.readonly,
+                "served": served,
+                "explain": self.conn.explain().to_dict(),
+            }
+        )
+        return True
+
+    # -- calls, on worker threads ----------------------------------------------------------------
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        with self._plock:
+            start = self._idle == 0 and self._workers < _WORKERS
+            if start:
+                self._workers += 1
+        if start:
+            threading.Thread(target=self._worker, name="virtkit-serve", daemon=True).start()
+        self._work.put(msg)
+
+    def _worker(self) -> None:
+        while True:
+            with self._plock:
+                self._idle += 1
+            msg = self._work.get()
+            with self._plock:
+                self._idle -= 1
+            if msg is None:
+                return
+            self.call(msg)
+
+    def call(self, msg: dict[str, Any]) -> None:
+        call_id: int = msg["id"]
+        name = msg.get("op")
+        conn = self.conn
+        assert conn is not None
+        op = CATALOGUE.get(name) if isinstance(name, str) else None
+        try:
+            if op is None:
+                raise ProtocolError(f"unknown operation {name!r:.60}")
+            args, flags = msg.get("args", []), msg.get("flags", 0)
+            wanted = 0 if op.name == _REGISTER else len(op.params)  # the callback stays on the client
+            if not isinstance(args, list) or len(args) != wanted:
+                raise ProtocolError(f"{op.name} takes {wanted} argument(s) over the link")
+            if not isinstance(flags, int) or isinstance(flags, bool) or not 0 <= flags < _FLAGS_LIMIT:
+                raise InvalidArgument(f"bad flags {flags!r:.40}")
+            if op.mutates and self.readonly:
+                raise ReadOnlyError(f"{op.name} mutates and the connection to {conn.uri} is read-only")
+            if op.name == _REGISTER:
+                self._subs[call_id] = conn.vtable[_REGISTER](self._forward(call_id), flags=flags)
+                self.send({"k": "reply", "id": call_id, "value": call_id})
+                return
+            values = [_checked(p.name, p.type, decode_value(p.type, a)) for p, a in zip(op.params, args, strict=True)]
+            result = conn.vtable[op.name](*values, flags=flags)
+            self.send({"k": "reply", "id": call_id, "value": encode_value(op.returns, result)})
+        except Exception as exc:  # noqa: BLE001 - every failure goes back typed, as the API would raise it
+            self.fail(call_id, conn._fail(op.name, exc) if op is not None else exc)
+
+    def _forward(self, sub: int) -> Callable[[DomainEvent], None]:
+        def forward(event: DomainEvent) -> None:
+            self.send({"k": "event", "sub": sub, "event": encode_event(event)})
+
+        return forward
+
+    def close(self) -> None:
+        for cancel in list(self._subs.values()):
+            try:
+                cancel()
+            except Exception as exc:  # noqa: BLE001 - closing goes on
+                log.warning("serve: cancelling an event subscription failed: %s", exc)
+        self._subs.clear()
+        for _ in range(self._workers):
+            self._work.put(None)
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except VirtError as exc:
+                log.warning("serve: closing %s failed: %s", self.conn.uri, exc)
+
+
+def serve_stdio(uri: str | None, *, readonly: bool = False) -> int:
+    """Serve ``uri`` (None: the default URI) over this process's stdin and stdout until EOF."""
+    rfd, wfd = os.dup(0), os.dup(1)
+    # From here on fd 0/1 are not the protocol's: a plugin's print() lands on stderr.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    server = _Server(rfd, wfd, uri, readonly)
+    try:
+        return server.run()
+    finally:
+        server.close()
+        for fd in (rfd, wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
