@@ -1,0 +1,369 @@
+"""One link: the child process (ssh or an ``+ext`` command), frames both ways, calls by id.
+
+One reader thread per link reads the child's stdout and stderr; callers send their own frames
+(under a lock, with the call's deadline) and wait for their reply. Every call has one total
+deadline. When idle the reader sends a keepalive; a far side that stays silent for the timeout
+after one is dead: every call in flight fails at once and the child is ended.
+
+The reader thread holds only the link's state, never the :class:`Link` the driver holds: when
+the driver is dropped unclosed, ``weakref.finalize`` ends the child (also at interpreter exit).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from virtkit import ConnectionClosed, DomainEvent, NoDriver, PermissionDenied, ProtocolError, VirtError
+from virtkit import TimeoutError as VirtTimeout
+from virtkit.rpc import PROTOCOL, FrameReader, decode_error, decode_event, encode_frame
+
+from ._transport import Endpoint
+
+__all__ = ["Link"]
+
+log = logging.getLogger("virtkit.remote")
+
+_STDERR_KEEP = 8192
+_GRACE = 2.0  # seconds a closed child gets to end on its own before it is signalled
+
+
+class _Pending:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: VirtError | None = None
+
+
+def _classify(rc: int | None, stderr: str, ep: Endpoint) -> VirtError:
+    """The child ended before or while we spoke: the typed error its words and status mean."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    said = "; ".join(lines[-4:])[-600:] or "(nothing on stderr)"
+    status = f"exit status {rc}" if rc is not None and rc >= 0 else f"signal {-rc}" if rc is not None else "no status"
+    if "Permission denied" in stderr or "Too many authentication failures" in stderr:
+        return PermissionDenied(f"{ep.where}: authentication refused: {said}")
+    if "Host key verification failed" in stderr or "HOST IDENTIFICATION HAS CHANGED" in stderr:
+        return PermissionDenied(f"{ep.where}: the host key is not trusted: {said}")
+    if rc == 127 or "command not found" in stderr:
+        return NoDriver(
+            f"{ep.where}: the far side cannot run {ep.command!r} ({said}): install virtkit there, "
+            "or name it with ?command=/path/to/virtkit"
+        )
+    if "invalid choice: 'serve'" in stderr:
+        return NoDriver(f"{ep.where}: {ep.command!r} on the far side has no 'serve' command (virtkit too old?)")
+    return ConnectionClosed(f"{ep.where} ended ({status}): {said}")
+
+
+class _State:
+    """Everything the reader thread and callers share; the Link is a thin handle on it."""
+
+    def __init__(self, ep: Endpoint, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        self.ep = ep
+        self.proc = proc
+        self.timeout = timeout
+        self.interval = min(max(timeout / 3, 0.2), 10.0)
+        self.lock = threading.Lock()
+        self.wlock = threading.Lock()
+        self.pending: dict[int, _Pending] = {}
+        self.subs: dict[int, Callable[[DomainEvent], None]] = {}
+        self.ids = itertools.count(1)
+        self.dead: VirtError | None = None
+        self.closed = False
+        self.greeted = False
+        self.stderr = bytearray()
+        self.events: queue.Queue[tuple[Callable[[DomainEvent], None], DomainEvent] | None] | None = None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        self.wfd, self.rfd, self.efd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
+        os.set_blocking(self.wfd, False)
+        self.reader = threading.Thread(target=self.read_loop, name=f"virtkit-remote {ep.where}", daemon=True)
+
+    # -- failure -----------------------------------------------------------------------------
+
+    def fail(self, error: VirtError) -> None:
+        """The link is dead: every waiting call gets ``error``'s class and message."""
+        with self.lock:
+            if self.dead is None:
+                self.dead = error
+            waiting = list(self.pending.values())
+        for p in waiting:
+            p.error = _copy(self.dead)
+            p.done.set()
+        self.kill_child()
+
+    def kill_child(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGCONT):  # SIGCONT: a stopped child must see its SIGTERM
+            try:
+                os.killpg(self.proc.pid, sig)  # its own session: ssh's ProxyCommand children too
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+
+    def ended(self) -> VirtError:
+        """Why the child's stdout ended: wait briefly for its status and last words."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.efd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            try:
+                chunk = os.read(self.efd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.keep_stderr(chunk)
+        try:
+            rc: int | None = self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            rc = None
+        return _classify(rc, self.stderr.decode("utf-8", "replace"), self.ep)
+
+    def keep_stderr(self, chunk: bytes) -> None:
+        self.stderr += chunk
+        del self.stderr[:-_STDERR_KEEP]
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                log.debug("%s: %s", self.ep.where, line.rstrip())
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def read_loop(self) -> None:
+        frames = FrameReader()
+        fds = [self.rfd, self.efd]
+        last_rx = time.monotonic()
+        ping_sent: float | None = None
+        try:
+            while self.dead is None:
+                ready, _, _ = select.select(fds, [], [], self.interval / 2)
+                now = time.monotonic()
+                if self.efd in ready:
+                    chunk = os.read(self.efd, 4096)
+                    if chunk:
+                        self.keep_stderr(chunk)
+                    else:
+                        fds = [self.rfd]
+                if self.rfd in ready:
+                    data = os.read(self.rfd, 1 << 16)
+                    if not data:
+                        self.fail(ConnectionClosed(f"{self.ep.where}: closed") if self.closed else self.ended())
+                        return
+                    last_rx, ping_sent = now, None
+                    for msg in frames.feed(data):
+                        self.deliver(msg)
+                elif ping_sent is not None and now - ping_sent > self.timeout:
+                    self.fail(VirtTimeout(f"{self.ep.where}: no answer to a keepalive for {self.timeout:g}s"))
+                    return
+                elif ping_sent is None and self.greeted and now - last_rx > self.interval:
+                    ping_sent = now
+                    self.send({"k": "keepalive", "ack": False}, now + self.timeout)
+        except VirtError as exc:  # garbage, an oversized frame, a write that failed
+            self.fail(exc)
+        except OSError as exc:
+            self.fail(ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}"))
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        kind = msg["k"]
+        if kind == "reply" or kind == "hello":
+            call_id = 0 if kind == "hello" else msg.get("id")
+            p = self.pending.get(call_id)  # type: ignore[arg-type]
+            self.greeted = True  # keepalives only after the hello: opening may take its time
+            if p is not None:  # else: the reply to a call that timed out; dropped
+                p.value = msg if kind == "hello" else msg.get("value")
+                p.done.set()
+        elif kind == "error":
+            err = decode_error(msg.get("error"))
+            call_id = msg.get("id")
+            p = self.pending.get(call_id)  # type: ignore[arg-type]
+            if p is not None:
+                p.error = err
+                p.done.set()
+            elif call_id == 0:  # the far side gave up on the link itself
+                self.fail(err)
+        elif kind == "event":
+            callback = self.subs.get(msg.get("sub"))  # type: ignore[arg-type]
+            if callback is not None:
+                self.post(callback, decode_event(msg.get("event")))
+        elif kind == "keepalive":
+            if not msg.get("ack"):
+                self.send({"k": "keepalive", "ack": True}, time.monotonic() + self.timeout)
+        else:
+            raise ProtocolError(f"{self.ep.where}: unknown message kind {kind!r:.40}")
+
+    # -- events: delivered on a thread of their own, so a callback may call back ------------------
+
+    def post(self, callback: Callable[[DomainEvent], None], event: DomainEvent) -> None:
+        if self.events is None:
+            self.events = queue.Queue()
+            threading.Thread(
+                target=self.event_loop, args=(self.events,), name="virtkit-remote-events", daemon=True
+            ).start()
+        self.events.put((callback, event))
+
+    @staticmethod
+    def event_loop(q: queue.Queue[tuple[Callable[[DomainEvent], None], DomainEvent] | None]) -> None:
+        while (item := q.get()) is not None:
+            try:
+                item[0](item[1])
+            except Exception as exc:  # noqa: BLE001 - a callback's bug must not stop the others
+                log.warning("event callback %r raised %s: %s", item[0], type(exc).__name__, exc)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, msg: dict[str, Any], deadline: float) -> None:
+        frame = memoryview(encode_frame(msg))
+        with self.wlock:
+            while frame:
+                left = deadline - time.monotonic()
+                if left <= 0:  # half a frame is in the pipe: the stream is beyond repair
+                    err = VirtTimeout(f"{self.ep.where}: could not send within {self.timeout:g}s")
+                    self.fail(err)
+                    raise _copy(err)
+                _, ready, _ = select.select([], [self.wfd], [], left)
+                if not ready:
+                    continue
+                try:
+                    frame = frame[os.write(self.wfd, frame) :]
+                except BlockingIOError:
+                    continue
+                except OSError as exc:  # EPIPE: the child is gone; the reader says why
+                    raise ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}") from None
+
+    def request(self, call_id: int, msg: dict[str, Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        p = _Pending()
+        with self.lock:
+            if self.dead is not None:
+                raise _copy(self.dead)
+            self.pending[call_id] = p
+        try:
+            try:
+                self.send(msg, deadline)
+            except ConnectionClosed:
+                p.done.wait(max(0.0, min(1.0, deadline - time.monotonic())))  # the reader's diagnosis
+                if p.error is None:
+                    raise
+            if not p.done.wait(max(0.0, deadline - time.monotonic())):
+                raise VirtTimeout(f"{what}: no answer from {self.ep.where} within {timeout:g}s")
+        finally:
+            with self.lock:
+                self.pending.pop(call_id, None)
+        if p.error is not None:
+            raise p.error
+        return p.value
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        proc = self.proc
+        assert proc.stdin is not None
+        try:
+            proc.stdin.close()  # EOF: the far serve closes its connection and ends, then ssh ends
+        except OSError:
+            pass
+        try:
+            proc.wait(min(_GRACE, self.timeout))
+        except subprocess.TimeoutExpired:
+            pass
+        if self.dead is None:
+            self.fail(ConnectionClosed(f"{self.ep.where}: closed"))
+        self.kill_child()
+        if self.reader.is_alive() and self.reader is not threading.current_thread():
+            self.reader.join(2.0)
+        if self.events is not None:
+            self.events.put(None)
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+
+
+def _copy(err: VirtError) -> VirtError:
+    """A fresh exception of the same class: one object is never raised in two threads."""
+    return type(err)(err.message, operation=err.operation, driver=err.driver, uri=err.uri)
+
+
+class Link:
+    """A live link to ``virtkit serve --stdio`` behind an ssh or ``+ext`` child."""
+
+    __slots__ = ("__weakref__", "_finalizer", "_state", "hello")
+
+    def __init__(self, ep: Endpoint, *, timeout: float, readonly: bool) -> None:
+        try:
+            proc = subprocess.Popen(
+                ep.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # our own signals; a terminal's Ctrl-C is ours to handle
+            )
+        except OSError as exc:
+            raise NoDriver(f"{ep.where}: cannot run {ep.argv[0]!r}: {exc.strerror or exc}") from None
+        state = self._state = _State(ep, proc, timeout)
+        self._finalizer = weakref.finalize(self, state.close)
+        state.reader.start()
+        hello = {"k": "hello", "proto": PROTOCOL, "readonly": readonly, "timeout": timeout}
+        hello["keepalive"] = state.interval
+        try:
+            self.hello: dict[str, Any] = state.request(0, hello, timeout, "connecting")
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, op: str, args: list[Any], flags: int) -> Any:
+        s = self._state
+        call_id = next(s.ids)
+        return s.request(call_id, {"k": "call", "id": call_id, "op": op, "args": args, "flags": flags}, s.timeout, op)
+
+    def subscribe(self, callback: Callable[[DomainEvent], None], flags: int) -> Callable[[], None]:
+        s = self._state
+        sub = next(s.ids)
+        s.subs[sub] = callback  # before the call: an event may follow the reply at once
+        try:
+            s.request(sub, {"k": "call", "id": sub, "op": "connect_domain_event_register", "args": [], "flags": flags},
+                      s.timeout, "connect_domain_event_register")  # fmt: skip
+        except BaseException:
+            s.subs.pop(sub, None)
+            raise
+
+        def cancel() -> None:
+            if s.subs.pop(sub, None) is not None and s.dead is None:
+                try:
+                    s.send({"k": "cancel", "sub": sub}, time.monotonic() + s.timeout)
+                except VirtError as exc:
+                    log.info("%s: cancelling events: %s", s.ep.where, exc)
+
+        return cancel
+
+    @property
+    def pid(self) -> int:
+        """The local child's process id (ssh, or the ``+ext`` command)."""
+        return self._state.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._state.dead is None
+
+    def close(self) -> None:
+        self._finalizer()
