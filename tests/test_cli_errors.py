@@ -49,7 +49,7 @@ def test_unicode_digit_is_not_an_id() -> None:
     assert err.startswith("error: no domain named '²'")
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon", "1e308"])
 @pytest.mark.parametrize("uri", [URI, "xen://127.0.0.1:1/"])
 def test_bad_timeouts_are_usage_errors(value: str, uri: str) -> None:
     err = _typed_failure(run(f"--timeout={value}", "-c", uri, "list"), 2)

@@ -46,13 +46,15 @@ def test_vcpus_out_of_bounds(value: object) -> None:
         virtkit.check_vcpus(value)
 
 
-@pytest.mark.parametrize("value", [0, -1, -0.0, math.nan, math.inf, -math.inf, 10**400, "2", None, True])
+@pytest.mark.parametrize(
+    "value", [0, -1, -0.0, math.nan, math.inf, -math.inf, 10**400, 1e308, virtkit.MAX_TIMEOUT * 2, "2", None, True]
+)
 def test_bad_timeouts(value: object) -> None:
     with pytest.raises(InvalidArgument, match="timeout must be"):
         virtkit.check_timeout(value)
 
 
-@pytest.mark.parametrize("value", [0.001, 1, 2.5, 86400])
+@pytest.mark.parametrize("value", [0.001, 1, 2.5, 86400, virtkit.MAX_TIMEOUT])
 def test_good_timeouts(value: float) -> None:
     assert virtkit.check_timeout(value) == float(value)
 

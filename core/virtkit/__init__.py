@@ -32,6 +32,7 @@ from ._explain import Attempt, Candidate, Explanation, Outcome, Route
 from ._input import (
     MAX_CONFIG_BYTES,
     MAX_MEMORY_KIB,
+    MAX_TIMEOUT,
     MAX_VCPUS,
     check_domain_config,
     check_domain_name,
@@ -64,6 +65,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "MAX_CONFIG_BYTES",
     "MAX_MEMORY_KIB",
+    "MAX_TIMEOUT",
     "MAX_VCPUS",
     "URI",
     "Attempt",

@@ -61,7 +61,8 @@ def _seconds(text: str) -> float:
     try:
         return check_timeout(float(text))
     except (ValueError, InvalidArgument):
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: seconds above 0, at most {MAX_TIMEOUT:.0f}") from None
+        why = f"seconds above 0, at most {MAX_TIMEOUT:.0f}"
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: {why}") from None
 
 
 def _event_seconds(text: str) -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_DEPTH",
     "MAX_MEMORY_KIB",
+    "MAX_TIMEOUT",
     "MAX_VCPUS",
     "check_domain_config",
     "check_domain_name",
@@ -39,6 +40,8 @@ MAX_CONFIG_DEPTH = 32
 MAX_MEMORY_KIB = 2**50
 #: Xen's and QEMU's own ceilings are lower; this only keeps absurd numbers out.
 MAX_VCPUS = 16384
+#: About 115 days. Longer waits overflow the C time types below socket and lock timeouts.
+MAX_TIMEOUT = 10_000_000.0
 
 # Names become file names (qemu, libxl state), URL path segments (xend) and xenstore values:
 # letters, digits and ". _ + -", starting with a letter or digit, at most 64 characters.
@@ -91,12 +94,15 @@ def check_domain_config(config: object) -> DomainConfig:
 
 
 def check_timeout(seconds: object, what: str = "timeout") -> float:
-    """A timeout in seconds: a finite number above zero (``nan``, ``inf``, 0 and negatives refused)."""
+    """A timeout in seconds: above zero and at most :data:`MAX_TIMEOUT` (``nan``, ``inf``, 0 and
+    negatives refused)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise InvalidArgument(f"{what} must be a number of seconds, got {_short(seconds)}")
     value = float(seconds) if isinstance(seconds, float) or abs(seconds) < 2**53 else math.inf
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgument(f"{what} must be a finite number of seconds above 0, got {_short(seconds)}")
+    if value > MAX_TIMEOUT:
+        raise InvalidArgument(f"{what} must be at most {MAX_TIMEOUT:.0f} seconds, got {_short(seconds)}")
     return value
 
 
