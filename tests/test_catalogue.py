@@ -37,7 +37,16 @@ def test_naming_rule() -> None:
 
 def test_catalogue_fields() -> None:
     assert {op for op, o in CATALOGUE.items() if o.mandatory} >= {"connect_get_type", "domain_get_info"}
-    assert all(o.since == "1.0" for o in CATALOGUE.values())
+    assert {o.since for o in CATALOGUE.values()} == {"1.0", "1.1"}
+    added = {o.name for o in CATALOGUE.values() if o.since == "1.1"}
+    assert added == {
+        "connect_get_all_domain_stats",
+        "domain_block_stats",
+        "domain_interface_stats",
+        "domain_memory_stats",
+        "domain_get_vcpu_info",
+    }
+    assert not any(CATALOGUE[op].mandatory or CATALOGUE[op].mutates for op in added)  # a 1.0 plugin still opens
     mut = {op for op, o in CATALOGUE.items() if o.mutates}
     assert "domain_suspend" in mut and "domain_get_info" not in mut
     assert all(not o.name.startswith("domain_get") for o in CATALOGUE.values() if o.mutates)

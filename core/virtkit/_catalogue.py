@@ -23,7 +23,7 @@ __all__ = [
 
 #: major.minor. A plugin targeting the same major and a minor <= ours is compatible: minors
 #: only add optional operations, a new major may change signatures.
-CATALOGUE_VERSION = "1.0"
+CATALOGUE_VERSION = "1.1"
 
 
 class Param(NamedTuple):
@@ -153,6 +153,33 @@ _OPS = (
         "Callable[[], None]",
         "Call back on every domain lifecycle event; returns a function that cancels.",
     ),
+    # 1.1: statistics (records and units in virtkit._stats; optional, so 1.0 plugins keep working)
+    _op(
+        "connect_get_all_domain_stats",
+        (
+            Param("groups", "StatsGroups", "group names of virtkit.STATS_GROUPS, canonical order"),
+            Param("domains", "list[DomainRef] | None", "None: every domain, active and inactive"),
+        ),
+        "list[DomainStats]",
+        "Bulk stats of the requested groups per domain; a domain gone meanwhile is left out.",
+        since="1.1",
+    ),
+    _op(
+        "domain_block_stats",
+        (_DOM, Param("device", "str", "disk target, e.g. 'vda'; '' sums every disk")),
+        "BlockStats",
+        "A disk's I/O counters: requests, bytes, ns.",
+        since="1.1",
+    ),
+    _op(
+        "domain_interface_stats",
+        (_DOM, Param("device", "str", "interface name or MAC address")),
+        "InterfaceStats",
+        "An interface's counters: bytes, packets, errors, drops.",
+        since="1.1",
+    ),
+    _op("domain_memory_stats", (_DOM,), "MemoryStats", "Balloon and guest memory figures (KiB).", since="1.1"),
+    _op("domain_get_vcpu_info", (_DOM,), "list[VcpuInfo]", "Each online vcpu: state, cpu time (ns).", since="1.1"),
 )
 
 #: name -> Operation, in catalogue order.

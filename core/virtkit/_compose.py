@@ -28,6 +28,7 @@ __all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
 log = logging.getLogger("virtkit.open")
 
 Slot = Callable[..., Any]
+STATS_OP = "connect_get_all_domain_stats"
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
@@ -290,8 +291,11 @@ def _build(
     vtable: dict[str, Slot] = {}
     served_by: dict[str, str] = {}
     routes: list[Route] = []
+    groups: tuple[Route, ...] = ()
     for operation in CATALOGUE.values():
         route, slot = _route(operation, opened, opts, shown)
+        if operation.name == STATS_OP and route.plugin:
+            groups, slot = _route_stats(route, slot, opened, opts)
         routes.append(route)
         vtable[operation.name] = slot
         if route.plugin:
@@ -320,6 +324,7 @@ def _build(
         attempts=tuple(attempts),
         load_failures=failed,
         remote=next((e for e in far if isinstance(e, Explanation)), None),
+        groups=groups,
     )
     return Composition(vtable, served_by, drivers, explanation)
 
@@ -362,6 +367,21 @@ def _route(
         slot = _refuse(op.name, ReadOnlyError, f"{op.name} mutates and the connection to {shown} is read-only")
         notes.append("refused: read-only connection")
     return Route(op.name, chosen[2], -chosen[0], lost, "; ".join(notes), use_fallback), slot
+
+
+def _route_stats(
+    route: Route, slot: Slot, opened: list[tuple[str, object, int]], opts: ComposeOptions
+) -> tuple[tuple[Route, ...], Slot]:
+    """The bulk stats operation is routed per group as well (see virtkit._stats)."""
+    from ._stats import route_groups
+
+    excluded = set(opts.exclude.get("*", ())) | set(opts.exclude.get(STATS_OP, ()))
+    cands = []
+    for name, driver, prio in opened:
+        found = _method_priority(driver, STATS_OP, prio)
+        if found is not None and name not in excluded:
+            cands.append((name, found[0], found[1]))
+    return route_groups(cands, opts.prefer.get(STATS_OP) or opts.prefer.get("*"), route, slot)
 
 
 def _close_quietly(driver: object) -> None:

@@ -20,6 +20,7 @@ from ._compose import ComposeOptions, compose, probe_default_uri
 from ._errors import ConnectionClosed, DriverError, InvalidArgument, NoDriver, NoSuchDomain, VirtError
 from ._explain import Explanation
 from ._input import check_domain_config, check_memory, check_timeout, check_vcpus
+from ._stats_api import ConnectionStats, DomainStatsMethods
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -79,7 +80,7 @@ def open(  # noqa: A001 - libvirt.open
     return Connection(parsed, opts)
 
 
-class Connection:
+class Connection(ConnectionStats):
     """An open connection: the effective vtable, built once, and the drivers behind it."""
 
     __slots__ = ("_closed", "_drivers", "_explanation", "_lock", "_served", "_vt", "readonly", "uri")
@@ -298,7 +299,7 @@ def _closed_slot(op: str) -> Callable[..., Any]:
     return closed
 
 
-class Domain:
+class Domain(DomainStatsMethods):
     """A domain as seen through one connection; compares equal by connection and UUID."""
 
     __slots__ = ("_conn", "_ref", "_vt")

@@ -46,6 +46,7 @@ class Explanation(NamedTuple):
     attempts: tuple[Attempt, ...]
     load_failures: tuple[tuple[str, str, str], ...] = ()  # (plugin, target, error)
     remote: Explanation | None = None  # the far side's composition, behind a remote plugin
+    groups: tuple[Route, ...] = ()  # connect_get_all_domain_stats per stats group (operation = group)
 
     # NamedTuples for import speed (a dataclass costs ~1 ms to create at import): the CLI
     # imports this on every start.
@@ -82,6 +83,7 @@ class Explanation(NamedTuple):
             ],
             "load_failures": [{"plugin": p, "target": t, "error": e} for p, t, e in self.load_failures],
             **({"remote": self.remote.to_dict()} if self.remote is not None else {}),
+            **({"stats_groups": [_route_dict(r) for r in self.groups]} if self.groups else {}),
         }
 
     def render(self) -> str:
@@ -103,7 +105,24 @@ class Explanation(NamedTuple):
         if self.load_failures:
             lines += ["", "failed to load:"]
             lines += [f"  {p} ({t}): {e}" for p, t, e in self.load_failures]
+        if self.groups:
+            lines += ["", "connect_get_all_domain_stats by group:"]
+            for r in self.groups:
+                lost = ", ".join(f"{c.plugin}({c.priority})" for c in r.lost)
+                extra = "; ".join(x for x in (lost and "lost: " + lost, r.note) if x)
+                prio = "" if r.priority is None else str(r.priority)
+                lines.append(f"  {r.operation:<8} {r.plugin or '-':<14} {prio:>5}  {extra}".rstrip())
         if self.remote is not None:
             lines += ["", "far side:"]
             lines += [f"  {line}" if line else "" for line in self.remote.render().split("\n")]
         return "\n".join(lines)
+
+
+def _route_dict(r: Route) -> dict[str, Any]:
+    return {
+        "group": r.operation,
+        "plugin": r.plugin,
+        "priority": r.priority,
+        "lost": [{"plugin": c.plugin, "priority": c.priority} for c in r.lost],
+        "note": r.note,
+    }

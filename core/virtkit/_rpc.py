@@ -365,8 +365,18 @@ def decode_explanation(data: object) -> Explanation:
         )
         failures = tuple((str(f["plugin"]), str(f["target"]), str(f["error"])) for f in data["load_failures"])
         far = data.get("remote")
+        groups = tuple(
+            Route(
+                str(r["group"]),
+                None if r["plugin"] is None else str(r["plugin"]),
+                None if r["priority"] is None else int(r["priority"]),
+                tuple(Candidate(str(c["plugin"]), int(c["priority"])) for c in r["lost"]),
+                str(r["note"]),
+            )
+            for r in data.get("stats_groups", ())
+        )
         return Explanation(
-            str(data["uri"]), routes, attempts, failures, None if far is None else decode_explanation(far)
+            str(data["uri"]), routes, attempts, failures, None if far is None else decode_explanation(far), groups
         )
     except (KeyError, TypeError, ValueError):
         raise _bad("explanation", data) from None
@@ -378,3 +388,11 @@ def served_operations(data: object) -> dict[str, str]:
     if not isinstance(data, dict):
         raise _bad("served operations", data)
     return {op: str(plugin) for op, plugin in data.items() if op in CATALOGUE and isinstance(plugin, str)}
+
+
+# catalogue 1.1: the stats types (their codecs use the helpers above)
+from ._stats_wire import DECODERS as _STATS_DECODERS  # noqa: E402
+from ._stats_wire import ENCODERS as _STATS_ENCODERS  # noqa: E402
+
+_DECODERS.update(_STATS_DECODERS)
+_ENCODERS.update(_STATS_ENCODERS)

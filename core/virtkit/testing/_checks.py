@@ -21,6 +21,7 @@ from .._types import (
     NodeInfo,
     Version,
 )
+from ._stats_checks import STATS_CHECKS
 
 __all__ = [
     "RESULT_CHECKS",
@@ -147,6 +148,7 @@ RESULT_CHECKS: dict[str, Callable[[object], str | None]] = {
     "DomainConfig": _is(DomainConfig, "DomainConfig"),
     "Callable[[], None]": _check_callable,
 }
+RESULT_CHECKS.update(STATS_CHECKS)  # catalogue 1.1
 
 
 def check_result(op: Operation | str, value: object) -> None:

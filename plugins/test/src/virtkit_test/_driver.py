@@ -34,6 +34,7 @@ from virtkit import (
 )
 
 from ._host import HostSpec, check_config
+from ._stats import StatsMixin, devices_of, vcpu_times
 from ._version import __version__
 
 __all__ = ["Driver"]
@@ -56,17 +57,21 @@ class _Dom:
     __slots__ = (
         "config",
         "cpu_ns",
+        "disks",
         "id",
         "max_memory",
         "max_vcpus",
         "memory",
         "name",
+        "nets",
         "persistent",
         "reason",
         "ref",
         "since",
         "state",
         "uuid",
+        "vcpu_base",
+        "vcpu_t0",
         "vcpus",
     )
 
@@ -86,6 +91,9 @@ class _Dom:
         self.cpu_ns = 0  # cpu time used up to ``since``
         self.since: int | None = None  # monotonic ns when it last started running; None unless RUNNING
         self.ref = DomainRef(self.name, uuid, None)
+        self.disks, self.nets = devices_of(config, uuid)
+        self.vcpu_base: list[int] = []  # each vcpu's cpu time (ns) when the vcpu count last changed
+        self.vcpu_t0 = 0  # the domain's cpu time then
 
     def cpu_time(self, now: int) -> int:
         return self.cpu_ns if self.since is None else self.cpu_ns + (now - self.since)
@@ -96,7 +104,7 @@ def _check_flags(flags: int, allowed: int = 0) -> None:
         raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
-class Driver:
+class Driver(StatsMixin):
     """A ``test:///`` driver connection: the methods are the catalogue's operations."""
 
     __slots__ = (
@@ -177,6 +185,7 @@ class Driver:
     def _boot(self, d: _Dom) -> None:
         d.state, d.reason = _RUNNING, "booted"
         d.cpu_ns, d.since = 0, time.monotonic_ns()
+        d.vcpu_base, d.vcpu_t0 = [], 0  # a new boot is a new series of counters
         self._set_id(d, self._next_id)
         self._next_id += 1
         self._emit(DomainEventType.STARTED, d, "booted")
@@ -185,6 +194,7 @@ class Driver:
         """Shut a domain off: a persistent one stays defined, a transient one is gone."""
         d.state, d.reason = _SHUTOFF, reason
         d.cpu_ns, d.since = 0, None
+        d.vcpu_base, d.vcpu_t0 = [], 0
         self._set_id(d, None)
         if not d.persistent:
             del self._by_uuid[d.uuid], self._by_name[d.name]
@@ -521,6 +531,12 @@ class Driver:
             elif count > d.max_vcpus:
                 raise InvalidArgument(f"cannot give {d.name!r} {count} vcpus: above its maximum {d.max_vcpus}")
             else:
+                if d.id is not None:  # keep each vcpu's time: per-vcpu counters never go back
+                    t = d.cpu_time(time.monotonic_ns())
+                    times = vcpu_times(d, t)
+                    base = d.vcpu_base + [0] * (len(times) - len(d.vcpu_base))
+                    base[: len(times)] = times
+                    d.vcpu_base, d.vcpu_t0 = base, t
                 d.vcpus = count
 
 

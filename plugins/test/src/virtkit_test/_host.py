@@ -279,6 +279,10 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "vcpus": 2,
             "max_vcpus": 2,
             "os_type": "hvm",
+            "devices": [
+                {"type": "disk", "target": "vda", "path": "/var/lib/virtkit-test/test.img"},
+                {"type": "interface", "target": "vnet0", "mac": "52:54:00:00:00:01"},
+            ],
         },
         {
             "name": "web",
@@ -294,6 +298,11 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "kernel": "/boot/vmlinuz-6.1.0-18-amd64",
             "initrd": "/boot/initrd.img-6.1.0-18-amd64",
             "cmdline": "root=/dev/xvda1 ro console=hvc0",
+            "devices": [
+                {"type": "disk", "target": "xvda", "path": "/var/lib/virtkit-test/web-root.img"},
+                {"type": "disk", "target": "xvdb", "path": "/var/lib/virtkit-test/web-data.img"},
+                {"type": "interface", "target": "vif2.0", "mac": "00:16:3e:00:00:02"},
+            ],
         },
         {
             "name": "paused-vm",
@@ -306,6 +315,10 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "vcpus": 1,
             "max_vcpus": 2,
             "os_type": "linux",
+            "devices": [
+                {"type": "disk", "target": "xvda", "path": "/var/lib/virtkit-test/paused.img"},
+                {"type": "interface", "target": "vif3.0", "mac": "00:16:3e:00:00:03"},
+            ],
         },
         {
             "name": "defined-vm",
@@ -316,6 +329,7 @@ DEFAULT_HOST_DATA: Mapping[str, Any] = {
             "vcpus": 1,
             "max_vcpus": 2,
             "os_type": "hvm",
+            "devices": [{"type": "disk", "target": "vda", "path": "/var/lib/virtkit-test/defined.img"}],
         },
     ],
 }

@@ -20,7 +20,7 @@ class Plugin:
 
     __slots__ = ()
 
-    virtkit_catalogue = "1.0"
+    virtkit_catalogue = "1.1"
     virtkit_name = "test"
     virtkit_default_uri = "test:///default"
 
