@@ -338,7 +338,20 @@ _COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
 }
 
 
-_COMMAND_NAMES = frozenset([*_COMMANDS, "drivers", "matrix", "serve"])
+_STATS_COMMANDS = ("domstats", "domblkstat", "domifstat", "dommemstat", "vcpuinfo")
+
+
+def _stats_command(name: str) -> Callable[[Connection, argparse.Namespace], None]:
+    def run(conn: Connection, args: argparse.Namespace) -> None:
+        from ._cli_stats import COMMANDS  # imported when a stats command runs, not at start-up
+
+        COMMANDS[name](conn, args)
+
+    return run
+
+
+_COMMANDS.update({name: _stats_command(name) for name in _STATS_COMMANDS})
+_COMMAND_NAMES = frozenset([*_COMMANDS, "drivers", "matrix", "serve", "exporter"])
 #: Global options that take a value (the command guess must skip the value).
 _VALUED = ("-c", "--connect", "--timeout", "--prefer", "--exclude")
 
@@ -433,6 +446,16 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
     )
     add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
     add("define", "define a domain from a JSON config", ("file", {"metavar": "FILE"}))
+    if only is None or only in _STATS_COMMANDS:
+        from ._cli_stats import add_parsers
+
+        add_parsers(add, dom)
+    if only in (None, "exporter"):
+        ex = sub.add_parser("exporter", help="serve Prometheus metrics of every domain over HTTP")
+        ex.add_argument("--listen", metavar="ADDR:PORT", default="127.0.0.1:9177", help="default 127.0.0.1:9177")
+        ex.add_argument(
+            "-c", "--connect", dest="exporter_uris", action="append", default=[], metavar="URI", help="repeatable"
+        )
     return p
 
 
@@ -493,6 +516,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._serve import serve_stdio
 
             return serve_stdio(args.uri or args.connect, readonly=args.readonly)
+        if args.command == "exporter":
+            from ._exporter import run_exporter
+
+            return run_exporter(args.exporter_uris or [args.connect], args.listen, timeout=args.open_timeout)
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
             conn = open_connection(

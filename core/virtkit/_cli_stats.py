@@ -1,0 +1,221 @@
+"""The CLI's stats commands, in virsh's formats: ``domstats``, ``domblkstat``, ``domifstat``,
+``dommemstat``, ``vcpuinfo``. Imported only when one of them runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from ._cli import _emit, _safe
+from ._connection import Connection
+from ._stats import STATS_GROUPS, BlockStats, DomainStats, InterfaceStats, VcpuState
+
+__all__ = ["COMMANDS", "domstats_lines", "stats_dict"]
+
+_VCPU_STATES = {VcpuState.OFFLINE: "offline", VcpuState.RUNNING: "running", VcpuState.BLOCKED: "blocked"}
+
+#: virsh's key names for our fields.
+_BLOCK_KEYS = (
+    ("rd.reqs", "read_requests"),
+    ("rd.bytes", "read_bytes"),
+    ("rd.times", "read_time_ns"),
+    ("wr.reqs", "write_requests"),
+    ("wr.bytes", "write_bytes"),
+    ("wr.times", "write_time_ns"),
+    ("fl.reqs", "flush_requests"),
+    ("fl.times", "flush_time_ns"),
+    ("errs", "errors"),
+)
+_NET_KEYS = (
+    ("rx.bytes", "rx_bytes"),
+    ("rx.pkts", "rx_packets"),
+    ("rx.errs", "rx_errors"),
+    ("rx.drop", "rx_drops"),
+    ("tx.bytes", "tx_bytes"),
+    ("tx.pkts", "tx_packets"),
+    ("tx.errs", "tx_errors"),
+    ("tx.drop", "tx_drops"),
+)
+
+
+def domstats_lines(rec: DomainStats) -> list[str]:
+    """One record as virsh prints it: ``Domain: 'name'`` then ``  key=value`` lines."""
+    out = [f"Domain: '{rec.domain.name}'"]
+
+    def put(key: str, value: object) -> None:
+        if value is not None:
+            out.append(f"  {key}={value}")
+
+    if rec.state is not None:
+        put("state.state", int(rec.state.state))
+        put("state.reason", rec.state.reason)
+    if rec.cpu is not None:
+        put("cpu.time", rec.cpu.time_ns)
+        put("cpu.user", rec.cpu.user_ns)
+        put("cpu.system", rec.cpu.system_ns)
+    if rec.balloon is not None:
+        put("balloon.current", rec.balloon.current_kib)
+        put("balloon.maximum", rec.balloon.maximum_kib)
+    if rec.vcpu is not None:
+        put("vcpu.current", rec.vcpu.current)
+        put("vcpu.maximum", rec.vcpu.maximum)
+        for v in rec.vcpu.vcpus:
+            put(f"vcpu.{v.number}.state", int(v.state))
+            put(f"vcpu.{v.number}.time", v.time_ns)
+    if rec.net is not None:
+        put("net.count", len(rec.net))
+        for i, n in enumerate(rec.net):
+            put(f"net.{i}.name", n.device)
+            for key, field in _NET_KEYS:
+                put(f"net.{i}.{key}", getattr(n, field))
+    if rec.block is not None:
+        put("block.count", len(rec.block))
+        for i, b in enumerate(rec.block):
+            put(f"block.{i}.name", b.device)
+            put(f"block.{i}.path", b.path)
+            for key, field in _BLOCK_KEYS:
+                put(f"block.{i}.{key}", getattr(b, field))
+    return out
+
+
+def stats_dict(rec: DomainStats) -> dict[str, Any]:
+    """One record as JSON data: field names carry their units."""
+    d: dict[str, Any] = {"domain": rec.domain.name, "id": rec.domain.id, "uuid": str(rec.domain.uuid)}
+    if rec.state is not None:
+        d["state"] = {"state": rec.state.state.label, "reason": rec.state.reason}
+    for group in ("cpu", "balloon"):
+        value = getattr(rec, group)
+        if value is not None:
+            d[group] = value._asdict()
+    if rec.vcpu is not None:
+        d["vcpu"] = {
+            "current": rec.vcpu.current,
+            "maximum": rec.vcpu.maximum,
+            "vcpus": [_vcpu_dict(v) for v in rec.vcpu.vcpus],
+        }
+    for group in ("block", "net"):
+        value = getattr(rec, group)
+        if value is not None:
+            d[group] = [x._asdict() for x in value]
+    return d
+
+
+def _vcpu_dict(v: Any) -> dict[str, Any]:
+    return {"number": v.number, "state": _VCPU_STATES.get(v.state, str(v.state)), "time_ns": v.time_ns, "cpu": v.cpu}
+
+
+def cmd_domstats(conn: Connection, args: argparse.Namespace) -> None:
+    groups = [g for g in STATS_GROUPS if getattr(args, f"group_{g}", False)] or None
+    doms = [conn.lookup(d) for d in args.domains] if args.domains else None
+    records = conn.all_domain_stats(groups, doms)
+    _emit(
+        args,
+        [stats_dict(r) for r in records],
+        lambda: "\n".join("\n".join(domstats_lines(r)) + "\n" for r in records).rstrip("\n") + "\n",
+    )
+
+
+def _lines(prefix: str, pairs: list[tuple[str, object]]) -> str:
+    return "\n".join(f"{prefix} {k} {v}" for k, v in pairs if v is not None)
+
+
+def _block_pairs(s: BlockStats) -> list[tuple[str, object]]:
+    return [
+        ("rd_req", s.read_requests),
+        ("rd_bytes", s.read_bytes),
+        ("wr_req", s.write_requests),
+        ("wr_bytes", s.write_bytes),
+        ("flush_operations", s.flush_requests),
+        ("rd_total_times", s.read_time_ns),
+        ("wr_total_times", s.write_time_ns),
+        ("flush_total_times", s.flush_time_ns),
+        ("errs", s.errors),
+    ]
+
+
+def cmd_domblkstat(conn: Connection, args: argparse.Namespace) -> None:
+    s = conn.lookup(args.domain).block_stats(args.device or "")
+    _emit(args, s._asdict(), lambda: _lines(_safe(s.device), _block_pairs(s)))
+
+
+def _net_pairs(s: InterfaceStats) -> list[tuple[str, object]]:
+    return [
+        ("rx_bytes", s.rx_bytes),
+        ("rx_packets", s.rx_packets),
+        ("rx_errs", s.rx_errors),
+        ("rx_drop", s.rx_drops),
+        ("tx_bytes", s.tx_bytes),
+        ("tx_packets", s.tx_packets),
+        ("tx_errs", s.tx_errors),
+        ("tx_drop", s.tx_drops),
+    ]
+
+
+def cmd_domifstat(conn: Connection, args: argparse.Namespace) -> None:
+    s = conn.lookup(args.domain).interface_stats(args.interface)
+    _emit(args, s._asdict(), lambda: _lines(_safe(s.device), _net_pairs(s)))
+
+
+def cmd_dommemstat(conn: Connection, args: argparse.Namespace) -> None:
+    m = conn.lookup(args.domain).memory_stats()
+    pairs: list[tuple[str, object]] = [
+        ("actual", m.actual_kib),
+        ("swap_in", m.swap_in_kib),
+        ("swap_out", m.swap_out_kib),
+        ("major_fault", m.major_faults),
+        ("minor_fault", m.minor_faults),
+        ("unused", m.unused_kib),
+        ("available", m.available_kib),
+        ("usable", m.usable_kib),
+        ("disk_caches", m.disk_caches_kib),
+        ("rss", m.rss_kib),
+    ]
+    _emit(args, m._asdict(), lambda: "\n".join(f"{k} {v}" for k, v in pairs if v is not None))
+
+
+def cmd_vcpuinfo(conn: Connection, args: argparse.Namespace) -> None:
+    vcpus = conn.lookup(args.domain).vcpu_info()
+
+    def text() -> str:
+        blocks = []
+        for v in vcpus:
+            rows = [
+                ("VCPU:", v.number),
+                ("CPU:", "-" if v.cpu is None else v.cpu),
+                ("State:", _VCPU_STATES.get(v.state, str(v.state))),
+                ("CPU time:", f"{v.time_ns / 1e9:.1f}s"),
+            ]
+            blocks.append("\n".join(f"{k:<16}{val}" for k, val in rows))
+        return "\n\n".join(blocks)
+
+    _emit(args, [_vcpu_dict(v) for v in vcpus], text)
+
+
+COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
+    "domstats": cmd_domstats,
+    "domblkstat": cmd_domblkstat,
+    "domifstat": cmd_domifstat,
+    "dommemstat": cmd_dommemstat,
+    "vcpuinfo": cmd_vcpuinfo,
+}
+
+
+def add_parsers(add: Callable[..., None], dom: tuple[str, dict[str, Any]]) -> None:
+    """The stats commands' parsers (``add`` is build_parser's helper)."""
+    flags: list[tuple[str, dict[str, Any]]] = []
+    for group, virsh in (("state", None), ("cpu", "--cpu-total"), ("balloon", None), ("vcpu", None)):
+        flags.append((f"--{group}", {"action": "store_true", "dest": f"group_{group}", "help": f"the {group} group"}))
+        if virsh:
+            flags.append((virsh, {"action": "store_true", "dest": f"group_{group}", "help": argparse.SUPPRESS}))
+    flags.append(("--block", {"action": "store_true", "dest": "group_block", "help": "the block group"}))
+    flags.append(("--net", {"action": "store_true", "dest": "group_net", "help": "the net group"}))
+    flags.append(("--interface", {"action": "store_true", "dest": "group_net", "help": argparse.SUPPRESS}))
+    domains = ("domains", {"nargs": "*", "metavar": "DOM", "help": "domains (default: all)"})
+    add("domstats", "statistics of domains (default: every group, every domain)", *flags, domains)
+    add(
+        "domblkstat", "a disk's I/O counters", dom, ("device", {"nargs": "?", "metavar": "DEV", "help": "default: all"})
+    )
+    add("domifstat", "an interface's counters", dom, ("interface", {"metavar": "IFACE", "help": "name or MAC"}))
+    add("dommemstat", "memory statistics (KiB)", dom)
+    add("vcpuinfo", "each vcpu's state and cpu time", dom)
