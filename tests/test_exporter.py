@@ -210,3 +210,12 @@ def test_a_real_prometheus_server_scrapes_the_exporter(exporter: Exporter, tmp_p
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_groups_limit_what_is_exported() -> None:
+    with Exporter([URI], groups=["cpu"]) as e:
+        text = e.scrape().decode()
+    assert value(samples(text), "virtkit_domain_cpu_seconds_total", **PAUSED) == 1.5
+    assert "virtkit_domain_block_read_bytes_total{" not in text and "virtkit_domain_state{" not in text
+    with pytest.raises(virtkit.InvalidArgument, match="unknown stats group"):
+        Exporter([URI], groups=["disk"])

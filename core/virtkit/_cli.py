@@ -456,6 +456,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         ex.add_argument(
             "-c", "--connect", dest="exporter_uris", action="append", default=[], metavar="URI", help="repeatable"
         )
+        ex.add_argument("--group", action="append", default=[], metavar="GROUP", help="export only GROUP; repeatable")
     return p
 
 
@@ -519,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "exporter":
             from ._exporter import run_exporter
 
-            return run_exporter(args.exporter_uris or [args.connect], args.listen, timeout=args.open_timeout)
+            uris = args.exporter_uris or [args.connect]
+            return run_exporter(uris, args.listen, timeout=args.open_timeout, groups=args.group)
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
             conn = open_connection(

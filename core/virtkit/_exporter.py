@@ -20,7 +20,7 @@ from typing import Any
 from ._connection import Connection
 from ._connection import open as open_connection
 from ._errors import ConnectionClosed, InvalidArgument, Unsupported, VirtError
-from ._stats import DomainStats
+from ._stats import DomainStats, check_groups
 from ._uri import parse_uri
 
 __all__ = ["Exporter", "parse_listen", "run_exporter"]
@@ -44,8 +44,9 @@ def parse_listen(text: str) -> tuple[str, int]:
 class _Target:
     """One URI: its connection, opened lazily and again after it closed."""
 
-    def __init__(self, uri: str | None, timeout: float) -> None:
+    def __init__(self, uri: str | None, timeout: float, groups: Sequence[str] | None = None) -> None:
         self.uri = uri
+        self.groups = groups
         self.shown = "(default)" if uri is None else str(parse_uri(uri))  # password-free
         self.timeout = timeout
         self.conn: Connection | None = None
@@ -58,7 +59,7 @@ class _Target:
                 self.shown = str(self.conn.uri)
             conn = self.conn
         try:
-            return conn.all_domain_stats()
+            return conn.all_domain_stats(self.groups)
         except ConnectionClosed:
             with self.lock:
                 self.conn = None
@@ -197,10 +198,20 @@ def _prometheus() -> Any:
 class Exporter:
     """The collector on its own registry, served over HTTP once :meth:`start` is called."""
 
-    def __init__(self, uris: Iterable[str | None], listen: str = DEFAULT_LISTEN, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        uris: Iterable[str | None],
+        listen: str = DEFAULT_LISTEN,
+        *,
+        timeout: float = 30.0,
+        groups: Sequence[str] | None = None,
+    ) -> None:
+        """``groups``: the stats groups to export (None: every group each connection serves)."""
         self.prom = _prometheus()
         self.address, self.port = parse_listen(listen)
-        self.targets = [_Target(u, timeout) for u in uris]
+        if groups:
+            check_groups(groups)
+        self.targets = [_Target(u, timeout, tuple(groups) if groups else None) for u in uris]
         self.registry = self.prom.CollectorRegistry()
         self.registry.register(StatsCollector(self.targets))
         self._server: Any = None
@@ -235,10 +246,12 @@ class Exporter:
         self.close()
 
 
-def run_exporter(uris: Sequence[str | None], listen: str, *, timeout: float = 30.0) -> int:
+def run_exporter(
+    uris: Sequence[str | None], listen: str, *, timeout: float = 30.0, groups: Sequence[str] | None = None
+) -> int:
     """The command: serve until interrupted or terminated, then close every connection."""
     stop = threading.Event()
-    with Exporter(uris, listen, timeout=timeout) as exporter:
+    with Exporter(uris, listen, timeout=timeout, groups=groups) as exporter:
         exporter.start()
         shown = f"[{exporter.address}]" if ":" in exporter.address else exporter.address
         print(f"virtkit exporter: http://{shown}:{exporter.port}/metrics", file=sys.stderr, flush=True)
