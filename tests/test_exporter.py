@@ -123,7 +123,7 @@ def test_prometheus_client_is_not_imported_at_start_up() -> None:
 def test_the_command_serves_until_terminated() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTKIT_")}
     proc = subprocess.Popen(
-        [VIRTKIT, "exporter", "--listen", "127.0.0.1:0", "-c", URI, "-c", "test:///default"],
+        [VIRTKIT, "exporter", "--listen", "127.0.0.1:0", "-c", URI, "-c", "test://nowhere/", "-c", URI],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -132,8 +132,10 @@ def test_the_command_serves_until_terminated() -> None:
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert line.startswith("virtkit exporter: http://127.0.0.1:"), line
-        found = samples(get(line.split(": ", 1)[1].strip()))
-        assert value(found, "virtkit_up", uri=URI) == 1
+        text = get(line.split(": ", 1)[1].strip())
+        found = samples(text)
+        assert value(found, "virtkit_up", uri=URI) == 1 and value(found, "virtkit_up", uri="test://nowhere/") == 0
+        assert text.count('virtkit_up{uri="test:///default"}') == 1  # a URI given twice is scraped once
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

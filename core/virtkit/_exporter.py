@@ -211,7 +211,8 @@ class Exporter:
         self.address, self.port = parse_listen(listen)
         if groups:
             check_groups(groups)
-        self.targets = [_Target(u, timeout, tuple(groups) if groups else None) for u in uris]
+        # one target per URI: the same URI twice would export every series twice
+        self.targets = [_Target(u, timeout, tuple(groups) if groups else None) for u in dict.fromkeys(uris)]
         self.registry = self.prom.CollectorRegistry()
         self.registry.register(StatsCollector(self.targets))
         self._server: Any = None
