@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._catalogue import CATALOGUE, CATALOGUE_VERSION, Operation, Param, public_name
 from ._connection import Connection, Domain, EventStream, open
 from ._discovery import ENTRY_POINT_GROUP
@@ -44,19 +46,6 @@ from ._input import (
     read_config_file,
 )
 from ._plugin import Declined, OpenOptions, hookimpl, hookspec, priority
-from ._stats import (
-    STATS_GROUPS,
-    BalloonStats,
-    BlockStats,
-    CpuStats,
-    DomainStats,
-    InterfaceStats,
-    MemoryStats,
-    VcpuInfo,
-    VcpuState,
-    VcpuStats,
-    stats_groups,
-)
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -71,6 +60,50 @@ from ._types import (
 )
 from ._uri import URI, parse_uri
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._stats import (
+        STATS_GROUPS,
+        BalloonStats,
+        BlockStats,
+        CpuStats,
+        DomainStats,
+        InterfaceStats,
+        MemoryStats,
+        VcpuInfo,
+        VcpuState,
+        VcpuStats,
+        stats_groups,
+    )
+
+# Statistics (catalogue 1.1) load on first use: their record classes would be a noticeable share
+# of every `import virtkit`, and most processes never ask for statistics.
+_STATS_NAMES = frozenset(
+    {
+        "STATS_GROUPS",
+        "BalloonStats",
+        "BlockStats",
+        "CpuStats",
+        "DomainStats",
+        "InterfaceStats",
+        "MemoryStats",
+        "VcpuInfo",
+        "VcpuState",
+        "VcpuStats",
+        "stats_groups",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _STATS_NAMES:
+        from . import _stats
+
+        value: object = getattr(_stats, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'virtkit' has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOGUE",

@@ -373,7 +373,7 @@ def _route_stats(
     route: Route, slot: Slot, opened: list[tuple[str, object, int]], opts: ComposeOptions
 ) -> tuple[tuple[Route, ...], Slot]:
     """The bulk stats operation is routed per group as well (see virtkit._stats)."""
-    from ._stats import route_groups
+    from ._stats_route import route_groups
 
     excluded = set(opts.exclude.get("*", ())) | set(opts.exclude.get(STATS_OP, ()))
     cands = []

@@ -20,7 +20,8 @@ from typing import Any
 from ._connection import Connection
 from ._connection import open as open_connection
 from ._errors import ConnectionClosed, InvalidArgument, Unsupported, VirtError
-from ._stats import DomainStats, check_groups
+from ._stats import DomainStats
+from ._stats_route import check_groups
 from ._uri import parse_uri
 
 __all__ = ["Exporter", "parse_listen", "run_exporter"]

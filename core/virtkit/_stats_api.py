@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._stats import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 from ._types import DomainRef
 
 if TYPE_CHECKING:
     from ._connection import Connection, Domain
+    from ._stats import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 
 __all__ = ["ConnectionStats", "DomainStatsMethods"]
 

@@ -11,47 +11,39 @@ from __future__ import annotations
 import time
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from virtkit import (
-    STATS_GROUPS,
-    BalloonStats,
-    BlockStats,
-    CpuStats,
-    DomainRef,
-    DomainState,
-    DomainStateInfo,
-    DomainStats,
-    InterfaceStats,
-    InvalidArgument,
-    InvalidOperation,
-    MemoryStats,
-    NodeInfo,
-    VcpuInfo,
-    VcpuState,
-    VcpuStats,
-)
+import virtkit
+from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidArgument, InvalidOperation, NodeInfo
 
 if TYPE_CHECKING:
     import threading
 
+    from virtkit import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
+
     from ._driver import _Dom
+
+# The stats records are taken from virtkit when first needed (virtkit.BlockStats, ...): opening
+# test:/// for anything else then never loads them.
 
 __all__ = ["Disk", "Nic", "StatsMixin", "block_stats", "devices_of", "interface_stats", "memory_stats"]
 
 _ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
-_GROUPS = frozenset(STATS_GROUPS)
 _SECOND = 1_000_000_000
 
 
-class Disk(NamedTuple):
-    target: str
-    path: str | None
+class Disk:
+    __slots__ = ("path", "target")
+
+    def __init__(self, target: str, path: str | None) -> None:
+        self.target, self.path = target, path
 
 
-class Nic(NamedTuple):
-    target: str
-    mac: str
+class Nic:
+    __slots__ = ("mac", "target")
+
+    def __init__(self, target: str, mac: str) -> None:
+        self.target, self.mac = target, mac
 
 
 def devices_of(config: Any, uuid: _uuid.UUID) -> tuple[tuple[Disk, ...], tuple[Nic, ...]]:
@@ -81,7 +73,7 @@ def block_stats(disk: Disk, index: int, t: int) -> BlockStats:
     per second per disk number (index + 1), 4 KiB reads, 8 KiB writes."""
     m = index + 1
     rd, wr, fl = t * 100 * m // _SECOND, t * 40 * m // _SECOND, t * 2 * m // _SECOND
-    return BlockStats(
+    return virtkit.BlockStats(
         disk.target, rd, rd * 4096, wr, wr * 8192, fl, rd * 100_000, wr * 250_000, fl * 1_000_000, 0, disk.path
     )
 
@@ -91,11 +83,11 @@ def interface_stats(nic: Nic, index: int, t: int) -> InterfaceStats:
     second per interface number (index + 1)."""
     m = index + 1
     rx, tx = t * 300 * m // _SECOND, t * 200 * m // _SECOND
-    return InterfaceStats(nic.target, rx * 1000, rx, tx * 600, tx, 0, 0, 0, 0, nic.mac)
+    return virtkit.InterfaceStats(nic.target, rx * 1000, rx, tx * 600, tx, 0, 0, 0, 0, nic.mac)
 
 
 def memory_stats(memory: int, t: int) -> MemoryStats:
-    return MemoryStats(
+    return virtkit.MemoryStats(
         actual_kib=memory,
         swap_in_kib=0,
         swap_out_kib=0,
@@ -113,8 +105,8 @@ def _sum_block(stats: Sequence[BlockStats]) -> BlockStats:
     def total(name: str) -> int:
         return sum(getattr(s, name) or 0 for s in stats)
 
-    rd, rd_b, wr, wr_b, fl, rd_t, wr_t, fl_t, err = (total(f) for f in BlockStats._fields[1:10])
-    return BlockStats("", rd, rd_b, wr, wr_b, fl, rd_t, wr_t, fl_t, err)
+    rd, rd_b, wr, wr_b, fl, rd_t, wr_t, fl_t, err = (total(f) for f in virtkit.BlockStats._fields[1:10])
+    return virtkit.BlockStats("", rd, rd_b, wr, wr_b, fl, rd_t, wr_t, fl_t, err)
 
 
 def vcpu_times(d: _Dom, t: int) -> list[int]:
@@ -145,8 +137,9 @@ class StatsMixin:
     ) -> list[DomainStats]:
         _flags(flags)
         want = frozenset(groups)
-        if not want <= _GROUPS:
-            raise InvalidArgument(f"unknown stats group(s) {sorted(want - _GROUPS)}")
+        known = frozenset(virtkit.STATS_GROUPS)
+        if not want <= known:
+            raise InvalidArgument(f"unknown stats group(s) {sorted(want - known)}")
         record = _recorder(want, self._node.cpus)
         with self._lock:
             self._open()
@@ -203,25 +196,32 @@ def _flags(flags: int) -> None:
 
 
 def _vcpus(d: _Dom, t: int, cpus: int) -> list[VcpuInfo]:
-    state = VcpuState.RUNNING if d.state is DomainState.RUNNING else VcpuState.BLOCKED
-    return [VcpuInfo(i, state, ns, i % cpus) for i, ns in enumerate(vcpu_times(d, t))]
+    state = virtkit.VcpuState.RUNNING if d.state is DomainState.RUNNING else virtkit.VcpuState.BLOCKED
+    info = virtkit.VcpuInfo
+    return [info(i, state, ns, i % cpus) for i, ns in enumerate(vcpu_times(d, t))]
 
 
 def _recorder(want: frozenset[str], cpus: int) -> Callable[[_Dom, int], DomainStats]:
     """One domain's record of the wanted groups; the group tests are taken once per bulk call."""
     g_state, g_cpu, g_balloon = "state" in want, "cpu" in want, "balloon" in want
     g_vcpu, g_block, g_net = "vcpu" in want, "block" in want, "net" in want
+    new_record, cpu_stats, balloon_stats, vcpu_stats = (
+        virtkit.DomainStats,
+        virtkit.CpuStats,
+        virtkit.BalloonStats,
+        virtkit.VcpuStats,
+    )
 
     def record(d: _Dom, now: int) -> DomainStats:
         t = d.cpu_ns if d.since is None else d.cpu_ns + (now - d.since)
         active = d.id is not None
         user = t * 3 // 4
-        return DomainStats(
+        return new_record(
             d.ref,
             DomainStateInfo(d.state, d.reason) if g_state else None,
-            CpuStats(t, user, t - user) if g_cpu else None,
-            BalloonStats(d.memory, d.max_memory) if g_balloon else None,
-            VcpuStats(d.vcpus, d.max_vcpus, tuple(_vcpus(d, t, cpus)) if active else ()) if g_vcpu else None,
+            cpu_stats(t, user, t - user) if g_cpu else None,
+            balloon_stats(d.memory, d.max_memory) if g_balloon else None,
+            vcpu_stats(d.vcpus, d.max_vcpus, tuple(_vcpus(d, t, cpus)) if active else ()) if g_vcpu else None,
             (tuple(block_stats(k, i, t) for i, k in enumerate(d.disks)) if active else ()) if g_block else None,
             (tuple(interface_stats(n, i, t) for i, n in enumerate(d.nets)) if active else ()) if g_net else None,
         )
