@@ -196,3 +196,25 @@ def test_stats_groups_decorator_refuses_unknown_groups() -> None:
         virtkit.stats_groups("cpu", "disk")
     with pytest.raises(TypeError):
         virtkit.stats_groups()
+
+
+class FarSide(Counting):
+    """Like a remote plugin's driver: it declares nothing, its far side's composition says what
+    it serves (here: the far side serves state and cpu only)."""
+
+    __slots__ = ("virtkit_remote_explanation",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        groups = tuple(virtkit.Route(g, "far" if g in ("state", "cpu") else None, 1) for g in virtkit.STATS_GROUPS)
+        self.virtkit_remote_explanation = virtkit.Explanation("far:///", (), (), groups=groups)
+
+
+def test_a_remote_driver_serves_the_groups_its_far_side_serves() -> None:
+    far = FarSide()
+    with virtkit.open("mix:///", entry_points=False, plugins=[Part("remote", 10, far)]) as conn:
+        assert [r.operation for r in conn.explain().groups if r.plugin] == ["state", "cpu"]
+        rec = conn.all_domain_stats()[0]  # every group served here: asks the far side for those only
+        assert far.calls == [(("state", "cpu"), None)] and rec.balloon is None
+        with pytest.raises(virtkit.Unsupported, match="block"):
+            conn.all_domain_stats(["block"])

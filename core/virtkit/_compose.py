@@ -380,7 +380,7 @@ def _route_stats(
     for name, driver, prio in opened:
         found = _method_priority(driver, STATS_OP, prio)
         if found is not None and name not in excluded:
-            cands.append((name, found[0], found[1]))
+            cands.append((name, found[0], found[1], driver))
     return route_groups(cands, opts.prefer.get(STATS_OP) or opts.prefer.get("*"), route, slot)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import DriverError, InvalidArgument, Unsupported, VirtError
-from ._explain import Candidate, Route
+from ._explain import Candidate, Explanation, Route
 from ._types import DomainRef
 
 if TYPE_CHECKING:
@@ -85,17 +85,27 @@ Slot = Callable[..., Any]
 OP = "connect_get_all_domain_stats"
 
 
+def served_groups(driver: object, method: object) -> frozenset[str]:
+    """The groups a driver serves: a remote driver's are what its far side's composition serves
+    (the generated method declares nothing), else the method's declaration."""
+    far = getattr(driver, "virtkit_remote_explanation", None)
+    if isinstance(far, Explanation) and far.groups:
+        return frozenset(r.operation for r in far.groups if r.plugin is not None) & _GROUP_SET
+    return groups_of(method)
+
+
 def route_groups(
-    cands: Sequence[tuple[str, Slot, int]], preferred: str | None, route: Route, slot: Slot
+    cands: Sequence[tuple[str, Slot, int, object]], preferred: str | None, route: Route, slot: Slot
 ) -> tuple[tuple[Route, ...], Slot]:
     """Per-group routes and the bulk operation's slot.
 
-    ``cands``: (plugin, method, priority) of every opened, not excluded provider, in open order;
-    ``route``/``slot``: what ordinary routing chose for the operation as a whole."""
+    ``cands``: (plugin, method, priority, driver) of every opened, not excluded provider, in open
+    order; ``route``/``slot``: what ordinary routing chose for the operation as a whole."""
     routes: list[Route] = []
     winners: dict[str, tuple[str, Slot]] = {}
+    serves = [served_groups(driver, m) for _n, m, _p, driver in cands]
     for group in STATS_GROUPS:
-        mine = [(-p, i, name, m) for i, (name, m, p) in enumerate(cands) if group in groups_of(m)]
+        mine = [(-c[2], i, c[0], c[1]) for i, c in enumerate(cands) if group in serves[i]]
         mine.sort(key=lambda c: (c[0], c[1]))
         note = ""
         hit = [c for c in mine if c[2] == preferred]
