@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._connection import Connection
@@ -121,6 +122,14 @@ class StatsCollector:
     def describe(self) -> list[Any]:
         return []  # registering must not scrape every hypervisor
 
+    def _read_all(self) -> list[tuple[list[DomainStats] | None, float]]:
+        """Every target's records (None: it failed) and seconds; several targets are read at once,
+        so a slow hypervisor delays the scrape by its own timeout, not by the sum of them."""
+        if len(self.targets) == 1:
+            return [_read(self.targets[0])]
+        with ThreadPoolExecutor(max_workers=min(len(self.targets), 16), thread_name_prefix="virtkit-exporter") as pool:
+            return list(pool.map(_read, self.targets))
+
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -141,16 +150,12 @@ class StatsCollector:
         dev = [*dom, "device"]
         block = [(CounterMetricFamily(f"virtkit_domain_block_{n}", h, labels=dev), f, s) for n, h, f, s in _BLOCK]
         net = [(CounterMetricFamily(f"virtkit_domain_network_{n}", h, labels=dev), f) for n, h, f in _NET]
-        for target in self.targets:
-            start = time.perf_counter()
-            try:
-                records = target.stats()
-            except VirtError as exc:
-                log.warning("exporter: %s: %s", target.shown, exc)
+        for target, (records, seconds) in zip(self.targets, self._read_all(), strict=True):
+            if records is None:
                 up.add_metric([target.shown], 0)
                 continue
             up.add_metric([target.shown], 1)
-            took.add_metric([target.shown], time.perf_counter() - start)
+            took.add_metric([target.shown], seconds)
             uri = target.shown
             for r in records:
                 labels = [uri, r.domain.name]
@@ -186,6 +191,15 @@ class StatsCollector:
             yield family
         for family, *_ in net:
             yield family
+
+
+def _read(target: _Target) -> tuple[list[DomainStats] | None, float]:
+    start = time.perf_counter()
+    try:
+        return target.stats(), time.perf_counter() - start
+    except VirtError as exc:
+        log.warning("exporter: %s: %s", target.shown, exc)
+        return None, time.perf_counter() - start
 
 
 def _prometheus() -> Any:
