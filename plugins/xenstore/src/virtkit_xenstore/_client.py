@@ -364,7 +364,12 @@ class Client(_Ops):
         return c.chan.path if c is not None else None
 
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        until = self._until()
+        until: float | None = getattr(self._local, "until", None)
+        if until is None:
+            c = self._conn
+            if c is not None and c.broken is None:  # the hot path: connected, no deadline() block
+                return c.call(op, payload, 0, path, self.timeout)
+            until = time.monotonic() + self.timeout
         return self._current(until).call(op, payload, 0, path, self._left(until))
 
     def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
