@@ -59,6 +59,19 @@ from ._types import (
 from ._uri import URI, parse_uri
 from ._version import __version__
 
+# Public submodules, imported on first use so `import virtkit` stays cheap: virtkit.rpc (the
+# remote protocol, for remote plugins) and virtkit.fleet (many hosts at once).
+_LAZY = ("fleet", "rpc")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CATALOGUE",
     "CATALOGUE_VERSION",
@@ -111,6 +124,7 @@ __all__ = [
     "check_memory",
     "check_timeout",
     "check_vcpus",
+    "fleet",
     "hookimpl",
     "hookspec",
     "load_json_file",
@@ -120,4 +134,5 @@ __all__ = [
     "priority",
     "public_name",
     "read_config_file",
+    "rpc",
 ]
