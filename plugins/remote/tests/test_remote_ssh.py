@@ -7,6 +7,7 @@ touched: ``$VIRTKIT_SSH`` points the plugin at a wrapper that runs ssh with a co
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -312,3 +313,37 @@ def test_a_second_connection_reuses_the_first_ones_ssh(ssh_env: Sshd) -> None:
     assert check.returncode == 0, check.stderr  # the master outlives the connection: the next one skips the handshake
     with virtkit.open(ssh_env.uri(), timeout=TIMEOUT) as conn:
         assert conn.list_domains() == [1, 2, 3]
+
+
+def test_events_and_explain_through_ssh(ssh_env: Sshd) -> None:
+    with virtkit.open(ssh_env.uri(), timeout=TIMEOUT) as conn, conn.events() as stream:
+        conn.lookup_by_name("web").suspend()
+        ev = stream.get(TIMEOUT)
+        assert ev is not None and ev.type is virtkit.DomainEventType.SUSPENDED and ev.domain.name == "web"
+    out = subprocess.run([VIRTKIT, "-c", ssh_env.uri(), "explain"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    local, _, far = out.stdout.partition("far side:")
+    assert "SUCCESS  remote priority 100" in local and "URI: test:///default" in far and "SUCCESS  test" in far
+
+
+def test_fan_out_over_ssh_racing_for_one_master(ssh_env: Sshd) -> None:
+    from virtkit import fleet
+
+    for entry in (ssh_env.dir / "run").rglob("*"):  # no master yet: eight first connections race
+        if entry.is_socket():
+            subprocess.run([ssh_env.ssh, "-O", "exit", "-o", f"ControlPath={entry}", "x"], capture_output=True)
+    results = fleet.run([ssh_env.uri()] * 8, lambda c: c.list_domains(), parallel=8, timeout=30)
+    assert [r.value for r in results] == [[1, 2, 3]] * 8, [r.error for r in results]
+    out = subprocess.run(
+        [VIRTKIT, "-c", ssh_env.uri(), "-c", ssh_env.uri(path="/nosuch.json"), "--json", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows if "name" in r] == ["test", "web", "paused-vm"]
+    (err,) = [r for r in rows if "error" in r]
+    # the far test plugin's own error, raised at open: the URI is the one that was opened here
+    assert err["error"]["driver"] == "test" and "/nosuch.json" in err["error"]["message"]
+    assert err["error"]["uri"].startswith("test+ssh://root@127.0.0.1")
