@@ -91,14 +91,15 @@ class _Server:
 
     def run(self) -> int:
         reader = FrameReader()
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN)
         last = time.monotonic()
         while not self._broken:
             wait = self.silence - (time.monotonic() - last)
             if wait <= 0:
                 log.warning("serve: nothing from the client for %.0fs, ending", self.silence)
                 return 1
-            ready, _, _ = select.select([self.rfd], [], [], wait)
-            if not ready:
+            if not poller.poll(int(wait * 1000) + 1):
                 continue
             try:
                 data = os.read(self.rfd, 1 << 16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -155,3 +156,24 @@ def test_bad_remote_uris_are_invalid_uri(h: type) -> None:
         virtkit.open("test+ssh:///default")
     with pytest.raises(virtkit.InvalidURI, match="password"):
         virtkit.open("test+ssh://root:secret@host/default")
+
+
+def test_a_process_with_many_open_files_still_links(h: type) -> None:
+    """poll(), not select(): fds above FD_SETSIZE (1024), as in a process holding many links."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    fillers = [os.dup(null) for _ in range(1100)]
+    try:
+        with virtkit.open(h.ext_uri()) as conn:
+            (driver,) = [d for _name, d in conn._drivers]
+            assert driver.link._state.rfd > 1024
+            assert conn.list_domains() == [1, 2, 3]
+    finally:
+        for fd in [*fillers, null]:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -122,9 +122,10 @@ class _State:
     def ended(self) -> VirtError:
         """Why the child's stdout ended: wait briefly for its status and last words."""
         deadline = time.monotonic() + 1.0
+        poller = select.poll()  # poll, not select: a process with many links has fds above 1024
+        poller.register(self.efd, select.POLLIN)
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.efd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+            if not poller.poll(_ms(deadline - time.monotonic())):
                 break
             try:
                 chunk = os.read(self.efd, 4096)
@@ -150,19 +151,21 @@ class _State:
 
     def read_loop(self) -> None:
         frames = FrameReader()
-        fds = [self.rfd, self.efd]
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN)
+        poller.register(self.efd, select.POLLIN)
         last_rx = time.monotonic()
         ping_sent: float | None = None
         try:
             while self.dead is None:
-                ready, _, _ = select.select(fds, [], [], self.interval / 2)
+                ready = {fd for fd, _ev in poller.poll(_ms(self.interval / 2))}
                 now = time.monotonic()
                 if self.efd in ready:
                     chunk = os.read(self.efd, 4096)
                     if chunk:
                         self.keep_stderr(chunk)
                     else:
-                        fds = [self.rfd]
+                        poller.unregister(self.efd)
                 if self.rfd in ready:
                     data = os.read(self.rfd, 1 << 16)
                     if not data:
@@ -232,6 +235,8 @@ class _State:
 
     def send(self, msg: dict[str, Any], deadline: float) -> None:
         frame = memoryview(encode_frame(msg))
+        poller = select.poll()
+        poller.register(self.wfd, select.POLLOUT)
         with self.wlock:
             while frame:
                 left = deadline - time.monotonic()
@@ -239,8 +244,7 @@ class _State:
                     err = VirtTimeout(f"{self.ep.where}: could not send within {self.timeout:g}s")
                     self.fail(err)
                     raise _copy(err)
-                _, ready, _ = select.select([], [self.wfd], [], left)
-                if not ready:
+                if not poller.poll(_ms(left)):
                     continue
                 try:
                     frame = frame[os.write(self.wfd, frame) :]
@@ -297,6 +301,11 @@ class _State:
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()
+
+
+def _ms(seconds: float) -> int:
+    """poll()'s timeout: milliseconds, rounded up so a wait never ends early and spins."""
+    return max(0, int(seconds * 1000) + 1)
 
 
 def _copy(err: VirtError) -> VirtError:
