@@ -353,6 +353,7 @@ class Driver:
         ref = self._running_by_uuid(cfg.uuid)
         if ref is None:
             raise InvalidOperation(f"domain {cfg.name!r} died while it was being created")
+        self._note(DomainEventType.STARTED, ref)
         return ref
 
     def _leftover(self, uuid: _uuid.UUID) -> None:

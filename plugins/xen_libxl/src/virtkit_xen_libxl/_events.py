@@ -58,7 +58,9 @@ class Watcher:
         self._xs: Any = None
         self._building: dict[_uuid.UUID, float] = {}  # first seen paused, not yet reported
         self._rebooting: dict[_uuid.UUID, tuple[_Seen, float]] = {}
-        self._lock = threading.Lock()  # _defined: changed by the scans and by this connection's driver
+        self._lock = threading.Lock()  # the known state: changed by the scans and by note()
+        self._noted: dict[_uuid.UUID, float] = {}
+        self._running: dict[_uuid.UUID, _Seen] = {}
         self._running, self._defined = self._scan()
         self._open_watch()
         self._thread = threading.Thread(target=self._run, name="xen-libxl-events", daemon=True)
@@ -94,8 +96,7 @@ class Watcher:
 
     def _scan(self) -> tuple[dict[_uuid.UUID, _Seen], dict[_uuid.UUID, str]]:
         drv = self._drv
-        known = getattr(self, "_running", {})
-        by_id = {s.ref.id: s for s in known.values()}
+        by_id = {s.ref.id: s for s in list(self._running.values())}
         running: dict[_uuid.UUID, _Seen] = {}
         for domid in drv._inner("connect_list_domains"):
             try:
@@ -109,26 +110,53 @@ class Watcher:
         return running, defined
 
     def note(self, kind: DomainEventType, ref: DomainRef) -> None:
-        """This connection defined or undefined ``ref``: report it now (a define and an undefine
-        between two scans would otherwise go unseen); the scans then take it as known."""
+        """This connection defined, undefined or started ``ref``: report it now and take it as
+        known. A define and an undefine between two scans would otherwise go unseen, and a
+        domain paused right after its create would look like one still being built. A scan
+        begun before the note does not override it (``_noted``)."""
+        t = time.time()
         with self._lock:
+            self._noted[ref.uuid] = time.monotonic()
             if kind is E.DEFINED:
                 self._defined = {**self._defined, ref.uuid: ref.name}
-            else:
+            elif kind is E.UNDEFINED:
                 self._defined = {u: n for u, n in self._defined.items() if u != ref.uuid}
-        self._emit(
-            DomainEvent(
-                kind, DomainRef(ref.name, ref.uuid, None), "added" if kind is E.DEFINED else "removed", time.time()
-            )
-        )
+            else:
+                self._building.pop(ref.uuid, None)
+                self._running = {**self._running, ref.uuid: _Seen(ref, DomainState.RUNNING, None)}
+        detail = {E.DEFINED: "added", E.UNDEFINED: "removed"}.get(kind, "booted")
+        self._emit(DomainEvent(kind, DomainRef(ref.name, ref.uuid, ref.id if kind is E.STARTED else None), detail, t))
 
     def _diff(self) -> list[DomainEvent]:
-        before = self._running
+        begun = time.monotonic()
         now, defs = self._scan()
         t = time.time()
-        out: list[DomainEvent] = []
         with self._lock:
-            defs_before, self._defined = self._defined, defs
+            for uid, when in list(self._noted.items()):
+                if when >= begun:  # this scan is older than what the connection told: keep that
+                    if uid in self._running:
+                        now[uid] = self._running[uid]
+                    else:
+                        now.pop(uid, None)
+                    if uid in self._defined:
+                        defs[uid] = self._defined[uid]
+                    else:
+                        defs.pop(uid, None)
+                else:
+                    del self._noted[uid]
+            out = self._compare(self._running, now, self._defined, defs, t)
+            self._running, self._defined = now, defs
+        return out
+
+    def _compare(
+        self,
+        before: dict[_uuid.UUID, _Seen],
+        now: dict[_uuid.UUID, _Seen],
+        defs_before: dict[_uuid.UUID, str],
+        defs: dict[_uuid.UUID, str],
+        t: float,
+    ) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
         for uid in defs.keys() - defs_before.keys():
             out.append(DomainEvent(E.DEFINED, DomainRef(defs[uid], uid, None), "added", t))
         for uid, seen in list(now.items()):
@@ -162,7 +190,6 @@ class Watcher:
                 out.append(DomainEvent(E.STOPPED, old.ref, "shutdown", t))
         for uid in defs_before.keys() - defs.keys():
             out.append(DomainEvent(E.UNDEFINED, DomainRef(defs_before[uid], uid, None), "removed", t))
-        self._running = now
         return out
 
     @staticmethod
