@@ -55,6 +55,8 @@ class Far:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         rc = self.proc.wait(20)
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read().decode()
         for f in (self.proc.stdout, self.proc.stderr):
             assert f is not None
             f.close()
@@ -162,3 +164,24 @@ def test_a_uri_the_far_side_cannot_open_is_its_typed_error() -> None:
         assert msg["k"] == "error" and msg["error"]["class"] == "NoDriver"
     finally:
         assert far.end() == 1
+
+
+def test_a_slow_call_holds_up_neither_keepalives_nor_other_calls() -> None:
+    """slow:/// (virtkit-fakes) takes 1.5 s for beta's info, and prints to stdout at import."""
+    far = Far("slow:///")
+    try:
+        assert far.hello()["k"] == "hello"  # the plugin's print() did not corrupt the stream
+        beta = far.call(1, "domain_lookup_by_name", "beta")["value"]
+        alpha = far.call(2, "domain_lookup_by_name", "alpha")["value"]
+        # in one write: the server reads all three at once and must still answer them apart
+        far.send(
+            rpc.encode_frame({"k": "call", "id": 3, "op": "domain_get_info", "args": [beta], "flags": 0})
+            + rpc.encode_frame({"k": "keepalive", "ack": False})
+            + rpc.encode_frame({"k": "call", "id": 4, "op": "domain_get_info", "args": [alpha], "flags": 0})
+        )
+        order = [far.recv(), far.recv(), far.recv()]
+        assert order[0] == {"k": "keepalive", "ack": True}
+        assert [m.get("id") for m in order[1:]] == [4, 3]
+    finally:
+        far.end()
+    assert "slow plugin opened" in far.stderr
