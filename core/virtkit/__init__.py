@@ -94,6 +94,10 @@ _STATS_NAMES = frozenset(
     }
 )
 
+# Public submodules, imported on first use so `import virtkit` stays cheap: virtkit.rpc (the
+# remote protocol, for remote plugins) and virtkit.fleet (many hosts at once).
+_LAZY = ("fleet", "rpc")
+
 
 def __getattr__(name: str) -> object:
     if name in _STATS_NAMES:
@@ -102,7 +106,11 @@ def __getattr__(name: str) -> object:
         value: object = getattr(_stats, name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'virtkit' has no attribute {name!r}")
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -167,6 +175,7 @@ __all__ = [
     "check_memory",
     "check_timeout",
     "check_vcpus",
+    "fleet",
     "hookimpl",
     "hookspec",
     "load_json_file",
@@ -176,5 +185,6 @@ __all__ = [
     "priority",
     "public_name",
     "read_config_file",
+    "rpc",
     "stats_groups",
 ]

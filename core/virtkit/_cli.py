@@ -127,6 +127,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> None:
+    sink = getattr(args, "sink", None)
+    if sink is not None:  # one host of several: the fan-out renders every host's data together
+        sink.append(data)
+        return
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -353,7 +357,7 @@ def _stats_command(name: str) -> Callable[[Connection, argparse.Namespace], None
 _COMMANDS.update({name: _stats_command(name) for name in _STATS_COMMANDS})
 _COMMAND_NAMES = frozenset([*_COMMANDS, "drivers", "matrix", "serve", "exporter"])
 #: Global options that take a value (the command guess must skip the value).
-_VALUED = ("-c", "--connect", "--timeout", "--prefer", "--exclude")
+_VALUED = ("-c", "--connect", "--timeout", "--prefer", "--exclude", "--hosts", "--parallel")
 
 
 def _guess_command(argv: Sequence[str]) -> str | None:
@@ -373,7 +377,16 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
     """The CLI's parser; with ``only``, just that subcommand's: building all 23 subparsers is a
     third of a cold start's argument handling (argparse asks gettext for every help string)."""
     p = parser_class(prog="virtkit", description="Manage virtual machines on any hypervisor virtkit has a plugin for.")
-    p.add_argument("-c", "--connect", metavar="URI", help="connection URI (default: $VIRTKIT_DEFAULT_URI, else probed)")
+    p.add_argument(
+        "-c",
+        "--connect",
+        metavar="URI",
+        action="append",
+        default=[],
+        help="connection URI (default: $VIRTKIT_DEFAULT_URI, else probed); repeat for several hosts",
+    )
+    p.add_argument("--hosts", metavar="FILE", help="also every URI of FILE (one a line, '#' comments)")
+    p.add_argument("--parallel", type=int, default=16, metavar="N", help="hosts at a time with several (default 16)")
     p.add_argument("-r", "--readonly", action="store_true", help="open a read-only connection")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log open attempts (-vv: debug)")
@@ -442,6 +455,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         "serve",
         "serve this host's hypervisor over stdin/stdout (the far end of SCHEME+ssh:// and SCHEME+ext://)",
         ("--stdio", {"action": "store_true", "required": True, "help": "speak the protocol on stdin/stdout"}),
+        ("--readonly", {"action": "store_true", "dest": "serve_readonly", "help": "refuse every mutation"}),
         ("uri", {"nargs": "?", "metavar": "URI", "help": "the URI to open here (default: as without -c)"}),
     )
     add("create", "start a domain from a JSON config", ("file", {"metavar": "FILE"}))
@@ -513,19 +527,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "matrix":
             cmd_matrix(args)
             return 0
+        uris = _uris(args)
         if args.command == "serve":
             from ._serve import serve_stdio
 
-            return serve_stdio(args.uri or args.connect, readonly=args.readonly)
-        if args.command == "exporter":
+            if len(uris) > 1:
+                raise InvalidArgument("serve opens one URI")
+            readonly = args.readonly or args.serve_readonly  # e.g. a forced command in authorized_keys
+            return serve_stdio(args.uri or (uris[0] if uris else None), readonly=readonly)
+        if args.command == "exporter":  # several URIs are one exporter's targets, not a fan-out
             from ._exporter import run_exporter
 
-            uris = args.exporter_uris or [args.connect]
-            return run_exporter(uris, args.listen, timeout=args.open_timeout, groups=args.group)
+            targets: list[str | None] = [*(args.exporter_uris or uris)] or [None]
+            return run_exporter(targets, args.listen, timeout=args.open_timeout, groups=args.group)
+        if len(uris) > 1:
+            return _fan_out(uris, args)
         uri = getattr(args, "uri", None) if args.command == "explain" else None
         try:
             conn = open_connection(
-                uri or args.connect,
+                uri or (uris[0] if uris else None),
                 readonly=args.readonly,
                 timeout=args.open_timeout,
                 prefer=dict(_op_plugin(x) for x in args.prefer),
@@ -562,6 +582,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return 70
+
+
+def _uris(args: argparse.Namespace) -> list[str]:
+    uris = list(args.connect)
+    if args.hosts:
+        from ._input import read_config_file
+
+        for line in read_config_file(args.hosts, "hosts file").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                uris.append(line)
+        if not uris:
+            raise InvalidArgument(f"hosts file {args.hosts!r} names no URI")
+    return uris
+
+
+#: What several hosts can be asked at once (events and explain are one host's matter).
+_FAN_OUT = frozenset(_COMMANDS) - {"events", "explain"}
+
+
+def _fan_out(uris: list[str], args: argparse.Namespace) -> int:
+    """One command on every host, in parallel: a HOST column, and one error line per failed host."""
+    if args.command not in _FAN_OUT:
+        raise InvalidArgument(f"{args.command} takes one host, not {len(uris)}")
+    if not 1 <= args.parallel <= 1024:
+        raise InvalidArgument(f"--parallel must be 1..1024, got {args.parallel}")
+    from .fleet import run
+
+    def one(conn: Connection) -> Any:
+        host_args = argparse.Namespace(**vars(args))
+        host_args.sink = []
+        _COMMANDS[args.command](conn, host_args)
+        return host_args.sink[0] if host_args.sink else None
+
+    results = run(
+        uris,
+        one,
+        parallel=args.parallel,
+        timeout=args.open_timeout,
+        readonly=args.readonly,
+        prefer=dict(_op_plugin(x) for x in args.prefer),
+        exclude=_excludes(args.exclude),
+    )
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        if r.error is not None:
+            continue
+        for item in r.value if isinstance(r.value, list) else [r.value]:
+            rows.append({"host": r.uri, **(item if isinstance(item, dict) else {"result": item})})
+    if args.json:
+        errors = [{"host": r.uri, "error": r.error.to_dict()} for r in results if r.error is not None]
+        print(json.dumps(rows + errors, indent=2, default=str))
+    elif rows:
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        table = [["-" if row.get(k) is None else str(row.get(k)) for k in keys] for row in rows]
+        print("\n".join(map(_safe, _table(table, [k.upper() if k == "host" else k for k in keys]).split("\n"))))
+    for r in results:
+        if r.error is not None and not args.json:
+            print(_safe(f"error: {r.uri}: {r.error}"), file=sys.stderr)
+    sys.stdout.flush()
+    return 1 if any(r.error is not None for r in results) else 0
 
 
 def _drop_stdout() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from ._compose import ComposeOptions, compose, probe_default_uri
-from ._errors import ConnectionClosed, DriverError, InvalidArgument, NoDriver, NoSuchDomain, VirtError
+from ._errors import ConnectionClosed, DriverError, InvalidArgument, NoDriver, NoSuchDomain, PermissionDenied, VirtError
 from ._explain import Explanation
 from ._input import check_domain_config, check_memory, check_timeout, check_vcpus
 from ._stats_api import ConnectionStats, DomainStatsMethods
@@ -50,6 +50,7 @@ def open(  # noqa: A001 - libvirt.open
     exclude: Mapping[str, Collection[str]] | None = None,
     fallback: Collection[str] = (),
     params: Mapping[str, Any] | None = None,
+    transports: Collection[str] | None = None,
 ) -> Connection:
     """Open a connection, composing every plugin that can serve ``uri``.
 
@@ -57,6 +58,11 @@ def open(  # noqa: A001 - libvirt.open
     proposes. ``strict`` (default ``$VIRTKIT_STRICT``) turns a broken plugin into an error instead
     of a recorded skip. ``prefer``/``exclude`` map an operation (or ``"*"``) to plugin names;
     ``fallback`` names operations allowed to fall through to the next candidate on error.
+
+    ``transports`` (default: any) lists the ``+transport`` parts a URI may name: a URI naming a
+    local program runs it (``+ext?command=``; ``+ssh`` runs ssh), so code that opens URIs from
+    its own users should allow only what it trusts (``transports=()``: local URIs only; ``("ssh",)``).
+    Any other transport is a PermissionDenied before any plugin is imported.
     """
     if strict is None:
         strict = os.environ.get("VIRTKIT_STRICT", "") not in ("", "0")
@@ -77,6 +83,12 @@ def open(  # noqa: A001 - libvirt.open
         if uri is None:
             raise NoDriver(f"no URI given, ${DEFAULT_URI_ENV} unset, and no installed plugin proposes a default")
     parsed = uri if isinstance(uri, URI) else parse_uri(uri)
+    if transports is not None and parsed.transport is not None:
+        allowed = [transports] if isinstance(transports, str) else list(transports)
+        if parsed.transport not in allowed:
+            shown = ", ".join(f"+{t}" for t in allowed) or "none"
+            why = f"transport +{parsed.transport} is not allowed here (allowed: {shown})"
+            raise PermissionDenied(why, uri=str(parsed))
     return Connection(parsed, opts)
 
 

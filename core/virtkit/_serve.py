@@ -6,16 +6,17 @@ operation the composition serves, nothing else. Read-only is enforced here too (
 hello may ask for it, ``--readonly`` forces it), and every value entering goes through the same
 checks as the public API's.
 
-Calls run on a few worker threads, so a slow operation never delays a keepalive answer. The
+Calls are answered by up to 8 threads taking turns at reading (leader/follower), so a slow
+operation never delays a keepalive answer or another call. The
 protocol owns the real stdin and stdout: fd 1 is pointed at stderr and fd 0 at /dev/null before
 any plugin is imported, so a plugin that prints cannot corrupt the stream.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import select
 import threading
 import time
@@ -60,10 +61,18 @@ class _Server:
         self.silence = _HELLO_WAIT
         self._wlock = threading.Lock()
         self._subs: dict[int, Callable[[], None]] = {}
-        self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._plock = threading.Lock()
-        self._workers = 0
-        self._idle = 0
+        self._lead = threading.Lock()  # held by the one thread reading the stream
+        self._threads = 0
+        self._spare = 0  # threads waiting to lead
+        self._done = threading.Event()
+        self._rc = 0
+        self._floor = 0
+        self._frames = FrameReader()
+        self._backlog: collections.deque[dict[str, Any]] = collections.deque()
+        self._poller = select.poll()
+        self._poller.register(rfd, select.POLLIN)
+        self._last = time.monotonic()
         self._broken = False
 
     # -- output ------------------------------------------------------------------------------
@@ -85,36 +94,81 @@ class _Server:
                 self._broken = True
 
     def fail(self, call_id: int, exc: BaseException) -> None:
+        if call_id == 0:  # the link itself failed: the server's status is 1, even if EOF follows at once
+            self._floor = 1
         self.send({"k": "error", "id": call_id, "error": encode_error(exc)})
 
     # -- the loop ----------------------------------------------------------------------------
 
+    # Leader/follower: one thread at a time reads (the leader); having read, it hands the lead
+    # to a waiting thread and answers what it read itself, so a reply leaves from the thread
+    # that read the call (no hand-over on the path) while the next leader reads on: a slow
+    # call never delays a keepalive answer or another call.
+
     def run(self) -> int:
-        reader = FrameReader()
-        last = time.monotonic()
-        while not self._broken:
-            wait = self.silence - (time.monotonic() - last)
+        self._spawn()
+        self._done.wait()
+        return self._rc
+
+    def _finish(self, rc: int) -> None:
+        with self._plock:
+            if not self._done.is_set():
+                self._rc = max(rc, self._floor)
+                self._done.set()
+
+    def _spawn(self) -> None:
+        with self._plock:
+            self._threads += 1
+        threading.Thread(target=self._follow, name="virtkit-serve", daemon=True).start()
+
+    def _follow(self) -> None:
+        while not self._done.is_set():
+            with self._plock:
+                self._spare += 1
+            with self._lead:
+                with self._plock:
+                    self._spare -= 1
+                    grow = self._spare == 0 and self._threads < _WORKERS
+                if self._done.is_set():
+                    return
+                msg = self._read()
+            if msg is None:
+                return
+            if grow:
+                self._spawn()  # someone must lead while this thread answers
+            if not self.handle(msg):
+                self._finish(1)
+                return
+
+    def _read(self) -> dict[str, Any] | None:
+        """The next message from the client (one: several read at once are answered by several
+        threads); None when the server ends (EOF, silence, garbage)."""
+        while not self._done.is_set():
+            if self._backlog:
+                return self._backlog.popleft()
+            wait = self.silence - (time.monotonic() - self._last)
             if wait <= 0:
                 log.warning("serve: nothing from the client for %.0fs, ending", self.silence)
-                return 1
-            ready, _, _ = select.select([self.rfd], [], [], wait)
-            if not ready:
+                self._finish(1)
+                return None
+            if not self._poller.poll(int(wait * 1000) + 1):
                 continue
             try:
                 data = os.read(self.rfd, 1 << 16)
             except OSError:
-                return 1
+                self._finish(1)
+                return None
             if not data:
-                return 0
-            last = time.monotonic()
+                self._finish(0)
+                return None
+            self._last = time.monotonic()
             try:
-                for msg in reader.feed(data):
-                    if not self.handle(msg):
-                        return 1
+                self._backlog.extend(self._frames.feed(data))
             except ProtocolError as exc:
                 self.fail(0, exc)  # the stream cannot be resynchronised: say why and end
-                return 1
-        return 1
+                self._finish(1)
+                return None
+        return None
 
     def handle(self, msg: dict[str, Any]) -> bool:
         kind = msg["k"]
@@ -125,7 +179,7 @@ class _Server:
             if not isinstance(call_id, int) or isinstance(call_id, bool) or call_id <= 0:
                 self.fail(0, ProtocolError(f"call without a valid id: {call_id!r:.40}"))
                 return False
-            self._dispatch(msg)
+            self.call(msg)
         elif kind == "keepalive":
             if not msg.get("ack"):
                 self.send({"k": "keepalive", "ack": True})
@@ -171,27 +225,7 @@ class _Server:
         )
         return True
 
-    # -- calls, on worker threads ----------------------------------------------------------------
-
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        with self._plock:
-            start = self._idle == 0 and self._workers < _WORKERS
-            if start:
-                self._workers += 1
-        if start:
-            threading.Thread(target=self._worker, name="virtkit-serve", daemon=True).start()
-        self._work.put(msg)
-
-    def _worker(self) -> None:
-        while True:
-            with self._plock:
-                self._idle += 1
-            msg = self._work.get()
-            with self._plock:
-                self._idle -= 1
-            if msg is None:
-                return
-            self.call(msg)
+    # -- calls ---------------------------------------------------------------------------------
 
     def call(self, msg: dict[str, Any]) -> None:
         call_id: int = msg["id"]
@@ -233,8 +267,6 @@ class _Server:
             except Exception as exc:  # noqa: BLE001 - closing goes on
                 log.warning("serve: cancelling an event subscription failed: %s", exc)
         self._subs.clear()
-        for _ in range(self._workers):
-            self._work.put(None)
         if self.conn is not None:
             try:
                 self.conn.close()

@@ -107,3 +107,51 @@ def test_a_hung_qemu_binary_is_a_timeout(root: pathlib.Path, tmp_path: pathlib.P
         assert time.monotonic() - t0 <= TIMEOUT * 1.1 + 0.5
     finally:
         drv.close()
+
+
+def _config(kernel: pathlib.Path, **kw: object) -> virtkit.DomainConfig:
+    fields: dict[str, object] = {"name": "c", "memory": 65536, "kernel": str(kernel), **kw}
+    return virtkit.DomainConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cmdline": "console=ttyS0\0"},
+        {"extra": {"qemu_args": "-S"}},
+        {"extra": {"qemu_args": ["-S", 7]}},
+        {"extra": {"machine": None}},
+        {"devices": ("not a mapping",)},
+        {"devices": ({"type": "disk", "path": None},)},
+        {"devices": ({"type": "disk", "path": "/x", "format": "raw,readonly=off"},)},
+        {"memory": "64M"},
+        {"vcpus": 0},
+    ],
+)
+def test_values_for_the_qemu_command_line_are_checked(bad: dict[str, object], root: pathlib.Path) -> None:
+    kernel = root / "vmlinuz"
+    kernel.write_bytes(b"never booted")
+    drv = _driver(root)
+    try:
+        with pytest.raises(virtkit.InvalidArgument):
+            drv.domain_define(_config(kernel, **bad))
+        assert drv.connect_list_defined_domains() == []
+    finally:
+        drv.close()
+
+
+def test_a_disk_path_with_a_comma_stays_one_value(root: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    disk = tmp_path / "a,format=qcow2.img"
+    disk.write_bytes(b"")
+    drv = _driver(root)
+    try:
+        cfg = drv.domain_get_config(
+            drv.domain_define(
+                virtkit.DomainConfig(name="d", memory=65536, devices=({"type": "disk", "path": str(disk)},))
+            )
+        )
+        argv = drv._argv(cfg, root)
+        drive = argv[argv.index("-drive") + 1]
+        assert drive.startswith(f"file={str(disk).replace(',', ',,')},format=raw,")
+    finally:
+        drv.close()

@@ -204,3 +204,50 @@ def test_relay_answers_every_request_with_one_line(loop: asyncio.AbstractEventLo
     assert len(writer.out) == 1
     reply = json.loads(writer.out[0])
     assert "return" in reply or "error" in reply or isinstance(reply.get("results"), list)
+
+
+# -- a direct QMP connection: qemu.qmp parses, the plugin maps its errors -----------------------
+
+QMP_VERSION = {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}
+QMP_HELLO = _line({"QMP": {"version": QMP_VERSION, "capabilities": []}})
+qmp_replies = st.one_of(
+    st.fixed_dictionaries({"return": json_values, "id": st.one_of(st.just("__qmp#00000"), scalars)}),
+    st.fixed_dictionaries({"error": json_values, "id": st.just("__qmp#00000")}),
+    st.fixed_dictionaries(
+        {"error": st.fixed_dictionaries({"class": scalars, "desc": scalars}), "id": st.just("__qmp#00000")}
+    ),
+    st.fixed_dictionaries({"event": scalars, "data": json_values, "timestamp": json_values}),
+    json_values,
+).map(_line)
+
+
+@FUZZ
+@given(
+    hello=st.one_of(st.just(QMP_HELLO), lines),
+    negotiated=st.one_of(st.just(_line({"return": {}})), qmp_replies, lines),
+    replies=st.lists(st.one_of(qmp_replies, lines), max_size=3),
+)
+# found by this test: qemu.qmp's connect raised AssertionError, its disconnect UnicodeDecodeError
+@example(hello=QMP_HELLO, negotiated=_line({"return": {}}), replies=[b"\x80"])
+def test_direct_qmp_ends_typed_and_in_time(
+    loop: asyncio.AbstractEventLoop, hello: bytes, negotiated: bytes, replies: list[bytes]
+) -> None:
+    """Whatever a monitor says after connecting (then it hangs up), a direct command ends with
+    its result or a typed error, within its deadline."""
+    from virtkit_qemu._qmp import Loop
+
+    ours, theirs = socket.socketpair()
+    theirs.sendall(hello + negotiated + b"".join(replies))
+    theirs.shutdown(socket.SHUT_WR)
+    direct = Loop.execute_direct  # a coroutine function: run on this test's loop, no thread
+    fake = Loop.__new__(Loop)
+    fake.timeout = 2.0
+    t0 = time.monotonic()
+    try:
+        loop.run_until_complete(direct(fake, ours, (("query-status", None),), time.monotonic() + 2.0))
+    except virtkit.VirtError:
+        pass
+    finally:
+        ours.close()
+        theirs.close()
+    assert time.monotonic() - t0 <= 2.0 * 1.1 + 0.5

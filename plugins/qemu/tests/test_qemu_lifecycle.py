@@ -46,6 +46,8 @@ def booted(mlab: Any) -> Iterator[tuple[virtkit.Connection, virtkit.Domain, Any]
 
 def test_info_matches_qmp_and_the_process(booted: Any) -> None:
     _, dom, lab = booted
+    # the guest's balloon driver deflates to the target a while after boot, on a loaded host later
+    lab.wait_until(lambda: lab.qmp(dom.id, "query-balloon")["actual"] // 1024 == 128 * 1024, "the balloon target")
     info = dom.info()
     assert info.state is DomainState.RUNNING
     assert lab.qmp(dom.id, "query-status")["status"] == "running"

@@ -93,3 +93,13 @@ def test_a_failing_callback_does_not_stop_the_others(conn: virtkit.Connection, r
         rec.expect(E.DEFINED, d.uuid, T)
     finally:
         cancel()
+
+
+def test_define_then_undefine_between_two_scans_are_both_reported(conn: virtkit.Connection, rec: EventRecorder) -> None:
+    d = conn.define(cfg("quick"))
+    conn.lookup_by_uuid(d.uuid).undefine()
+    rec.expect(E.UNDEFINED, d.uuid, T)
+    import time
+
+    time.sleep(1.2)  # two more scans: they must not report either change again
+    assert [e.type for e in rec.events if e.domain.uuid == d.uuid] == [E.DEFINED, E.UNDEFINED]

@@ -87,3 +87,12 @@ def test_list_long_answers_that_are_not_json(tmp_path: Path) -> None:
         Xl(script(tmp_path, "echo '[]'\n")).list_long(3)
     with pytest.raises(virtkit.ProtocolError):
         config_from_libxl({"config": {"c_info": {}}})
+
+
+def test_libvirts_layout_of_the_kernel_is_read() -> None:
+    """libvirt's libxl driver fills b_info["type.pv"] (libxl's older per-type fields)."""
+    entry = json.loads((DATA / "xl-list-l-pv.json").read_text())[0]
+    b = entry["config"]["b_info"]
+    b["type.pv"] = {k: b.pop(k) for k in ("kernel", "ramdisk", "cmdline")}
+    cfg = config_from_libxl(entry)
+    assert (cfg.kernel, cfg.initrd) == ("/usr/lib/xenlab/vmlinux", "/usr/lib/xenlab/initrd.cpio.gz")

@@ -97,3 +97,13 @@ def test_privileged_calls_check_their_arguments(fake_xs: object) -> None:
         with pytest.raises(virtkit.InvalidArgument):
             xs.control("print", 7)  # type: ignore[arg-type]
         assert xs.control("print", "x") == b"echo:print\0x\0"
+
+
+def test_watch_arguments_are_checked(fake_xs: object) -> None:
+    with Client(fake_xs.path, timeout=5) as xs:  # type: ignore[attr-defined]
+        for kw in ({"token": 5}, {"token": "a\0b"}, {"token": ""}, {"maxsize": "10"}):
+            with pytest.raises(virtkit.InvalidArgument):
+                xs.watch("/w", **kw)  # type: ignore[arg-type]
+        for token in (None, "", "a\0b"):
+            with pytest.raises(virtkit.InvalidArgument):
+                xs.unwatch("/w", token)  # type: ignore[arg-type]

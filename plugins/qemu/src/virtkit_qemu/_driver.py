@@ -18,6 +18,7 @@ import os
 import pathlib
 import platform
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -47,7 +48,7 @@ from virtkit import (
     ProtocolError,
     VcpuFlags,
     Version,
-    check_domain_name,
+    check_domain_config,
 )
 from virtkit import TimeoutError as VirtTimeout
 
@@ -107,6 +108,7 @@ _STATUS = {
 _ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
+_FORMAT = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # qcow2, raw, vmdk, ...: never options
 _INFO_QUERIES: Commands = (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
 #: Seconds between two power-button presses while a shutdown or reboot request is pending.
 PRESS_INTERVAL = 2.0
@@ -183,10 +185,38 @@ def kvm_usable(qemu: str, timeout: float = 10.0) -> bool:
     return proc.returncode == 0
 
 
+def _arg(value: object, what: str) -> str:
+    """A value that goes onto QEMU's command line: a str without NUL (exec would refuse it)."""
+    if not isinstance(value, str) or "\0" in value:
+        raise InvalidArgument(f"{what} must be a string without NUL, got {str(value)[:60]!r}")
+    return value
+
+
+def _check_qemu_values(config: DomainConfig) -> None:
+    for what in ("kernel", "initrd", "cmdline"):
+        value = getattr(config, what)
+        if value is not None:
+            _arg(value, what)
+    for dev in config.devices:
+        if not isinstance(dev, Mapping):
+            raise InvalidArgument(f"a device must be a mapping, got {str(dev)[:60]!r}")
+        if dev.get("type") == "disk":
+            _arg(dev.get("path"), "a disk's 'path'")
+            if not _FORMAT.fullmatch(str(_arg(dev.get("format", "raw"), "a disk's 'format'"))):
+                raise InvalidArgument(f"a disk's 'format' must be a QEMU format name, got {dev.get('format')!r}")
+    if not isinstance(config.extra, Mapping):
+        raise InvalidArgument("extra must be a mapping")
+    _arg(config.extra.get("machine", "pc"), "extra['machine']")
+    args = config.extra.get("qemu_args", ())
+    if not isinstance(args, list | tuple):
+        raise InvalidArgument(f"extra['qemu_args'] must be a list of strings, got {type(args).__name__}")
+    for a in args:
+        _arg(a, "each of extra['qemu_args']")
+
+
 def check_config(config: object) -> DomainConfig:
-    if not isinstance(config, DomainConfig):
-        raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
-    check_domain_name(config.name)
+    config = check_domain_config(config)  # the core's rules: name, memory, vcpus
+    _check_qemu_values(config)
     if config.memory < 1024:
         raise InvalidArgument(f"memory {config.memory} KiB: QEMU needs at least 1 MiB")
     max_mem = config.max_memory or config.memory
@@ -518,7 +548,8 @@ class Driver:
         for i, dev in enumerate(d for d in cfg.devices if d.get("type") == "disk"):
             fmt = dev.get("format", "raw")
             ro = ",readonly=on" if dev.get("readonly") else ""
-            argv += ["-drive", f"file={dev['path']},format={fmt},if=virtio,index={i}{ro}"]
+            path = str(dev["path"]).replace(",", ",,")  # QEMU's escape: a comma in a value is doubled
+            argv += ["-drive", f"file={path},format={fmt},if=virtio,index={i}{ro}"]
         argv += [str(a) for a in cfg.extra.get("qemu_args", ())]
         return argv
 

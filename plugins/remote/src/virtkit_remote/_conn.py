@@ -39,12 +39,22 @@ _GRACE = 2.0  # seconds a closed child gets to end on its own before it is signa
 
 
 class _Pending:
-    __slots__ = ("done", "error", "value")
+    """One call's reply slot: a bare lock, released once by whoever completes the call (a
+    threading.Event is a Condition and a lock: dearer on every call)."""
+
+    __slots__ = ("_lock", "error", "value")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
         self.value: Any = None
         self.error: VirtError | None = None
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=max(0.0, timeout))
 
 
 def _classify(rc: int | None, stderr: str, ep: Endpoint) -> VirtError:
@@ -87,6 +97,8 @@ class _State:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self.wfd, self.rfd, self.efd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
         os.set_blocking(self.wfd, False)
+        self.wpoll = select.poll()  # used under wlock only
+        self.wpoll.register(self.wfd, select.POLLOUT)
         self.reader = threading.Thread(target=self.read_loop, name=f"virtkit-remote {ep.where}", daemon=True)
 
     # -- failure -----------------------------------------------------------------------------
@@ -97,9 +109,10 @@ class _State:
             if self.dead is None:
                 self.dead = error
             waiting = list(self.pending.values())
+            self.pending.clear()  # completed here, once: a late reply finds nothing to complete
         for p in waiting:
             p.error = _copy(self.dead)
-            p.done.set()
+            p.set()
         self.kill_child()
 
     def kill_child(self) -> None:
@@ -122,9 +135,10 @@ class _State:
     def ended(self) -> VirtError:
         """Why the child's stdout ended: wait briefly for its status and last words."""
         deadline = time.monotonic() + 1.0
+        poller = select.poll()  # poll, not select: a process with many links has fds above 1024
+        poller.register(self.efd, select.POLLIN)
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.efd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+            if not poller.poll(_ms(deadline - time.monotonic())):
                 break
             try:
                 chunk = os.read(self.efd, 4096)
@@ -150,19 +164,21 @@ class _State:
 
     def read_loop(self) -> None:
         frames = FrameReader()
-        fds = [self.rfd, self.efd]
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN)
+        poller.register(self.efd, select.POLLIN)
         last_rx = time.monotonic()
         ping_sent: float | None = None
         try:
             while self.dead is None:
-                ready, _, _ = select.select(fds, [], [], self.interval / 2)
+                ready = {fd for fd, _ev in poller.poll(_ms(self.interval / 2))}
                 now = time.monotonic()
                 if self.efd in ready:
                     chunk = os.read(self.efd, 4096)
                     if chunk:
                         self.keep_stderr(chunk)
                     else:
-                        fds = [self.rfd]
+                        poller.unregister(self.efd)
                 if self.rfd in ready:
                     data = os.read(self.rfd, 1 << 16)
                     if not data:
@@ -182,22 +198,28 @@ class _State:
         except OSError as exc:
             self.fail(ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}"))
 
+    def _take(self, call_id: object) -> _Pending | None:
+        if not isinstance(call_id, int):
+            return None
+        with self.lock:
+            return self.pending.pop(call_id, None)
+
     def deliver(self, msg: dict[str, Any]) -> None:
         kind = msg["k"]
         if kind == "reply" or kind == "hello":
             call_id = 0 if kind == "hello" else msg.get("id")
-            p = self.pending.get(call_id)  # type: ignore[arg-type]
+            p = self._take(call_id)
             self.greeted = True  # keepalives only after the hello: opening may take its time
             if p is not None:  # else: the reply to a call that timed out; dropped
                 p.value = msg if kind == "hello" else msg.get("value")
-                p.done.set()
+                p.set()
         elif kind == "error":
             err = decode_error(msg.get("error"))
             call_id = msg.get("id")
-            p = self.pending.get(call_id)  # type: ignore[arg-type]
+            p = self._take(call_id)
             if p is not None:
                 p.error = err
-                p.done.set()
+                p.set()
             elif call_id == 0:  # the far side gave up on the link itself
                 self.fail(err)
         elif kind == "event":
@@ -234,20 +256,19 @@ class _State:
         frame = memoryview(encode_frame(msg))
         with self.wlock:
             while frame:
+                try:  # the pipe has room nearly always: poll only when it has none
+                    frame = frame[os.write(self.wfd, frame) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as exc:  # EPIPE: the child is gone; the reader says why
+                    raise ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}") from None
                 left = deadline - time.monotonic()
-                if left <= 0:  # half a frame is in the pipe: the stream is beyond repair
+                if left <= 0:  # half a frame may be in the pipe: the stream is beyond repair
                     err = VirtTimeout(f"{self.ep.where}: could not send within {self.timeout:g}s")
                     self.fail(err)
                     raise _copy(err)
-                _, ready, _ = select.select([], [self.wfd], [], left)
-                if not ready:
-                    continue
-                try:
-                    frame = frame[os.write(self.wfd, frame) :]
-                except BlockingIOError:
-                    continue
-                except OSError as exc:  # EPIPE: the child is gone; the reader says why
-                    raise ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}") from None
+                self.wpoll.poll(_ms(left))
 
     def request(self, call_id: int, msg: dict[str, Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -260,11 +281,11 @@ class _State:
             try:
                 self.send(msg, deadline)
             except ConnectionClosed:
-                p.done.wait(max(0.0, min(1.0, deadline - time.monotonic())))  # the reader's diagnosis
-                if p.error is None:
+                if not p.wait(min(1.0, deadline - time.monotonic())):  # the reader's diagnosis
                     raise
-            if not p.done.wait(max(0.0, deadline - time.monotonic())):
-                raise VirtTimeout(f"{what}: no answer from {self.ep.where} within {timeout:g}s")
+            else:
+                if not p.wait(deadline - time.monotonic()):
+                    raise VirtTimeout(f"{what}: no answer from {self.ep.where} within {timeout:g}s") from None
         finally:
             with self.lock:
                 self.pending.pop(call_id, None)
@@ -297,6 +318,11 @@ class _State:
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()
+
+
+def _ms(seconds: float) -> int:
+    """poll()'s timeout: milliseconds, rounded up so a wait never ends early and spins."""
+    return max(0, int(seconds * 1000) + 1)
 
 
 def _copy(err: VirtError) -> VirtError:

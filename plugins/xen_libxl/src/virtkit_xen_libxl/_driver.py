@@ -23,6 +23,7 @@ from virtkit import (
     Connection,
     DomainConfig,
     DomainEvent,
+    DomainEventType,
     DomainInfo,
     DomainRef,
     DomainState,
@@ -352,6 +353,7 @@ class Driver:
         ref = self._running_by_uuid(cfg.uuid)
         if ref is None:
             raise InvalidOperation(f"domain {cfg.name!r} died while it was being created")
+        self._note(DomainEventType.STARTED, ref)
         return ref
 
     def _leftover(self, uuid: _uuid.UUID) -> None:
@@ -392,7 +394,10 @@ class Driver:
                 with contextlib.suppress(OSError):
                     path.unlink()
             self.state.write(cfg)
-        return DomainRef(cfg.name, cfg.uuid, running.id if running else None)
+        ref = DomainRef(cfg.name, cfg.uuid, running.id if running else None)
+        if old is None:
+            self._note(DomainEventType.DEFINED, ref)
+        return ref
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
         _flags(flags)
@@ -411,6 +416,14 @@ class Driver:
                 name = running.name if running else dom.name
                 raise InvalidOperation(f"domain {name!r} is not defined (transient): nothing to undefine")
             self.state.remove(rec)
+        assert rec.config.uuid is not None
+        self._note(DomainEventType.UNDEFINED, DomainRef(rec.config.name, rec.config.uuid, None))
+
+    def _note(self, kind: DomainEventType, ref: DomainRef) -> None:
+        with self._subs_lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.note(kind, ref)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -425,4 +438,11 @@ class Driver:
         with self._subs_lock:
             self._subs.append(sub)
         sub.start()
-        return sub.cancel
+
+        def cancel() -> None:
+            with self._subs_lock:
+                if sub in self._subs:
+                    self._subs.remove(sub)
+            sub.cancel()
+
+        return cancel

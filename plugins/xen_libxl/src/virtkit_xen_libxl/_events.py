@@ -58,6 +58,9 @@ class Watcher:
         self._xs: Any = None
         self._building: dict[_uuid.UUID, float] = {}  # first seen paused, not yet reported
         self._rebooting: dict[_uuid.UUID, tuple[_Seen, float]] = {}
+        self._lock = threading.Lock()  # the known state: changed by the scans and by note()
+        self._noted: dict[_uuid.UUID, float] = {}
+        self._running: dict[_uuid.UUID, _Seen] = {}
         self._running, self._defined = self._scan()
         self._open_watch()
         self._thread = threading.Thread(target=self._run, name="xen-libxl-events", daemon=True)
@@ -93,8 +96,7 @@ class Watcher:
 
     def _scan(self) -> tuple[dict[_uuid.UUID, _Seen], dict[_uuid.UUID, str]]:
         drv = self._drv
-        known = getattr(self, "_running", {})
-        by_id = {s.ref.id: s for s in known.values()}
+        by_id = {s.ref.id: s for s in list(self._running.values())}
         running: dict[_uuid.UUID, _Seen] = {}
         for domid in drv._inner("connect_list_domains"):
             try:
@@ -107,34 +109,80 @@ class Watcher:
         defined = {r.config.uuid: r.config.name for r in drv.state.records() if r.config.uuid is not None}
         return running, defined
 
+    def note(self, kind: DomainEventType, ref: DomainRef) -> None:
+        """This connection defined, undefined or started ``ref``: report it now and take it as
+        known. A define and an undefine between two scans would otherwise go unseen, and a
+        domain paused right after its create would look like one still being built. A scan
+        begun before the note does not override it (``_noted``)."""
+        t = time.time()
+        with self._lock:
+            self._noted[ref.uuid] = time.monotonic()
+            if kind is E.DEFINED:
+                self._defined = {**self._defined, ref.uuid: ref.name}
+            elif kind is E.UNDEFINED:
+                self._defined = {u: n for u, n in self._defined.items() if u != ref.uuid}
+            else:
+                self._building.pop(ref.uuid, None)
+                self._running = {**self._running, ref.uuid: _Seen(ref, DomainState.RUNNING, None)}
+        detail = {E.DEFINED: "added", E.UNDEFINED: "removed"}.get(kind, "booted")
+        self._emit(DomainEvent(kind, DomainRef(ref.name, ref.uuid, ref.id if kind is E.STARTED else None), detail, t))
+
     def _diff(self) -> list[DomainEvent]:
-        before, defs_before = self._running, self._defined
+        begun = time.monotonic()
         now, defs = self._scan()
         t = time.time()
+        with self._lock:
+            for uid, when in list(self._noted.items()):
+                if when >= begun:  # this scan is older than what the connection told: keep that
+                    if uid in self._running:
+                        now[uid] = self._running[uid]
+                    else:
+                        now.pop(uid, None)
+                    if uid in self._defined:
+                        defs[uid] = self._defined[uid]
+                    else:
+                        defs.pop(uid, None)
+                else:
+                    del self._noted[uid]
+            out = self._compare(self._running, now, self._defined, defs, t)
+            self._running, self._defined = now, defs
+        return out
+
+    def _compare(
+        self,
+        before: dict[_uuid.UUID, _Seen],
+        now: dict[_uuid.UUID, _Seen],
+        defs_before: dict[_uuid.UUID, str],
+        defs: dict[_uuid.UUID, str],
+        t: float,
+    ) -> list[DomainEvent]:
         out: list[DomainEvent] = []
         for uid in defs.keys() - defs_before.keys():
             out.append(DomainEvent(E.DEFINED, DomainRef(defs[uid], uid, None), "added", t))
         for uid, seen in list(now.items()):
             old = before.get(uid)
             if old is None or old.ref.id != seen.ref.id:
+                if seen.state is DomainState.PAUSED and t - self._building.setdefault(uid, t) < BUILD_GRACE_S:
+                    if old is not None:
+                        now[uid] = old  # still the old run, as far as anyone was told
+                    else:
+                        del now[uid]  # new again on the next scan: reported once it runs
+                    continue
+                self._building.pop(uid, None)
                 back = self._rebooting.pop(uid, None)
                 if back is not None or old is not None:
                     out.append(DomainEvent(E.REBOOTED, seen.ref, "restarted", t))
-                elif seen.state is DomainState.PAUSED and t - self._building.setdefault(uid, t) < BUILD_GRACE_S:
-                    del now[uid]  # new again on the next scan: reported once it runs
-                    continue
                 else:
-                    self._building.pop(uid, None)
                     out.append(DomainEvent(E.STARTED, seen.ref, "booted", t))
                 continue
             out.extend(self._change(old, seen, t))
         for uid, old in before.items():
             if uid in now:
                 continue
-            if old.state is DomainState.SHUTDOWN and old.reason == "reboot":
+            if old.reason == "reboot":  # shut down (or dying) to reboot: its babysitter may restart it
                 self._rebooting[uid] = (old, t + REBOOT_GRACE_S)
                 continue
-            detail = {DomainState.CRASHED: "crashed", DomainState.SHUTDOWN: "shutdown"}.get(old.state, "destroyed")
+            detail = "crashed" if old.reason == "crash" else "shutdown" if old.reason else "destroyed"
             out.append(DomainEvent(E.STOPPED, old.ref, detail, t))
         for uid, (old, deadline) in list(self._rebooting.items()):
             if uid not in now and t > deadline:
@@ -142,7 +190,6 @@ class Watcher:
                 out.append(DomainEvent(E.STOPPED, old.ref, "shutdown", t))
         for uid in defs_before.keys() - defs.keys():
             out.append(DomainEvent(E.UNDEFINED, DomainRef(defs_before[uid], uid, None), "removed", t))
-        self._running, self._defined = now, defs
         return out
 
     @staticmethod
@@ -153,10 +200,13 @@ class Watcher:
             return [DomainEvent(E.SUSPENDED, new.ref, "paused", t)]
         if new.state in _ACTIVE and old.state is DomainState.PAUSED:
             return [DomainEvent(E.RESUMED, new.ref, "unpaused", t)]
-        if new.state is DomainState.SHUTDOWN and new.reason != "reboot" and old.state is not DomainState.SHUTDOWN:
-            return [DomainEvent(E.SHUTDOWN, new.ref, new.reason or "", t)]
-        if new.state is DomainState.CRASHED and old.state is not DomainState.CRASHED:
-            return [DomainEvent(E.CRASHED, new.ref, "crashed", t)]
+        # A shut-down domain is often dying already when seen (its babysitter acts at once): the
+        # reason is what tells, whatever the state.
+        if new.reason and new.reason != old.reason:
+            if new.reason == "crash":
+                return [DomainEvent(E.CRASHED, new.ref, "crashed", t)]
+            if new.reason != "reboot":
+                return [DomainEvent(E.SHUTDOWN, new.ref, new.reason, t)]
         return []
 
     # -- the thread ----------------------------------------------------------------------------

@@ -34,6 +34,9 @@ def config_from_libxl(entry: Mapping[str, Any]) -> DomainConfig:
         b_info = cfg.get("b_info", {})
         name = str(c_info["name"])
         kind = str(c_info.get("type", "pv"))
+        # libvirt's libxl driver fills the older per-type fields (b_info["type.pv"]["kernel"], ...)
+        pv = b_info.get("type.pv") or {}
+        boot = {k: b_info.get(k) or pv.get(k) for k in ("kernel", "ramdisk", "cmdline")}
         uid = _uuid.UUID(c_info["uuid"]) if c_info.get("uuid") else None
         max_kb = int(b_info.get("max_memkb") or 0)
         target_kb = int(b_info.get("target_memkb") or max_kb)
@@ -55,9 +58,9 @@ def config_from_libxl(entry: Mapping[str, Any]) -> DomainConfig:
             max_vcpus=max_vcpus if max_vcpus and max_vcpus != vcpus else None,
             uuid=uid if uid is not None and uid.int else None,
             os_type="hvm" if kind == "hvm" else "linux",
-            kernel=b_info.get("kernel") or None,
-            initrd=b_info.get("ramdisk") or None,
-            cmdline=b_info.get("cmdline") or None,
+            kernel=boot["kernel"] or None,
+            initrd=boot["ramdisk"] or None,
+            cmdline=boot["cmdline"] or None,
             extra={"xl": xl} if xl else {},
             **actions,
         )

@@ -364,7 +364,12 @@ class Client(_Ops):
         return c.chan.path if c is not None else None
 
     def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        until = self._until()
+        until: float | None = getattr(self._local, "until", None)
+        if until is None:
+            c = self._conn
+            if c is not None and c.broken is None:  # the hot path: connected, no deadline() block
+                return c.call(op, payload, 0, path, self.timeout)
+            until = time.monotonic() + self.timeout
         return self._current(until).call(op, payload, 0, path, self._left(until))
 
     def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
@@ -456,6 +461,10 @@ class Client(_Ops):
             raise InvalidArgument("watch needs at least one path")
         for p in paths:
             check_path(p, watch=True)
+        if token is not None and not isinstance(token, str):
+            raise InvalidArgument(f"a watch token must be a str, not {type(token).__name__}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise InvalidArgument(f"maxsize must be an int, not {type(maxsize).__name__}")
         tok = (token if token is not None else f"vk{os.getpid()}-{next(_tokens)}").encode()
         if not tok or b"\0" in tok:
             raise InvalidArgument("a watch token must be non-empty without NUL")
@@ -480,6 +489,8 @@ class Client(_Ops):
 
     def unwatch(self, path: str, token: str) -> None:
         """Send UNWATCH for one (path, token) pair (PathNotFound if there is no such watch)."""
+        if not isinstance(token, str) or not token or "\0" in token:
+            raise InvalidArgument("a watch token must be a non-empty str without NUL")
         self._request(Op.UNWATCH, check_path(path, watch=True) + token.encode() + b"\0", path)
 
     def _forget(self, w: Watch) -> None:
