@@ -177,3 +177,26 @@ def test_a_process_with_many_open_files_still_links(h: type) -> None:
         for fd in [*fillers, null]:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_threads_share_one_link(h: type) -> None:
+    """Calls from many threads interleave on one link; each gets its own reply."""
+    import threading
+
+    with virtkit.open(h.ext_uri()) as conn:
+        doms = {name: conn.lookup_by_name(name) for name in ("test", "web", "paused-vm")}
+        expected = {name: dom.info() for name, dom in doms.items()}
+        bad: list[object] = []
+
+        def work(name: str) -> None:
+            for _ in range(200):
+                got = doms[name].info()
+                if got.state != expected[name].state or got.max_memory != expected[name].max_memory:
+                    bad.append((name, got))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in list(doms) * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not bad and not any(t.is_alive() for t in threads)

@@ -347,3 +347,15 @@ def test_fan_out_over_ssh_racing_for_one_master(ssh_env: Sshd) -> None:
     # the far test plugin's own error, raised at open: the URI is the one that was opened here
     assert err["error"]["driver"] == "test" and "/nosuch.json" in err["error"]["message"]
     assert err["error"]["uri"].startswith("test+ssh://root@127.0.0.1")
+
+
+def test_a_far_path_with_quotes_and_spaces_crosses_the_far_shell(ssh_env: Sshd, tmp_path: pathlib.Path) -> None:
+    """ssh hands the remote command to the far user's shell: each word arrives quoted, intact."""
+    d = tmp_path / "it's a $(dir)"
+    d.mkdir()
+    host = d / "host; touch pwned.json"
+    host.write_text(json.dumps({"hostname": "quoted-host", "domains": [{"name": "q1", "memory": 1024}]}))
+    with virtkit.open(ssh_env.uri(path=urllib.parse.quote(str(host))), timeout=TIMEOUT) as conn:
+        assert conn.hostname() == "quoted-host"
+        assert [dom.name for dom in conn.domains(all=True)] == ["q1"]
+    assert not (d / "pwned.json").exists() and not pathlib.Path("pwned.json").exists()

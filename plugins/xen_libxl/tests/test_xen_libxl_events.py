@@ -103,3 +103,17 @@ def test_define_then_undefine_between_two_scans_are_both_reported(conn: virtkit.
 
     time.sleep(1.2)  # two more scans: they must not report either change again
     assert [e.type for e in rec.events if e.domain.uuid == d.uuid] == [E.DEFINED, E.UNDEFINED]
+
+
+def test_a_pause_shorter_than_a_scan_is_reported_by_the_connection_that_made_it(
+    conn: virtkit.Connection, rec: EventRecorder
+) -> None:
+    d = conn.create(cfg("blink"))
+    d.suspend()
+    d.resume()
+    d.destroy()
+    rec.expect(E.STOPPED, d.uuid, T)
+    import time
+
+    time.sleep(1.2)  # later scans add nothing
+    assert [e.type for e in rec.events if e.domain.uuid == d.uuid] == [E.STARTED, E.SUSPENDED, E.RESUMED, E.STOPPED]

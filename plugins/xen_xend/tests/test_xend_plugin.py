@@ -69,9 +69,10 @@ def test_bad_uris(emu: XendEmulator, suffix: str, message: str) -> None:
         virtkit.open(emu.uri + suffix, timeout=2)
 
 
-def test_no_plugin_for_ssh_says_why() -> None:
-    with pytest.raises(virtkit.NoDriver, match="xen_xend declined: xend is reached over tcp"):
-        virtkit.open("xen+ssh://host/", timeout=1)
+def test_ssh_is_declined_with_the_reason() -> None:
+    """xen+ssh:// belongs to the remote plugin (if installed); xend itself says why not."""
+    why = plugin.can_handle(parse_uri("xen+ssh://host/"))
+    assert isinstance(why, Declined) and "xend is reached over tcp" in str(why)
 
 
 @pytest.fixture

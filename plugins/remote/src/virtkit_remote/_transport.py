@@ -20,6 +20,7 @@ TRANSPORTS = ("ssh", "ext")
 CLIENT_PARAMS = frozenset({"command", "keyfile", "no_verify", "no_tty", "control"})
 # A host ssh takes as a host, never as an option or a token to expand ('-', '%' excluded).
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}\Z|[0-9A-Fa-f:.]{2,45}\Z")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")  # what ssh -l and login names take
 _TRUE = ("1", "yes", "true")
 
 
@@ -59,7 +60,7 @@ def endpoint(uri: URI, control_dir: str | None = None) -> Endpoint:
         raise InvalidURI(f"{shown}: +ssh needs a host (SCHEME+ssh://[user@]host[:port]/path)", uri=shown)
     if not _HOST.match(host):
         raise InvalidURI(f"{shown}: host {host!r} cannot be passed to ssh", uri=shown)
-    if uri.user is not None and uri.user.startswith("-"):
+    if uri.user is not None and not _USER.match(uri.user):
         raise InvalidURI(f"{shown}: user {uri.user!r} cannot be passed to ssh", uri=shown)
     command = params.get("command", "virtkit") or "virtkit"
     argv = [os.environ.get("VIRTKIT_SSH") or "ssh", "-T", "-e", "none", "-o", "BatchMode=yes"]

@@ -236,10 +236,19 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
         self._route("domain_suspend", dom, (), flags, self._not_running("suspend"))
+        self._note_running(DomainEventType.SUSPENDED, dom)
 
     @virtkit.priority(PRIORITY)
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         self._route("domain_resume", dom, (), flags, self._not_running("resume"))
+        self._note_running(DomainEventType.RESUMED, dom)
+
+    def _note_running(self, kind: DomainEventType, dom: DomainRef) -> None:
+        if not self._subs:
+            return
+        ref = dom if dom.id is not None and dom.uuid != _NIL else self._running_by_uuid(dom.uuid)
+        if ref is not None:
+            self._note(kind, ref)
 
     @virtkit.priority(PRIORITY)
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
@@ -247,6 +256,7 @@ class Driver:
         _flags(flags)
         running = self._need_running(dom, "destroy")
         self.xl.run("destroy", str(running.id), what=f"xl destroy {running.name}")
+        self._note(DomainEventType.STOPPED, running)
 
     @virtkit.priority(PRIORITY)
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:

@@ -36,9 +36,17 @@ POLL_S = 0.5
 #: How long a domain that shut down to reboot may take to come back before it counts as stopped.
 REBOOT_GRACE_S = 20.0
 #: A new domain seen paused is being built (libxl builds paused); after this it is reported anyway.
-BUILD_GRACE_S = 3.0
+BUILD_GRACE_S = 10.0
 _ACTIVE = {DomainState.RUNNING, DomainState.BLOCKED, DomainState.NOSTATE}
 E = DomainEventType
+_NOTE_DETAIL = {
+    E.DEFINED: "added",
+    E.UNDEFINED: "removed",
+    E.STARTED: "booted",
+    E.SUSPENDED: "paused",
+    E.RESUMED: "unpaused",
+    E.STOPPED: "destroyed",
+}
 
 
 class _Seen(NamedTuple):
@@ -110,8 +118,9 @@ class Watcher:
         return running, defined
 
     def note(self, kind: DomainEventType, ref: DomainRef) -> None:
-        """This connection defined, undefined or started ``ref``: report it now and take it as
-        known. A define and an undefine between two scans would otherwise go unseen, and a
+        """This connection changed ``ref`` (defined, undefined, started, paused, unpaused,
+        destroyed it): report it now and take it as known. A change undone within one scan
+        period (a define and an undefine, a pause and a resume) would otherwise go unseen, and a
         domain paused right after its create would look like one still being built. A scan
         begun before the note does not override it (``_noted``)."""
         t = time.time()
@@ -121,11 +130,15 @@ class Watcher:
                 self._defined = {**self._defined, ref.uuid: ref.name}
             elif kind is E.UNDEFINED:
                 self._defined = {u: n for u, n in self._defined.items() if u != ref.uuid}
+            elif kind is E.STOPPED:
+                self._running = {u: v for u, v in self._running.items() if u != ref.uuid}
             else:
                 self._building.pop(ref.uuid, None)
-                self._running = {**self._running, ref.uuid: _Seen(ref, DomainState.RUNNING, None)}
-        detail = {E.DEFINED: "added", E.UNDEFINED: "removed"}.get(kind, "booted")
-        self._emit(DomainEvent(kind, DomainRef(ref.name, ref.uuid, ref.id if kind is E.STARTED else None), detail, t))
+                state = DomainState.PAUSED if kind is E.SUSPENDED else DomainState.RUNNING
+                self._running = {**self._running, ref.uuid: _Seen(ref, state, None)}
+        if kind in (E.DEFINED, E.UNDEFINED):
+            ref = DomainRef(ref.name, ref.uuid, None)
+        self._emit(DomainEvent(kind, ref, _NOTE_DETAIL[kind], t))
 
     def _diff(self) -> list[DomainEvent]:
         begun = time.monotonic()
@@ -224,10 +237,14 @@ class Watcher:
             if self._stop.is_set():
                 return
             try:
+                t0 = time.monotonic()
                 events = self._diff()
             except VirtError as exc:
                 log.debug("xen_libxl event scan failed (retrying): %s", exc)
                 continue
+            if log.isEnabledFor(logging.DEBUG):
+                states = {s.ref.id: s.state.name for s in self._running.values()}
+                log.debug("scan %.3fs: %s -> %s", time.monotonic() - t0, states, [e.type.value for e in events])
             for event in events:
                 self._emit(event)
 
