@@ -487,17 +487,44 @@ def _wait_seconds(timeout: object) -> float | None:
     return None if timeout >= _FOREVER else float(timeout)
 
 
+class _Callback:
+    """What an EventStream registers: called with each event. A driver whose event source dies
+    (a remote link) calls ``virtkit_error(exc)`` where the callback has it; the stream raises it."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    def __call__(self, event: DomainEvent) -> None:
+        self._stream._push(event)
+
+    def virtkit_error(self, error: VirtError) -> None:
+        self._stream._end(error)
+
+
+_ENDED: Any = object()  # queued after the last event of a stream whose source died
+
+
 class EventStream:
     """Domain events delivered into a bounded queue; iterate with :meth:`get` or ``for``.
 
     The driver's callback runs on the driver's thread and only enqueues; a full queue drops the
-    oldest event and counts it in ``dropped`` rather than blocking the driver.
+    oldest event and counts it in ``dropped`` rather than blocking the driver. When the driver's
+    event source dies (a remote link), :meth:`get` and :meth:`iter` raise its typed error after
+    the events received before it, instead of waiting for events that cannot come.
     """
 
     def __init__(self, conn: Connection, maxsize: int = 1000) -> None:
         self._q: queue.Queue[DomainEvent] = queue.Queue(maxsize)
         self.dropped = 0
-        self._cancel = conn.domain_event_register(self._push)
+        self.error: VirtError | None = None
+        self._cancel = conn.domain_event_register(_Callback(self))
+
+    def _end(self, error: VirtError) -> None:
+        if self.error is None:
+            self.error = error
+            self._push(_ENDED)
 
     def _push(self, event: DomainEvent) -> None:
         while True:
@@ -516,11 +543,14 @@ class EventStream:
         forever; a negative or NaN timeout is an InvalidArgument."""
         wait = _wait_seconds(timeout)
         try:
-            if wait == 0:
-                return self._q.get_nowait()
-            return self._q.get(timeout=wait)
+            event = self._q.get_nowait() if wait == 0 else self._q.get(timeout=wait)
         except queue.Empty:
             return None
+        if event is _ENDED:
+            self._push(_ENDED)  # every later get() raises too
+            assert self.error is not None
+            raise self.error
+        return event
 
     def iter(self, timeout: float | None) -> Iterator[DomainEvent]:
         """Events until ``timeout`` seconds have passed in total (None or ``inf``: forever)."""

@@ -38,9 +38,10 @@ def main() -> None:
                     continue
                 served = {"connect_get_type": "peer", "connect_list_domains": "peer", "domain_lookup_by_id": "peer"}
                 served |= {"domain_lookup_by_name": "peer", "domain_lookup_by_uuid": "peer", "domain_get_info": "peer"}
+                served["connect_domain_event_register"] = "peer"
                 out.write(encode_frame({"k": "hello", "proto": PROTOCOL, "uri": "peer:///", "served": served}))
             elif kind == "keepalive":
-                if mode != "no-keepalive" and not msg.get("ack"):
+                if mode not in ("no-keepalive", "quiet-events") and not msg.get("ack"):
                     out.write(encode_frame({"k": "keepalive", "ack": True}))
             elif kind == "call":
                 answer(out, msg, mode)

@@ -118,3 +118,31 @@ def test_the_real_serve_killed_then_frozen(h: type) -> None:
     finally:
         if h.alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_event_stream_raises_when_its_link_dies(h: type) -> None:
+    conn = virtkit.open(h.ext_uri(), timeout=TIMEOUT)
+    with conn.events() as stream:
+        conn.lookup_by_name("web").suspend()
+        assert stream.get(TIMEOUT) is not None  # the events before the end still arrive
+        os.kill(_pid(conn), signal.SIGKILL)
+        err, took = _timed(lambda: stream.get(None), virtkit.ConnectionClosed)
+        assert "signal 9" in str(err) and took < TIMEOUT + SLACK
+        with pytest.raises(virtkit.ConnectionClosed):  # and it stays ended
+            stream.get(0)
+    conn.close()
+
+
+def test_cli_events_end_with_the_link_not_at_their_timeout(peer: Callable[[str], str], h: type) -> None:
+    """A far side that stops answering keepalives: `events --timeout inf` exits 1, not never."""
+    import subprocess
+
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [h.virtkit, "--timeout", str(TIMEOUT), "-c", peer("quiet-events"), "events", "--timeout", "inf"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "keepalive" in out.stderr, out.stderr
+    assert time.monotonic() - t0 < TIMEOUT / 3 + TIMEOUT + SLACK + 2  # + the CLI's start

@@ -93,7 +93,7 @@ class _State:
         self.closed = False
         self.greeted = False
         self.stderr = bytearray()
-        self.events: queue.Queue[tuple[Callable[[DomainEvent], None], DomainEvent] | None] | None = None
+        self.events: queue.Queue[tuple[Callable[[Any], None], DomainEvent | VirtError] | None] | None = None
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self.wfd, self.rfd, self.efd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
         os.set_blocking(self.wfd, False)
@@ -113,6 +113,10 @@ class _State:
         for p in waiting:
             p.error = _copy(self.dead)
             p.set()
+        for callback in list(self.subs.values()):  # an event stream must not wait on a dead link
+            hook = getattr(callback, "virtkit_error", None)
+            if callable(hook):
+                self.post(hook, _copy(self.dead))
         self.kill_child()
 
     def kill_child(self) -> None:
@@ -234,16 +238,18 @@ class _State:
 
     # -- events: delivered on a thread of their own, so a callback may call back ------------------
 
-    def post(self, callback: Callable[[DomainEvent], None], event: DomainEvent) -> None:
-        if self.events is None:
-            self.events = queue.Queue()
-            threading.Thread(
-                target=self.event_loop, args=(self.events,), name="virtkit-remote-events", daemon=True
-            ).start()
-        self.events.put((callback, event))
+    def post(self, callback: Callable[[Any], None], event: DomainEvent | VirtError) -> None:
+        with self.lock:  # the reader and a failing caller may both post first
+            if self.events is None:
+                self.events = queue.Queue()
+                threading.Thread(
+                    target=self.event_loop, args=(self.events,), name="virtkit-remote-events", daemon=True
+                ).start()
+            events = self.events
+        events.put((callback, event))
 
     @staticmethod
-    def event_loop(q: queue.Queue[tuple[Callable[[DomainEvent], None], DomainEvent] | None]) -> None:
+    def event_loop(q: queue.Queue[tuple[Callable[[Any], None], DomainEvent | VirtError] | None]) -> None:
         while (item := q.get()) is not None:
             try:
                 item[0](item[1])
