@@ -29,7 +29,10 @@ from typing import Any
 from qemu.qmp import QMPClient
 
 import virtkit
-from virtkit_qemu._guest import CMDLINE, READY_MARK, guest_image
+
+# The test guest's builder lives with the plugin's tests (it is no part of the plugin).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "plugins" / "qemu" / "tests"))
+from _guest import CMDLINE, READY_MARK, guest_image
 
 CMDS = ("query-status", "query-balloon", "query-cpus-fast")
 

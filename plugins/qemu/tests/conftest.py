@@ -10,6 +10,7 @@ import asyncio
 import os
 import pathlib
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,11 @@ import pytest
 
 import virtkit
 from virtkit_qemu import find_qemu
-from virtkit_qemu._guest import CMDLINE, READY_MARK, guest_image
+
+# _guest.py, the test guest's builder, lives beside this file (tests, the bench and the kit's
+# config use it; the plugin does not): the test modules import it as ``_guest``.
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _guest import CMDLINE, READY_MARK, guest_image
 
 URI = "qemu:///session"
 

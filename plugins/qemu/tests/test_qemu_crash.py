@@ -12,10 +12,10 @@ import threading
 from typing import Any
 
 import pytest
+from _guest import CMDLINE, READY_MARK
 
 import virtkit
 from virtkit import DomainEventType, DomainState
-from virtkit_qemu._guest import CMDLINE, READY_MARK
 
 
 def _recorder() -> tuple[list[virtkit.DomainEvent], Any]:

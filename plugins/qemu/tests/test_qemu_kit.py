@@ -14,8 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-
-from virtkit_qemu._guest import CMDLINE
+from _guest import CMDLINE
 
 
 def test_kit_passes_on_qemu_session(tmp_path: pathlib.Path, glab: Any) -> None:

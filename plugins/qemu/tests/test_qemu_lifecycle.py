@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _guest import READY_MARK
 
 import virtkit
 from virtkit import DomainEventType, DomainState
-from virtkit_qemu._guest import READY_MARK
 
 
 class Events:
