@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 import virtkit
+from virtkit_qemu._command import build_argv
 from virtkit_qemu._driver import Driver
 from virtkit_qemu._relay import REBOOT, reboot_deadline, reboot_pending
 
@@ -150,7 +151,7 @@ def test_a_disk_path_with_a_comma_stays_one_value(root: pathlib.Path, tmp_path: 
                 virtkit.DomainConfig(name="d", memory=65536, devices=({"type": "disk", "path": str(disk)},))
             )
         )
-        argv = drv._argv(cfg, root)
+        argv = build_argv(cfg, root, qemu="/bin/false", accel="tcg")
         drive = argv[argv.index("-drive") + 1]
         assert drive.startswith(f"file={str(disk).replace(',', ',,')},format=raw,")
     finally:

@@ -7,7 +7,9 @@ that started them and any later connection re-attaches to them.
 
 from __future__ import annotations
 
-from ._driver import Driver, check_config, find_qemu, kvm_usable
+from ._command import check_config
+from ._driver import Driver
+from ._host import find_qemu, kvm_usable
 from ._plugin import PRIORITY, Plugin, state_root
 from ._version import __version__
 

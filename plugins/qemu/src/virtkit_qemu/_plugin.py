@@ -7,7 +7,8 @@ import pathlib
 
 from virtkit import URI, Declined, InvalidURI, OpenOptions, PermissionDenied, hookimpl
 
-from ._driver import Driver, any_qemu, find_qemu
+from ._driver import Driver
+from ._host import any_qemu, find_qemu
 
 __all__ = ["PRIORITY", "Plugin", "state_root"]
 
@@ -69,6 +70,6 @@ class Plugin:
         if uri.path == "/system" and os.geteuid() != 0:
             raise PermissionDenied(f"{uri} needs root (its state is {root})", uri=str(uri))
         try:
-            return Driver(root, str(uri), qemu, options.timeout)
+            return Driver(root, str(uri), qemu, options.timeout, readonly=options.readonly)
         except PermissionError as exc:
             raise PermissionDenied(f"{uri}: cannot use the state directory {root}: {exc}", uri=str(uri)) from exc

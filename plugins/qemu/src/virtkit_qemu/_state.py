@@ -24,6 +24,7 @@ name, to keep socket paths short (a unix socket path is limited to 107 bytes).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -31,10 +32,11 @@ import pathlib
 import shutil
 import uuid as _uuid
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 from virtkit import (
     DomainConfig,
+    DomainRef,
     InvalidArgument,
     ProtocolError,
     VirtError,
@@ -43,17 +45,77 @@ from virtkit import (
     read_config_file,
 )
 
-__all__ = ["Record", "StateDir"]
+from ._relay import RELAY
+
+__all__ = ["PIDFILE", "QMP", "Defined", "Record", "Running", "StateDir"]
+
+#: QMP kept free for short direct connections (the relay holds its own monitor socket).
+QMP = "qmp.sock"
+#: QEMU's pidfile.
+PIDFILE = "qemu.pid"
 
 
-class Record(NamedTuple):
-    """A domain as the state directory knows it. ``id`` None: defined and not running."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Defined:
+    """A domain as its defined config knows it: persistent, not running."""
+
+    config: DomainConfig
+    uuid: _uuid.UUID
+
+    persistent: ClassVar[bool] = True
+    id: ClassVar[None] = None
+
+    @property
+    def ref(self) -> DomainRef:
+        return DomainRef(self.config.name, self.uuid, None)
+
+    @property
+    def max_memory(self) -> int:
+        return self.config.max_memory or self.config.memory
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Running:
+    """A running domain: its id and run directory, and where its QEMU and relay are found there."""
 
     config: DomainConfig
     uuid: _uuid.UUID
     persistent: bool
-    id: int | None = None
-    rundir: pathlib.Path | None = None
+    id: int
+    rundir: pathlib.Path
+
+    @property
+    def ref(self) -> DomainRef:
+        return DomainRef(self.config.name, self.uuid, self.id)
+
+    @property
+    def max_memory(self) -> int:
+        return self.config.max_memory or self.config.memory
+
+    @property
+    def key(self) -> str:
+        """The run directory as a str: the key of per-domain caches."""
+        return str(self.rundir)
+
+    @property
+    def relay_socket(self) -> str:
+        return os.path.join(self.rundir, RELAY)
+
+    @property
+    def qmp_socket(self) -> str:
+        return os.path.join(self.rundir, QMP)
+
+    def pid(self) -> int | None:
+        """QEMU's pid from its pidfile; None once QEMU exited cleanly (it removes the file)."""
+        try:
+            with open(f"{self.rundir}/{PIDFILE}") as fh:  # not pathlib: on the per-call path
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+
+
+#: Whatever the state directory knows of a domain.
+Record = Defined | Running
 
 
 class StateDir:
@@ -61,8 +123,8 @@ class StateDir:
         self.root = root
         self.defined = root / "defined"
         self.run = root / "run"
-        # (path, mtime_ns, size) -> Record: domain.json is read on every call, parsed once.
-        self._cache: dict[pathlib.Path, tuple[int, int, Record]] = {}
+        # path -> (mtime_ns, size, entry): domain.json is read on every call, parsed once.
+        self._cache: dict[pathlib.Path, tuple[int, int, tuple[DomainConfig, _uuid.UUID, bool]]] = {}
 
     def ensure(self) -> None:
         for d in (self.root, self.defined, self.run):
@@ -92,7 +154,8 @@ class StateDir:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _parse(self, path: pathlib.Path, *, persistent: bool | None, dom_id: int | None) -> Record:
+    def _parse(self, path: pathlib.Path) -> tuple[DomainConfig, _uuid.UUID, bool]:
+        """The config, its uuid and the persistent flag of a state entry."""
         try:
             st = path.stat()
             hit = self._cache.get(path)
@@ -106,12 +169,11 @@ class StateDir:
             cfg = DomainConfig.from_dict(data["config"])
             if cfg.uuid is None:
                 raise ValueError("the config has no uuid")
-            pers = bool(data.get("persistent", True)) if persistent is None else persistent
-            rec = Record(cfg, cfg.uuid, pers, dom_id, path.parent if dom_id is not None else None)
+            entry = (cfg, cfg.uuid, bool(data.get("persistent", True)))
         except (OSError, ValueError, TypeError, VirtError) as exc:
             raise ProtocolError(f"corrupted state entry {path}: {exc}") from exc
-        self._cache[path] = (st.st_mtime_ns, st.st_size, rec)
-        return rec
+        self._cache[path] = (st.st_mtime_ns, st.st_size, entry)
+        return entry
 
     def running_ids(self) -> list[int]:
         try:
@@ -119,12 +181,13 @@ class StateDir:
         except FileNotFoundError:
             return []
 
-    def running(self, dom_id: int) -> Record:
+    def running(self, dom_id: int) -> Running:
         """The record of run directory ``dom_id``; FileNotFoundError when there is none."""
         path = self.run / str(dom_id) / "domain.json"
         if not path.parent.is_dir():
             raise FileNotFoundError(path)
-        return self._parse(path, persistent=None, dom_id=dom_id)
+        cfg, uuid, persistent = self._parse(path)
+        return Running(cfg, uuid, persistent, dom_id, path.parent)
 
     def defined_names(self) -> list[str]:
         try:
@@ -132,7 +195,7 @@ class StateDir:
         except FileNotFoundError:
             return []
 
-    def defined_record(self, name: str) -> Record:
+    def defined_record(self, name: str) -> Defined:
         """The defined domain ``name``; FileNotFoundError when there is none. Names are file
         names here: one virtkit.check_domain_name refuses (a path, say) is no defined domain."""
         try:
@@ -142,12 +205,15 @@ class StateDir:
         path = self.defined / f"{name}.json"
         if not os.path.lexists(path):
             raise FileNotFoundError(path)  # anything else there (a FIFO, a directory) is corrupted
-        rec = self._parse(path, persistent=True, dom_id=None)
-        if rec.config.name != name:
-            raise ProtocolError(f"corrupted state entry {path}: it names domain {rec.config.name!r}")
-        return rec
+        cfg, uuid, _ = self._parse(path)
+        if cfg.name != name:
+            raise ProtocolError(f"corrupted state entry {path}: it names domain {cfg.name!r}")
+        return Defined(cfg, uuid)
 
     # -- writing (lock held) ----------------------------------------------------------------
+
+    def write_running(self, run: Running, *, persistent: bool) -> None:
+        self._write(run.rundir / "domain.json", {"config": run.config.to_dict(), "persistent": persistent})
 
     @staticmethod
     def _write(path: pathlib.Path, data: dict[str, Any]) -> None:
@@ -161,11 +227,12 @@ class StateDir:
     def remove_defined(self, name: str) -> None:
         (self.defined / f"{name}.json").unlink(missing_ok=True)
 
-    def make_rundir(self, dom_id: int, cfg: DomainConfig, persistent: bool) -> pathlib.Path:
+    def make_rundir(self, dom_id: int, dom: Defined, persistent: bool) -> Running:
         d = self.run / str(dom_id)
         d.mkdir(mode=0o700)
-        self._write(d / "domain.json", {"config": cfg.to_dict(), "persistent": persistent})
-        return d
+        run = Running(dom.config, dom.uuid, persistent, dom_id, d)
+        self.write_running(run, persistent=persistent)
+        return run
 
     def remove_rundir(self, rundir: pathlib.Path) -> None:
         self.forget(rundir)
