@@ -105,9 +105,10 @@ def _wait(predicate: Callable[[], bool], within: float) -> bool:
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
     d = pathlib.Path(tempfile.mkdtemp(prefix="vk-sshd-"))  # short: ssh's control sockets live under it
-    for name in ("host", "user", "wrong"):
+    for name in ("host", "user", "wrong", "forced"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    shutil.copy(d / "user.pub", d / "authorized_keys")
+    forced = f'command="{VIRTKIT} serve --stdio --readonly test:///default",no-pty,no-port-forwarding '
+    (d / "authorized_keys").write_text((d / "user.pub").read_text() + forced + (d / "forced.pub").read_text())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -359,3 +360,14 @@ def test_a_far_path_with_quotes_and_spaces_crosses_the_far_shell(ssh_env: Sshd, 
         assert conn.hostname() == "quoted-host"
         assert [dom.name for dom in conn.domains(all=True)] == ["q1"]
     assert not (d / "pwned.json").exists() and not pathlib.Path("pwned.json").exists()
+
+
+def test_a_key_pinned_to_a_read_only_serve(ssh_env: Sshd) -> None:
+    """authorized_keys' command= decides what the far side serves, whatever the URI asks."""
+    uri = ssh_env.uri(path="/elsewhere.json", key=str(ssh_env.dir / "forced"), control="0")
+    with virtkit.open(uri, timeout=TIMEOUT) as conn:
+        assert conn.explain().remote.uri == "test:///default"  # type: ignore[union-attr]
+        with pytest.raises(virtkit.ReadOnlyError) as e:  # refused by the far side: this side is read-write
+            conn.lookup_by_name("web").suspend()
+        assert e.value.uri == "test:///default"
+        assert conn.lookup_by_name("web").info().state is virtkit.DomainState.RUNNING
