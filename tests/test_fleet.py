@@ -84,7 +84,9 @@ def test_cli_several_hosts_with_a_host_column(capsys: pytest.CaptureFixture[str]
     assert main(["-c", "test:///default", "--hosts", str(hosts), "list", "--all"]) == 1
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split()[0] == "HOST" and sum(line.startswith(" test:///default") for line in lines) == 8
+    assert lines[0].split() == ["HOST", "Id", "Name", "State"]
+    assert sum(line.startswith(" test:///default") for line in lines) == 8
+    assert lines[2].split() == ["test:///default", "1", "test", "running"]
     assert "error: nosuch:///: no plugin can open nosuch:///" in err
 
     assert main(["-c", "test:///default", "-c", "test:///default", "--json", "suspend", "web"]) == 0

@@ -636,8 +636,11 @@ def _fan_out(uris: list[str], args: argparse.Namespace) -> int:
         print(json.dumps(rows + errors, indent=2, default=str))
     elif rows:
         keys = list(dict.fromkeys(k for row in rows for k in row))
+        if args.command == "list":  # the columns of one host's list, after HOST
+            keys = ["host", "id", "name", "state"]
         table = [["-" if row.get(k) is None else str(row.get(k)) for k in keys] for row in rows]
-        print("\n".join(map(_safe, _table(table, [k.upper() if k == "host" else k for k in keys]).split("\n"))))
+        header = ["HOST", *(k.capitalize() if args.command == "list" else k for k in keys[1:])]
+        print("\n".join(map(_safe, _table(table, header).split("\n"))))
     for r in results:
         if r.error is not None and not args.json:
             print(_safe(f"error: {r.uri}: {r.error}"), file=sys.stderr)
