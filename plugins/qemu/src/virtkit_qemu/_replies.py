@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from virtkit import ProtocolError
+from virtkit import DomainState, ProtocolError
 
-__all__ = ["balloon_kib", "status_of", "vcpu_threads"]
+__all__ = ["ACTIVE", "balloon_kib", "domain_state", "status_of", "vcpu_threads"]
 
 #: 1 EiB: a balloon reporting more is not a balloon (and stays far from any overflow).
 _BYTES_MAX = 1 << 60
@@ -24,6 +24,26 @@ def _short(reply: object) -> str:
 
 def _count(value: object, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+
+_STATES = {
+    "running": DomainState.RUNNING,
+    "paused": DomainState.PAUSED,
+    "suspended": DomainState.PMSUSPENDED,
+    "shutdown": DomainState.SHUTDOWN,
+    "guest-panicked": DomainState.CRASHED,
+    "internal-error": DomainState.CRASHED,
+    "io-error": DomainState.PAUSED,
+    "prelaunch": DomainState.PAUSED,
+    "debug": DomainState.PAUSED,
+}
+#: The states in which QEMU runs the guest (or holds it, paused).
+ACTIVE = frozenset({DomainState.RUNNING, DomainState.PAUSED})
+
+
+def domain_state(status: str) -> DomainState:
+    """virtkit's state for a ``query-status`` status."""
+    return _STATES.get(status, DomainState.NOSTATE)
 
 
 def status_of(reply: object) -> str:
