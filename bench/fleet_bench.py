@@ -19,6 +19,7 @@ import time
 
 import virtkit
 from virtkit import fleet
+from virtkit._cli import listing
 
 VIRTKIT = str(pathlib.Path(sys.executable).with_name("virtkit"))
 
@@ -37,7 +38,8 @@ def _cpu() -> float:
 
 
 def _list(conn: virtkit.Connection) -> list[tuple[int | None, str, str]]:
-    return [(d.id, d.name, d.info().state.label) for d in conn.domains(all=True)]
+    """``virtkit list --all`` as the CLI does it (one bulk call where the state group is served)."""
+    return [(ref.id, ref.name, state.label) for ref, state in listing(conn, True)]
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import time
 
 import virtkit
 from virtkit import fleet
+from virtkit._cli import listing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from remote_bench import start_sshd
@@ -50,7 +51,8 @@ print(time.perf_counter() - t0, lines, len(bad))
 
 
 def _list(conn: virtkit.Connection) -> list[tuple[int | None, str, str]]:
-    return [(d.id, d.name, d.info().state.label) for d in conn.domains(all=True)]
+    """``virtkit list --all`` as the CLI does it (one bulk call where the state group is served)."""
+    return [(ref.id, ref.name, state.label) for ref, state in listing(conn, True)]
 
 
 def _rss_kib() -> int:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 import virtkit
+from virtkit._cli import listing
 
 DEBIAN_SITE = "/usr/lib/python3/dist-packages"
 VIRTKIT = str(pathlib.Path(sys.executable).with_name("virtkit"))
@@ -125,8 +126,8 @@ def main() -> None:
         def lv_list() -> object:
             return [(d.ID(), d.name(), d.info()[0]) for d in lv.listAllDomains()]
 
-        def vk_list() -> object:
-            return [(d.id, d.name, d.info().state) for d in vk.domains(all=True)]
+        def vk_list() -> object:  # as `virtkit list --all` does it: one bulk call where served
+            return [(ref.id, ref.name, state) for ref, state in listing(vk, True)]
 
         rows = [
             ("dom.info()", lambda: lv_dom.info(), lambda: vk_dom.info(), args.calls),

@@ -102,3 +102,25 @@ def test_cli_several_hosts_with_a_host_column(capsys: pytest.CaptureFixture[str]
 def test_cli_one_host_commands_refuse_several(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-c", "test:///default", "-c", "test:///default", "events"]) == 1
     assert "events takes one host" in capsys.readouterr().err
+
+
+def test_list_is_one_bulk_call_where_the_state_group_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a remote link that is one round trip per host, not a lookup and an info per domain."""
+    import sys
+
+    remote = pytest.importorskip("virtkit_remote._conn")
+    from virtkit._cli import listing
+
+    ops: list[str] = []
+    real = remote.Link.call
+
+    def counting(self: object, op: str, args: list[object], flags: int) -> object:
+        ops.append(op)
+        return real(self, op, args, flags)
+
+    monkeypatch.setattr(remote.Link, "call", counting)
+    command = pathlib.Path(sys.executable).with_name("virtkit")
+    with virtkit.open(f"test+ext:///default?command={command}") as conn, virtkit.open("test:///default") as local:
+        assert listing(conn, True) == listing(local, True) == [(d.ref, d.info().state) for d in local.domains(all=True)]
+        assert ops == ["connect_get_all_domain_stats"]
+        assert [ref.name for ref, _state in listing(conn, False)] == ["test", "web", "paused-vm"]
