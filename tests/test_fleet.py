@@ -124,3 +124,20 @@ def test_list_is_one_bulk_call_where_the_state_group_is_served(monkeypatch: pyte
         assert listing(conn, True) == listing(local, True) == [(d.ref, d.info().state) for d in local.domains(all=True)]
         assert ops == ["connect_get_all_domain_stats"]
         assert [ref.name for ref, _state in listing(conn, False)] == ["test", "web", "paused-vm"]
+
+
+def test_a_stuck_host_gives_its_slot_back_at_its_deadline() -> None:
+    """parallel=1 and a function that ignores every timeout: the next host still gets its turn."""
+    stuck = threading.Event()
+
+    def fn(conn: virtkit.Connection) -> int:
+        if not stuck.is_set():
+            stuck.set()
+            time.sleep(5)
+        return conn.num_of_domains()
+
+    t0 = time.monotonic()
+    results = fleet.run(["test:///default", "test:///default"], fn, parallel=1, timeout=0.5)
+    took = time.monotonic() - t0
+    assert isinstance(results[0].error, virtkit.TimeoutError) and results[1].value == 3
+    assert took <= 2 * 0.5 * 1.1 + 0.5  # one deadline, then the second host's quick turn

@@ -82,49 +82,73 @@ def run(
     if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 1024:
         raise InvalidArgument(f"parallel must be 1..1024, got {parallel!r}")
     items = list(targets)
-    results: list[HostResult[T] | None] = [None] * len(items)
-    opened: list[Connection | None] = [None] * len(items)
+    n = len(items)
+    results: list[HostResult[T] | None] = [None] * n
+    opened: list[Connection | None] = [None] * n
+    deadlines: list[float] = []
+    held = [False] * n  # host i holds one of the `parallel` slots
     slots = threading.Semaphore(parallel)
-    lock = threading.Lock()
+    cond = threading.Condition()
+
+    def release(i: int) -> None:  # under cond
+        if held[i]:
+            held[i] = False
+            slots.release()
 
     def turn(i: int) -> None:
         target = items[i]
         shown = _shown(target)
+        late: Connection | None = None
         try:
             if isinstance(target, Connection):
                 conn = target
             else:
                 conn = open_connection(target, timeout=timeout, **open_kwargs)
-                with lock:
-                    if results[i] is not None:  # its deadline passed while it was opening
-                        conn.close()
-                        return
-                    opened[i] = conn
+                with cond:
+                    if results[i] is None:
+                        opened[i] = conn
+                    else:  # its deadline passed while it was opening
+                        late = conn
+                if late is not None:
+                    late.close()
+                    return
             outcome: HostResult[T] = HostResult(shown, fn(conn))
         except Exception as exc:  # noqa: BLE001 - a host's failure is its result
             outcome = HostResult(shown, None, _typed(exc, shown))
-        finally:
-            slots.release()
-        with lock:
+        with cond:
             if results[i] is None:
                 results[i] = outcome
+            release(i)
+            cond.notify_all()
 
-    threads: list[tuple[threading.Thread, float]] = []
-    for i in range(len(items)):
-        slots.acquire()
-        t = threading.Thread(target=turn, args=(i,), name=f"virtkit-fleet-{i}", daemon=True)
-        t.start()
-        threads.append((t, time.monotonic() + timeout))
-    for i, (t, deadline) in enumerate(threads):
-        t.join(max(0.0, deadline - time.monotonic()))
-        if t.is_alive():
-            with lock:
-                if results[i] is None:
+    # Hosts start as slots free up; a host past its deadline gets a TimeoutError and gives its slot
+    # back at once (its connection is closed, which ends its calls in flight), so one stuck host
+    # never holds up the others, even a function that ignores every timeout.
+    started = 0
+    while True:
+        expired: list[Connection] = []
+        with cond:
+            now = time.monotonic()
+            for i, deadline in enumerate(deadlines):
+                if results[i] is None and now >= deadline:
                     shown = _shown(items[i])
                     results[i] = HostResult(shown, None, VirtTimeout(f"no result within {timeout:g}s", uri=shown))
-                conn = opened[i]
-            if conn is not None:
-                conn.close()  # its calls in flight end now, typed
+                    release(i)
+                    conn = opened[i]
+                    if conn is not None:
+                        expired.append(conn)
+            while not expired and started < n and slots.acquire(blocking=False):
+                held[started] = True
+                deadlines.append(now + timeout)
+                threading.Thread(target=turn, args=(started,), name=f"virtkit-fleet-{started}", daemon=True).start()
+                started += 1
+            if not expired:
+                if started == n and all(r is not None for r in results):
+                    break
+                waiting = [d for i, d in enumerate(deadlines) if results[i] is None]
+                cond.wait(max(0.0, min(waiting) - now) if waiting else None)
+        for gone in expired:
+            gone.close()
     if close:
         for conn in opened:
             if conn is not None and not conn.closed:
