@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from virtkit import ConnectionClosed, DomainEvent, NoDriver, PermissionDenied, ProtocolError, VirtError
+from virtkit import ConnectionClosed, DomainEvent, DriverError, NoDriver, PermissionDenied, ProtocolError, VirtError
 from virtkit import TimeoutError as VirtTimeout
 from virtkit.rpc import PROTOCOL, FrameReader, decode_error, decode_event, encode_frame
 
@@ -201,6 +201,8 @@ class _State:
             self.fail(exc)
         except OSError as exc:
             self.fail(ConnectionClosed(f"{self.ep.where}: {exc.strerror or exc}"))
+        except Exception as exc:  # noqa: BLE001 - a bug here ends the link typed, not calls at their deadline
+            self.fail(DriverError(f"{self.ep.where}: the link's reader failed: {type(exc).__name__}: {exc}"))
 
     def _take(self, call_id: object) -> _Pending | None:
         if not isinstance(call_id, int):
