@@ -111,3 +111,14 @@ def test_unwritable_state_directory_is_typed(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(virtkit.VirtError):
         State(blocker / "sub")
+
+
+def test_by_name_follows_renames_and_removals(tmp_path: Path) -> None:
+    st = State(tmp_path)
+    c = cfg("old")
+    st.write(c)
+    assert st.by_name("old") is not None  # now remembered
+    st.write(DomainConfig(**{**c.to_dict(), "uuid": c.uuid, "name": "new"}))
+    assert st.by_name("old") is None and st.by_name("new") is not None
+    st.remove(st.by_name("new"))  # type: ignore[arg-type]
+    assert st.by_name("new") is None

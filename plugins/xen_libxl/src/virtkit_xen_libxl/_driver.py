@@ -58,9 +58,13 @@ def _flags(flags: int, allowed: int = 0) -> None:
 class Driver:
     """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory."""
 
-    def __init__(self, inner: Connection, xl: Xl, state: State) -> None:
+    def __init__(self, inner: Connection, xl: Xl, state: State, hyper: Any = None) -> None:
         self.inner = inner
         self._vt = inner.vtable
+        # xen_hyper's own driver, when it opens here: one hypercall lists every running uuid,
+        # where xenstore needs two round trips per question "is this definition running?"
+        self._hyper = hyper
+        self._hv = hyper.hypervisor if hyper is not None else None
         self.xl = xl
         self.state = state
         self._subs: list[Any] = []
@@ -74,6 +78,8 @@ class Driver:
             subs, self._subs = self._subs, []
         for s in subs:
             s.cancel()
+        if self._hyper is not None:
+            self._hyper.close()
         self.inner.close()
 
     # -- resolving ---------------------------------------------------------------------------
@@ -81,7 +87,27 @@ class Driver:
     def _inner(self, op: str, *args: Any, flags: int = 0) -> Any:
         return self._vt[op](*args, flags=flags)
 
-    def _running_by_uuid(self, uuid: _uuid.UUID) -> DomainRef | None:
+    def _running_uuids(self) -> dict[_uuid.UUID, int] | None:
+        """uuid -> id of every running domain (one hypercall), None without xen_hyper."""
+        if self._hv is None:
+            return None
+        return {_uuid.UUID(bytes=i.handle): i.domid for i in self._hv.domains()}
+
+    def _running_by_uuid(self, uuid: _uuid.UUID, name: str | None = None) -> DomainRef | None:
+        """The running domain with ``uuid``; ``name`` (known from its definition) spares the
+        xenstore read of it."""
+        running = self._running_uuids()
+        if running is not None:
+            domid = running.get(uuid)
+            if domid is None:
+                return None
+            if name is not None:
+                return DomainRef(name, uuid, domid)
+            try:
+                by_id: DomainRef = self._inner("domain_lookup_by_id", domid)
+                return by_id
+            except NoSuchDomain:
+                return None
         try:
             ref: DomainRef = self._inner("domain_lookup_by_uuid", uuid)
             return ref
@@ -105,7 +131,7 @@ class Driver:
         rec = self._record(dom)
         if rec is not None:
             assert rec.config.uuid is not None
-            return self._running_by_uuid(rec.config.uuid), rec
+            return self._running_by_uuid(rec.config.uuid, rec.config.name), rec
         if dom.uuid is not None and dom.uuid != _NIL:
             running = self._running_by_uuid(dom.uuid)
         else:
@@ -155,31 +181,33 @@ class Driver:
 
     @virtkit.priority(PRIORITY)
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
-        running = self._running_by_name(name)
-        if running is not None:
-            return running
         rec = self.state.by_name(name)
-        if rec is None or rec.config.uuid is None:
+        if rec is not None and rec.config.uuid is not None:
+            return self._running_by_uuid(rec.config.uuid, name) or DomainRef(name, rec.config.uuid, None)
+        running = self._running_by_name(name)
+        if running is None:
             raise NoSuchDomain(f"no domain named {name!r}")
-        return DomainRef(name, rec.config.uuid, None)
+        return running
 
     @virtkit.priority(PRIORITY)
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
         want = uuid if isinstance(uuid, _uuid.UUID) else _uuid.UUID(str(uuid))
-        running = self._running_by_uuid(want)
-        if running is not None:
-            return running
         rec = self.state.by_uuid(want)
-        if rec is None:
+        if rec is not None:
+            return self._running_by_uuid(want, rec.config.name) or DomainRef(rec.config.name, want, None)
+        running = self._running_by_uuid(want)
+        if running is None:
             raise NoSuchDomain(f"no domain with uuid {want}")
-        return DomainRef(rec.config.name, want, None)
+        return running
 
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         _flags(flags)
+        running = self._running_uuids()
         out = []
         for rec in self.state.records():
-            assert rec.config.uuid is not None
-            if self._running_by_uuid(rec.config.uuid) is None:
+            uid = rec.config.uuid
+            assert uid is not None
+            if (uid not in running) if running is not None else self._running_by_uuid(uid) is None:
                 out.append(rec.config.name)
         return out
 

@@ -125,4 +125,10 @@ def connect(
         plugins=inner_plugins,
         entry_points=entry_points,
     )
-    return Driver(inner, Xl(path, timeout=options.timeout), state)
+    try:
+        from virtkit_xen_hyper import connect as hyper_connect
+
+        hyper: object = hyper_connect(str(uri))
+    except (ImportError, virtkit.VirtError):
+        hyper = None  # the inner connection's lookups answer instead (slower)
+    return Driver(inner, Xl(path, timeout=options.timeout), state, hyper)

@@ -42,6 +42,8 @@ class State:
     def __init__(self, root: str | os.PathLike[str], timeout: float = 30.0) -> None:
         self.root = Path(root)
         self.dir = self.root / "domains"
+        self._dir_s = str(self.dir)
+        self._by_name: dict[str, tuple[int, str]] = {}  # name -> (listing mtime, file name)
         self.timeout = timeout
         self._cache: dict[str, tuple[tuple[int, int, int], Record]] = {}
         self._listing: tuple[int, list[str]] | None = None
@@ -67,7 +69,7 @@ class State:
     def _load(self, fname: str) -> Record | None:
         path = self.dir / fname
         try:
-            st = os.stat(path)
+            st = os.stat(os.path.join(self._dir_s, fname))  # a str join: pathlib costs more than the stat
         except FileNotFoundError:
             return None
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -103,8 +105,22 @@ class State:
         return self._load(f"{uuid}{_SUFFIX}")
 
     def by_name(self, name: str) -> Record | None:
+        # While the listing is unchanged, the file that had this name is checked alone (one stat:
+        # a rewrite is a rename, which changes the listing too).
+        self._names()
+        listing = self._listing
+        assert listing is not None
+        hit = self._by_name.get(name)
+        if hit is not None and hit[0] == listing[0]:
+            try:
+                rec = self._load(hit[1])
+            except ProtocolError:
+                rec = None
+            if rec is not None and rec.config.name == name:
+                return rec
         for rec in self.records():
             if rec.config.name == name:
+                self._by_name[name] = (listing[0], rec.path.name)
                 return rec
         return None
 
