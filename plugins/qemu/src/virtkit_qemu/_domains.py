@@ -1,26 +1,81 @@
 """The domains of one state directory as a connection sees them, as libvirt's domain object
-list: running ones (alive, asked of the supervisor) and defined ones, found by reference, and
-defined or undefined under the state directory's lock.
+list: running ones (alive, asked of the supervisor) and defined ones, listed, found by id, name,
+uuid or reference, and defined or undefined under the state directory's lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import uuid as _uuid
+from collections.abc import Callable
 
-from virtkit import DomainRef, InvalidArgument, InvalidOperation, NoSuchDomain
+from virtkit import DomainRef, InvalidArgument, InvalidOperation, NoSuchDomain, ProtocolError
 
 from ._process import Supervisor
 from ._state import Defined, Record, Running, StateDir
 
 __all__ = ["Domains"]
 
+log = logging.getLogger("virtkit.qemu")
+
 
 class Domains:
-    __slots__ = ("_procs", "state")
+    """``status``: a running domain's QMP status, "gone" when it just ended (``_power``'s)."""
 
-    def __init__(self, state: StateDir, procs: Supervisor) -> None:
+    __slots__ = ("_procs", "_status", "state")
+
+    def __init__(self, state: StateDir, procs: Supervisor, *, status: Callable[[Running], str]) -> None:
         self.state = state
         self._procs = procs
+        self._status = status
+
+    def ids(self) -> list[int]:
+        """The ids of the running domains; one whose state cannot be read is left out (a warning)."""
+        ids = []
+        for run in self._procs.running():
+            try:
+                if self._status(run) != "gone":
+                    ids.append(run.id)
+            except ProtocolError as exc:
+                log.warning("domain %r: %s", run.config.name, exc)
+        return ids
+
+    def defined_names(self) -> list[str]:
+        """The names of the defined domains that do not run."""
+        running = {run.config.name for run in self._procs.running()}
+        return [n for n in self.state.defined_names() if n not in running]
+
+    def by_id(self, dom_id: int) -> DomainRef:
+        run = self._procs.alive(dom_id) if isinstance(dom_id, int) and dom_id > 0 else None
+        if run is None or self._status(run) == "gone":
+            raise NoSuchDomain(f"no running domain with id {dom_id}")
+        return run.ref
+
+    def by_name(self, name: str) -> DomainRef:
+        for run in self._procs.running():
+            if run.config.name == name and self._status(run) != "gone":
+                return run.ref
+        try:
+            return self.state.defined_record(name).ref
+        except FileNotFoundError:
+            raise NoSuchDomain(f"no domain named {name!r}") from None
+
+    def by_uuid(self, uuid: _uuid.UUID) -> DomainRef:
+        for run in self._procs.running():
+            if run.uuid == uuid and self._status(run) != "gone":
+                return run.ref
+        for name in self.state.defined_names():
+            try:
+                dom = self.state.defined_record(name)
+            except FileNotFoundError:
+                continue  # undefined meanwhile
+            except ProtocolError as exc:
+                log.warning("%s", exc)
+                continue
+            if dom.uuid == uuid:
+                return dom.ref
+        raise NoSuchDomain(f"no domain with uuid {uuid}")
 
     def find(self, ref: DomainRef) -> Record:
         """A running record, or the defined one; NoSuchDomain otherwise."""

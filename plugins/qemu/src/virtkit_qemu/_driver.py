@@ -36,7 +36,6 @@ from virtkit import (
     InvalidArgument,
     InvalidOperation,
     NodeInfo,
-    NoSuchDomain,
     PermissionDenied,
     ProtocolError,
     VcpuFlags,
@@ -85,8 +84,14 @@ class Driver:
         self._monitor = Monitor(timeout)
         self._hub = EventHub()
         self._procs = Supervisor(self.state, timeout, on_started=self._started, on_ended=self._ended)
-        self._domains = Domains(self.state, self._procs)
-        self._relays = Relays(self._hub, self._monitor, self._procs, until=self._deadline.until, settle=self._settle)
+        self._relays = Relays(
+            self._hub,
+            self._monitor,
+            self._procs,
+            until=self._deadline.until,
+            closed=self._is_closed,
+            settle=self._settle,
+        )
         self._power = Power(
             self._procs,
             self._qmp,
@@ -95,6 +100,7 @@ class Driver:
             timeout=timeout,
             readonly=readonly,
         )
+        self._domains = Domains(self.state, self._procs, status=self._power.status)
 
     def __repr__(self) -> str:
         return f"<virtkit_qemu.Driver {self.uri} {self.state.root}>"
@@ -198,14 +204,7 @@ class Driver:
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         _check_flags(flags)
         self._open()
-        ids = []
-        for run in self._procs.running():
-            try:
-                if self._power.status(run) != "gone":
-                    ids.append(run.id)
-            except ProtocolError as exc:
-                log.warning("domain %r: %s", run.config.name, exc)
-        return ids
+        return self._domains.ids()
 
     @bounded
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
@@ -215,48 +214,25 @@ class Driver:
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         _check_flags(flags)
         self._open()
-        running = {run.config.name for run in self._procs.running()}
-        return [n for n in self.state.defined_names() if n not in running]
+        return self._domains.defined_names()
 
     @bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
         _check_flags(flags)
         self._open()
-        run = self._procs.alive(id) if isinstance(id, int) and id > 0 else None
-        if run is None or self._power.status(run) == "gone":
-            raise NoSuchDomain(f"no running domain with id {id}")
-        return run.ref
+        return self._domains.by_id(id)
 
     @bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         self._open()
-        for run in self._procs.running():
-            if run.config.name == name and self._power.status(run) != "gone":
-                return run.ref
-        try:
-            return self.state.defined_record(name).ref
-        except FileNotFoundError:
-            raise NoSuchDomain(f"no domain named {name!r}") from None
+        return self._domains.by_name(name)
 
     @bounded
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
         _check_flags(flags)
         self._open()
-        for run in self._procs.running():
-            if run.uuid == uuid and self._power.status(run) != "gone":
-                return run.ref
-        for name in self.state.defined_names():
-            try:
-                dom = self.state.defined_record(name)
-            except FileNotFoundError:
-                continue  # undefined meanwhile
-            except ProtocolError as exc:
-                log.warning("%s", exc)
-                continue
-            if dom.uuid == uuid:
-                return dom.ref
-        raise NoSuchDomain(f"no domain with uuid {uuid}")
+        return self._domains.by_uuid(uuid)
 
     # -- domain queries --------------------------------------------------------------------------
 

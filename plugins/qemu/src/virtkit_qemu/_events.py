@@ -32,7 +32,7 @@ WATCH_INTERVAL = 0.5
 class EventHub:
     """A connection's callbacks, and one thread that delivers each event to all of them."""
 
-    __slots__ = ("_callbacks", "_dispatcher", "_events", "_lock", "_next_token", "_reported", "closed")
+    __slots__ = ("_callbacks", "_dispatcher", "_events", "_lock", "_next_token", "_reported")
 
     def __init__(self) -> None:
         self._callbacks: dict[int, Callback] = {}
@@ -41,7 +41,6 @@ class EventHub:
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
         self._reported: set[int | None] = set()  # ids whose end was reported (once each)
-        self.closed = False
 
     @property
     def active(self) -> bool:
@@ -90,7 +89,6 @@ class EventHub:
                     log.exception("domain event callback failed")
 
     def close(self) -> None:
-        self.closed = True
         if self._dispatcher is not None:
             self._events.put(None)
             self._dispatcher.join(5)
@@ -99,7 +97,7 @@ class EventHub:
 class Relays:
     """This connection's subscriptions to its domains' relays (a relay started when missing)."""
 
-    __slots__ = ("_hub", "_lock", "_monitor", "_procs", "_settle", "_until", "listening")
+    __slots__ = ("_closed", "_hub", "_lock", "_monitor", "_procs", "_settle", "_until", "listening")
 
     def __init__(
         self,
@@ -108,12 +106,14 @@ class Relays:
         procs: Supervisor,
         *,
         until: Callable[[], float],
+        closed: Callable[[], bool],
         settle: Callable[[Running, str], None],
     ) -> None:
         self._hub = hub
         self._monitor = monitor
         self._procs = procs
         self._until = until
+        self._closed = closed  # the connection's: the watch ends with it
         self._settle = settle  # after the relay said QEMU is gone ("gone"), or died itself ("lost")
         self._lock = threading.Lock()
         self.listening: set[int] = set()  # ids of the domains whose relay sends us events
@@ -162,9 +162,9 @@ class Relays:
         threading.Thread(target=self._watch, args=(known,), name="virtkit-qemu-watch", daemon=True).start()
 
     def _watch(self, known: set[int]) -> None:
-        while not self._hub.closed:
+        while not self._closed():
             time.sleep(WATCH_INTERVAL)
-            if self._hub.closed or not self._hub.active:
+            if self._closed() or not self._hub.active:
                 continue
             try:
                 self._watch_once(known)
