@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import tempfile
@@ -454,5 +455,36 @@ def test_destroy_of_a_process_that_ignores_quit_ends_in_time(fake_domain: Any) -
         else:
             assert not pathlib.Path(f"/proc/{pid}").exists()
     finally:
+        drv.close()
+        peer.close()
+
+
+def monitor_going_away(peer: Peer, conn: socket.socket) -> None:
+    """A relay whose QEMU is exiting: every command fails with the monitor's disconnection."""
+    conn.sendall(GREETING)
+    while not peer.stop.is_set():
+        msg = peer.line(conn)
+        error = {"error": {"class": "RelayError", "desc": "StateError: QMPClient is disconnecting."}}
+        conn.sendall(json.dumps({"id": msg["id"], "results": [error for _ in msg["batch"]]}).encode() + b"\n")
+
+
+@pytest.mark.usefixtures("no_thread_left")
+def test_a_query_racing_qemus_exit_finds_the_domain_gone(fake_domain: Any) -> None:
+    """The guest powered off and its relay quit QEMU; a lookup in that moment gets the relay's
+    error for query-status: it waits (a moment, within its deadline) for QEMU to finish exiting
+    and finds the domain gone, not a ProtocolError."""
+    root, ref = fake_domain
+    pid = int((root / "run" / "1" / "qemu.pid").read_text())
+    peer = Peer(str(root / "run" / "1" / RELAY), monitor_going_away)
+    drv = Driver(root, "qemu:///session", "/bin/false", TIMEOUT)
+    exiting = threading.Timer(0.3, os.kill, (pid, signal.SIGTERM))
+    try:
+        exiting.start()
+        t0 = time.monotonic()
+        with pytest.raises(virtkit.NoSuchDomain):
+            drv.domain_lookup_by_uuid(ref.uuid)
+        within(TIMEOUT, t0)
+    finally:
+        exiting.join()
         drv.close()
         peer.close()

@@ -27,6 +27,8 @@ log = logging.getLogger("virtkit.qemu")
 
 #: Seconds between two power-button presses while a shutdown or reboot request is pending.
 PRESS_INTERVAL = 2.0
+#: Seconds a query that QEMU's monitor failed waits for a QEMU that is exiting to be gone.
+EXIT_GRACE = 2.0
 
 Qmp = Callable[[Running, str, Mapping[str, object] | None], Any]
 
@@ -59,6 +61,11 @@ class Power:
         try:
             status = status_of(self._qmp(run, "query-status", None))
         except ProtocolError:
+            if self._procs.alive(run.id) is None:
+                return "gone"
+            # QEMU may be on its way out (its relay quit it after the guest's power-off, and
+            # answers with its monitor's disconnection): let it finish exiting, within a moment.
+            self._procs.wait_exit(run, min(EXIT_GRACE, self._until() - time.monotonic()))
             if self._procs.alive(run.id) is None:
                 return "gone"
             raise
