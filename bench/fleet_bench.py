@@ -3,8 +3,8 @@
 with the network taken out). Reports wall time cold (connecting included) and with the links
 open, the client's CPU per host, and its memory per open link.
 
-Not yet here (issue 16): injected network latency and the comparison with parallel-ssh running
-``virtkit -c ... list`` on the same hosts. Run:
+bench/fleet_latency_bench.py adds 100 ms of latency through a real sshd and compares with
+parallel-ssh. Run:
 
     .venv/bin/python bench/fleet_bench.py [--hosts 64]
 """

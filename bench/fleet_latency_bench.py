@@ -3,8 +3,8 @@ Python library) running ``virtkit -c test:///default list`` on the same hosts.
 
 The hosts are N loopback ports of bench/delay_proxy.py, each relayed to one sshd of the
 benchmark's own with 50 ms added each way (this kernel has no netem). parallel-ssh runs from a
-venv of its own (``--pssh-python``, default /tmp/pssh-venv/bin/python: ``python3 -m venv
-/tmp/pssh-venv && /tmp/pssh-venv/bin/pip install parallel-ssh``).
+venv of its own (``--pssh-python``, default build/pssh-venv/bin/python, made by
+``bench/setup-peers``).
 
 Targets (issue 16): ``list`` on all with the connections open <= 250 ms wall; cold (connecting
 included) <= 1.0x parallel-ssh; once connected >= 4x faster than parallel-ssh. Run:
@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=64)
     ap.add_argument("--delay", type=float, default=0.05, help="seconds added each way")
-    ap.add_argument("--pssh-python", default="/tmp/pssh-venv/bin/python")
+    ap.add_argument("--pssh-python", default=str(pathlib.Path(__file__).parents[1] / "build/pssh-venv/bin/python"))
     args = ap.parse_args()
     n = args.hosts
     d = pathlib.Path(tempfile.mkdtemp(prefix="vk-fleet-"))
