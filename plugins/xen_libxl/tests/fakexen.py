@@ -103,10 +103,15 @@ def xl_main(argv: list[str]) -> None:
                     f"domain: Out of memory\nlibxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {domid}"
                     ":Non-existant domain"
                 )
-            if not Path(str(s["kernel"])).exists() and str(s["kernel"]) != "/fake/vmlinux":
+            if s["kernel"] == "/fake/dies":  # built and unpaused, then died before xl returned
+                return
+            if not Path(str(s["kernel"])).exists() and not str(s["kernel"]).startswith("/fake/"):
                 _die(f"xc: error: panic: xg_dom_core.c:205: failed to open file '{s['kernel']}'")
             w["doms"][str(domid)] = {"name": s["name"], "uuid": uid, "state": "running", "reason": None, "cfg": s}
             w["doms"][str(domid)].update(_sizes(s))
+            if s["kernel"] == "/fake/leftover":  # a failure that leaves the half-built domain
+                path.write_text(json.dumps(w))
+                _die(f"libxl: error: libxl_create.c:1640:domcreate_rebuild_done: Domain {domid}:cannot (re-)build")
         elif cmd == "destroy":
             _by_id(w, rest[0])
             del w["doms"][rest[0]]

@@ -211,3 +211,16 @@ def test_inner_connection_does_not_include_this_plugin(conn: virtkit.Connection)
     inner = drivers["xen_libxl"].inner
     assert inner.served_by("domain_create") is None
     assert Path(drivers["xen_libxl"].state.root).name == "state"
+
+
+def test_a_failed_create_that_left_a_domain_destroys_it(conn: virtkit.Connection, host: Host) -> None:
+    with pytest.raises(InvalidArgument, match="cannot"):
+        conn.create(cfg("half", kernel="/fake/leftover"))
+    assert "half" not in host.doms()
+
+
+def test_a_domain_that_dies_while_created_is_reported(conn: virtkit.Connection) -> None:
+    with pytest.raises(InvalidOperation, match="died while it was being created"):
+        conn.create(cfg("gone", kernel="/fake/dies"))
+    with pytest.raises(NoSuchDomain):
+        conn.lookup_by_name("gone")
