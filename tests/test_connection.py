@@ -79,11 +79,18 @@ class Proposer:
         self.virtkit_default_uri = uri
         self.prio, self.handles = prio, handles
 
+    # hooks as pluggy registers them: the probe calls them through the one hook caller
+    @virtkit.hookimpl
     def can_handle(self, uri: virtkit.URI) -> bool:
         return self.handles
 
+    @virtkit.hookimpl
     def priority(self, uri: virtkit.URI) -> int:
         return self.prio
+
+    @virtkit.hookimpl
+    def open(self, uri: virtkit.URI, options: virtkit.OpenOptions) -> object:
+        raise AssertionError("the default-URI probe opens nothing")
 
 
 def test_default_uri_probed_by_priority() -> None:

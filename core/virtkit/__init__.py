@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ._catalogue import CATALOGUE, CATALOGUE_VERSION, Operation, Param, public_name
 from ._connection import Connection, Domain, EventStream, open
 from ._discovery import ENTRY_POINT_GROUP
+from ._discovery import refresh as refresh_plugins
 from ._errors import (
     ConnectionClosed,
     DriverError,
@@ -45,7 +46,7 @@ from ._input import (
     parse_json,
     read_config_file,
 )
-from ._plugin import Declined, OpenOptions, hookimpl, hookspec, priority
+from ._plugin import Declined, OpenOptions, check_flags, hookimpl, hookspec, priority
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -172,6 +173,7 @@ __all__ = [
     "__version__",
     "check_domain_config",
     "check_domain_name",
+    "check_flags",
     "check_memory",
     "check_timeout",
     "check_vcpus",
@@ -185,6 +187,7 @@ __all__ = [
     "priority",
     "public_name",
     "read_config_file",
+    "refresh_plugins",
     "rpc",
     "stats_groups",
 ]

@@ -1,26 +1,34 @@
 """Negotiation and composition: ask the plugins, open the willing, build the vtable once.
 
 pluggy carries the negotiation hooks only. Each plugin's hooks are called one at a time (through
-the hook implementations pluggy validated at registration) so one plugin's decline or error is
-recorded as its own and never stops the others. The per-call path never touches pluggy: the
-vtable maps each operation to one bound callable.
+the hook implementations pluggy validated at registration, ``_plugin.call_hook``) so one plugin's
+decline or error is recorded as its own and never stops the others. ``open`` is called only after
+the same plugin's ``can_handle`` said yes for the same URI (the contract promises it: plugins
+need not check again). The per-call path never touches pluggy: the vtable maps each operation to
+one bound callable.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
-import pluggy
-
 from ._catalogue import CATALOGUE, Operation
-from ._discovery import LoadFailure, PluginSource, check_catalogue, instantiate, load_plugins, plugin_name
+from ._discovery import (
+    LoadFailure,
+    PluginSource,
+    check_catalogue,
+    declared_schemes,
+    instantiate,
+    load_plugins,
+    plugin_name,
+    wanted_schemes,
+)
 from ._errors import DriverError, InvalidArgument, NoDriver, PluginLoadError, ReadOnlyError, Unsupported, VirtError
 from ._explain import Attempt, Candidate, Explanation, Outcome, Route
-from ._plugin import PROJECT, Declined, HookSpecs, OpenOptions, priority_of
+from ._plugin import Declined, OpenOptions, call_hook, priority_of, register, release
 from ._uri import URI
 
 __all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
@@ -61,70 +69,38 @@ def _refuse(op: str, error: type[VirtError], message: str) -> Slot:
     return refuse
 
 
-def _call_hook(pm: pluggy.PluginManager, hook: str, plugin: object, **kwargs: Any) -> tuple[bool, Any]:
-    """Call one plugin's implementation of ``hook``; (False, None) when it has none."""
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        if impl.plugin is plugin:
-            return True, impl.function(*[kwargs[a] for a in impl.argnames])
-    return False, None
-
-
-def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[LoadFailure]]:
+def in_code(
+    plugins: Collection[object], scheme: str, transport: str | None
+) -> tuple[list[PluginSource], list[LoadFailure]]:
+    """In-code plugins, filtered by their ``virtkit_schemes`` as entry points are by their name."""
+    wanted = wanted_schemes(scheme, transport)
     sources: list[PluginSource] = []
     failures: list[LoadFailure] = []
-    for obj in opts.plugins:
+    for obj in plugins:
         obj = instantiate(obj)
         name = plugin_name(obj)
+        try:
+            schemes = declared_schemes(obj)
+        except TypeError as exc:
+            failures.append(LoadFailure(name, "registered in code", (), str(exc)))
+            continue
+        if schemes is not None and wanted.isdisjoint(schemes):
+            continue  # not registered for this scheme: never asked, as an entry point is not imported
         why = check_catalogue(obj)
         if why is None:
             sources.append(PluginSource(name, obj, "registered in code"))
         else:
-            failures.append(LoadFailure(name, "registered in code", (), why))
-    if opts.entry_points:
-        # A transport is routed like a scheme: plugins registered under "+ssh" serve every
-        # SCHEME+ssh:// URI, beside those registered under the scheme itself.
-        loaded, failed = load_plugins([uri.scheme, f"+{uri.transport}"] if uri.transport else [uri.scheme])
-        sources += loaded
-        failures += failed
+            failures.append(LoadFailure(name, "registered in code", schemes or (), why))
     return sources, failures
 
 
-# One process-wide plugin manager: registration (and pluggy's signature validation) happens once
-# per plugin object, not once per open(). Guarded by _pm_lock; in-code plugins are removed again
-# after their open so throwaway objects don't accumulate.
-_pm: pluggy.PluginManager | None = None
-_pm_lock = threading.Lock()
-_rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why pluggy refused it)
-
-
-def _manager() -> pluggy.PluginManager:
-    global _pm
-    if _pm is None:
-        pm = pluggy.PluginManager(PROJECT)
-        pm.add_hookspecs(HookSpecs)
-        _pm = pm
-    return _pm
-
-
-def _register(pm: pluggy.PluginManager, src: PluginSource) -> str | None:
-    """Register with pluggy (which validates hook signatures); None or the error text."""
-    if pm.is_registered(src.plugin):
-        return None
-    known = _rejected.get(id(src.plugin))
-    if known is not None and known[0] is src.plugin:
-        return known[1]
-    why = None
-    try:
-        pm.register(src.plugin)
-    except pluggy.PluginValidationError as exc:
-        why = "invalid hook implementation: " + " ".join(str(exc).split())
-    else:
-        if not any(impl.plugin is src.plugin for impl in pm.hook.open.get_hookimpls()):
-            pm.unregister(src.plugin)
-            why = "implements no 'open' hook"
-    if why is not None and src.target is not None:  # entry-point plugins live for the process
-        _rejected[id(src.plugin)] = (src.plugin, why)
-    return why
+def _gather(uri: URI, opts: ComposeOptions) -> tuple[list[PluginSource], list[LoadFailure]]:
+    sources, failures = in_code(opts.plugins, uri.scheme, uri.transport)
+    if opts.entry_points:
+        loaded, failed = load_plugins(wanted_schemes(uri.scheme, uri.transport) - {"*"})
+        sources += loaded
+        failures += failed
+    return sources, failures
 
 
 def _method_priority(driver: object, op: str, default: int) -> tuple[Slot, int] | None:
@@ -180,19 +156,15 @@ def compose(uri: URI, opts: ComposeOptions) -> Composition:
         if outcome is Outcome.ERROR and opts.strict:
             raise PluginLoadError(f"plugin {src.name}: {reason}", driver=src.name, uri=shown)
 
-    with _pm_lock:
-        pm = _manager()
     try:
-        return _negotiate(pm, uri, opts, options, sources, failures, record, attempts, opened)
+        return _negotiate(uri, opts, options, sources, failures, record, attempts, opened)
     finally:
-        with _pm_lock:
-            for src in sources:
-                if src.target is None and pm.is_registered(src.plugin):
-                    pm.unregister(src.plugin)
+        for src in sources:
+            if src.target is None:
+                release(src.plugin)
 
 
 def _negotiate(
-    pm: pluggy.PluginManager,
     uri: URI,
     opts: ComposeOptions,
     options: OpenOptions,
@@ -205,24 +177,23 @@ def _negotiate(
     typed: list[VirtError] = []  # typed errors plugins raised: the caller may branch on them
     try:
         for src in sources:
-            with _pm_lock:  # plugin hooks themselves run unlocked: opens proceed in parallel
-                bad = _register(pm, src)
+            bad = register(src.plugin, keep=src.target is not None)
             if bad:
                 record(src, Outcome.ERROR, bad)
                 continue
             try:
-                has, ok = _call_hook(pm, "can_handle", src.plugin, uri=uri)
+                has, ok = call_hook(src.plugin, "can_handle", uri=uri)
                 if has and not ok:
                     reason = ok.reason if isinstance(ok, Declined) else "can_handle() said no"
                     record(src, Outcome.DECLINED, reason)
                     continue
-                has, prio = _call_hook(pm, "priority", src.plugin, uri=uri)
+                has, prio = call_hook(src.plugin, "priority", uri=uri)
                 prio = prio if has else 0
                 if not isinstance(prio, int) or isinstance(prio, bool):
                     record(src, Outcome.ERROR, f"priority() returned {prio!r}, not an int")
                     continue
                 try:
-                    _, driver = _call_hook(pm, "open", src.plugin, uri=uri, options=options)
+                    _, driver = call_hook(src.plugin, "open", uri=uri, options=options)
                 except Declined as d:
                     driver = d
             except PluginLoadError:
@@ -404,20 +375,27 @@ def probe_default_uri(opts: ComposeOptions) -> str | None:
     if schemes:
         sources += load_plugins(schemes)[0]
     best: tuple[int, str] | None = None
-    for src in sources:
-        proposal = getattr(src.plugin, "virtkit_default_uri", None)
-        if not isinstance(proposal, str):
-            continue
-        try:
-            uri = parse_uri(proposal)
-            can = getattr(src.plugin, "can_handle", None)
-            if callable(can) and not can(uri):
+    try:
+        for src in sources:
+            proposal = getattr(src.plugin, "virtkit_default_uri", None)
+            if not isinstance(proposal, str) or register(src.plugin, keep=src.target is not None):
                 continue
-            pri = getattr(src.plugin, "priority", None)
-            prio = pri(uri) if callable(pri) else 0
-        except Exception as exc:  # noqa: BLE001 - a broken plugin doesn't stop the probe
-            log.warning("default URI probe: %s raised %s", src.name, exc)
-            continue
-        if best is None or prio > best[0]:
-            best = (prio, proposal)
+            try:
+                uri = parse_uri(proposal)
+                if src.target is None and not in_code([src.plugin], uri.scheme, uri.transport)[0]:
+                    continue
+                has, ok = call_hook(src.plugin, "can_handle", uri=uri)
+                if has and not ok:
+                    continue
+                has, prio = call_hook(src.plugin, "priority", uri=uri)
+                prio = prio if has else 0
+            except Exception as exc:  # noqa: BLE001 - a broken plugin doesn't stop the probe
+                log.warning("default URI probe: %s raised %s", src.name, exc)
+                continue
+            if isinstance(prio, int) and (best is None or prio > best[0]):
+                best = (prio, proposal)
+    finally:
+        for src in sources:
+            if src.target is None:
+                release(src.plugin)
     return best[1] if best else None

@@ -6,11 +6,17 @@ any scheme. The scheme is thus declared in metadata, and opening ``xen:///`` imp
 registered for ``xen``: the cost of ``open()`` does not grow with unrelated installed plugins. A
 plugin serving several schemes lists the same object under each name.
 
-``open()`` reads the group from an on-disk index and imports the matching targets itself;
-``importlib.metadata`` (and stevedore, which imports it) is loaded only to rebuild the index and
-for ``describe_installed`` (``virtkit drivers``), where stevedore loads every plugin of the
-group. Importing ``importlib.metadata`` alone (email, zipfile, csv, ...) cost about a third of a
-cold ``virtkit list`` (bench/RESULTS.md).
+One inventory serves ``open()``, ``virtkit drivers`` and ``virtkit matrix``: one loader
+(:func:`load_entry_point`, entry-point target -> plugin object or a recorded failure, each target
+loaded once per process) and, in ``_plugin``, one hook caller. ``open()`` reads the group from
+an on-disk index and imports the matching targets only; ``importlib.metadata`` is loaded to
+rebuild the index and for :func:`inventory` (distribution names and versions, for ``drivers`` and
+``matrix``). Importing it alone (email, zipfile, csv, ...) cost about a third of a cold
+``virtkit list`` (bench/RESULTS.md).
+
+In-code plugins (``open(plugins=[...])``) have no entry-point name: one may declare
+``virtkit_schemes`` (the names it would be registered under: ``"xen"``, ``"+ssh"``, ``"*"``) and
+is then asked only about URIs of those schemes, as an entry point is; without it, about every URI.
 """
 
 from __future__ import annotations
@@ -34,13 +40,19 @@ if TYPE_CHECKING:
 __all__ = [
     "ANY_SCHEME",
     "ENTRY_POINT_GROUP",
+    "Installed",
     "LoadFailure",
     "PluginSource",
+    "declared_schemes",
+    "describe_installed",
     "installed_entry_points",
+    "inventory",
+    "load_entry_point",
     "load_plugins",
     "plugin_name",
     "refresh",
     "scheme_of",
+    "wanted_schemes",
 ]
 
 ENTRY_POINT_GROUP = "virtkit.drivers"
@@ -81,15 +93,38 @@ def scheme_of(entry_point_name: str) -> str:
 
 
 def refresh() -> None:
-    """Forget cached entry points and plugin objects (after installing a plugin at run time)."""
+    """Forget cached entry points and plugin objects (after installing a plugin at run time).
+
+    Public as ``virtkit.refresh_plugins()``.
+    """
     global _group
+    from ._plugin import forget
+
     with _lock:
         _instances.clear()
         _loaded.clear()
         _group = None
-        stevedore = sys.modules.get("stevedore")
-        if stevedore is not None:  # its per-process entry-point list, if describe_installed ran
-            stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
+        forget()
+
+
+def wanted_schemes(scheme: str, transport: str | None) -> frozenset[str]:
+    """The registration names that serve ``SCHEME[+TRANSPORT]://``: a transport is routed like a
+    scheme (plugins registered under ``+ssh`` serve every SCHEME+ssh:// URI), and ``*`` serves all."""
+    return frozenset((scheme, ANY_SCHEME, f"+{transport}") if transport else (scheme, ANY_SCHEME))
+
+
+def declared_schemes(plugin: object) -> tuple[str, ...] | None:
+    """An in-code plugin's ``virtkit_schemes`` (a string or a collection of them), None if absent.
+
+    A malformed declaration raises TypeError (the caller records it as the plugin's failure).
+    """
+    declared = getattr(plugin, "virtkit_schemes", None)
+    if declared is None:
+        return None
+    names = (declared,) if isinstance(declared, str) else declared
+    if not isinstance(names, tuple | list | frozenset | set) or not all(isinstance(n, str) and n for n in names):
+        raise TypeError(f"virtkit_schemes must be a scheme name or a collection of them, not {declared!r}")
+    return tuple(sorted(scheme_of(n) for n in names))
 
 
 def _index_path() -> tuple[str, str, bool]:
@@ -214,95 +249,118 @@ def load_target(value: str) -> object:
     return obj
 
 
+def load_entry_point(
+    target: str, name: str, schemes: tuple[str, ...] = ()
+) -> tuple[PluginSource | None, LoadFailure | None]:
+    """The one loader: an entry point's target -> its plugin object, or the failure recorded.
+
+    ``name`` is the entry point's (shown when the plugin never loaded). Each target is imported
+    and instantiated once per process (``refresh()`` forgets).
+    """
+    with _lock:
+        obj = _instances.get(target)
+        if obj is None:
+            try:
+                obj = _instances[target] = instantiate(load_target(target))
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
+                # its own name is unknown: the object never loaded
+                return None, LoadFailure(name, target, schemes, f"{type(exc).__name__}: {exc}", exc)
+    own = plugin_name(obj, target)
+    why = check_catalogue(obj)
+    if why is not None:
+        return None, LoadFailure(own, target, schemes, why)
+    return PluginSource(own, obj, f"entry point {name} = {target}", target), None
+
+
 def _load_plugins(schemes: frozenset[str]) -> tuple[list[PluginSource], list[LoadFailure]]:
-    wanted_schemes = set(schemes) | {ANY_SCHEME}
+    wanted = set(schemes) | {ANY_SCHEME}
     loaded: list[PluginSource] = []
     failures: list[LoadFailure] = []
     by_target: dict[str, list[str]] = {}
     first_name: dict[str, str] = {}
     for name, value in installed_entry_points():
         scheme = scheme_of(name)
-        if scheme in wanted_schemes:
+        if scheme in wanted:
             by_target.setdefault(value, []).append(scheme)
             first_name.setdefault(value, name)
     # Sorted by entry-point name: the load order (and so the explain order) is stable.
     for target in sorted(by_target, key=lambda t: first_name[t]):
-        ep_name = first_name[target]
-        obj = _instances.get(target)
-        if obj is None:
-            try:
-                obj = _instances[target] = instantiate(load_target(target))
-            except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
-                failures.append(
-                    LoadFailure(
-                        name=ep_name,  # its own name is unknown: the object never loaded
-                        target=target,
-                        schemes=tuple(by_target[target]),
-                        error=f"{type(exc).__name__}: {exc}",
-                        exception=exc,
-                    )
-                )
-                continue
-        name = plugin_name(obj, target)
-        why = check_catalogue(obj)
-        if why is not None:
-            failures.append(LoadFailure(name, target, tuple(by_target[target]), why))
-            continue
-        loaded.append(PluginSource(name, obj, f"entry point {ep_name} = {target}", target))
+        src, failure = load_entry_point(target, first_name[target], tuple(by_target[target]))
+        if src is not None:
+            loaded.append(src)
+        if failure is not None:
+            failures.append(failure)
     return loaded, failures
+
+
+class Installed(NamedTuple):
+    """One installed plugin (one entry-point target) and what loading it gave."""
+
+    name: str  # the plugin's name when it loaded, else its first entry point's
+    target: str
+    distribution: str
+    version: str
+    schemes: tuple[str, ...]
+    source: PluginSource | None
+    failure: LoadFailure | None
+
+
+def inventory(distributions: Iterable[str] | None = None) -> list[Installed]:
+    """Every installed plugin of the group (only those of ``distributions`` when given), loaded.
+
+    Imports every plugin it lists (through the one loader), so it is for ``virtkit drivers`` and
+    ``virtkit matrix``, not for ``open()``. Ordered by name, then distribution.
+    """
+    import importlib.metadata
+
+    wanted = {_norm(d) for d in distributions} if distributions is not None else None
+    rows: dict[str, tuple[list[str], str, str]] = {}  # target -> (entry point names, dist, version)
+    for dist in importlib.metadata.distributions():
+        dist_name = str(dist.metadata["Name"])
+        if wanted is not None and _norm(dist_name) not in wanted:
+            continue
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                # a dist on sys.path twice lists its entry points twice: the first copy is kept
+                row = rows.setdefault(ep.value, ([], dist_name, dist.version))
+                if row[1] == dist_name and ep.name not in row[0]:
+                    row[0].append(ep.name)
+    found = []
+    for target, (names, dist_name, version) in rows.items():
+        names.sort()
+        schemes = tuple(dict.fromkeys(scheme_of(n) for n in names))
+        src, failure = load_entry_point(target, names[0], schemes)
+        name = src.name if src is not None else failure.name if failure is not None else names[0]
+        found.append(Installed(name, target, dist_name, version, schemes, src, failure))
+    found.sort(key=lambda i: (i.name, i.distribution))
+    return found
+
+
+def _norm(distribution: str) -> str:
+    return distribution.lower().replace("_", "-")
 
 
 def describe_installed() -> list[dict[str, Any]]:
     """Every installed plugin: name, distribution, version, schemes, loaded or failed and why.
 
-    Imports every plugin, so it is for ``virtkit drivers``, not for ``open()``.
+    Imports every plugin, so it is for ``virtkit drivers``, not for ``open()``. A plugin whose
+    hooks pluggy refuses is "failed" here as it is an ERROR at ``open()``.
     """
-    import importlib.metadata
+    from ._plugin import register
 
-    by_target: dict[str, dict[str, Any]] = {}
-    eps: dict[str, importlib.metadata.EntryPoint] = {}
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP:
-                continue
-            row = by_target.setdefault(
-                ep.value,
-                {
-                    "plugin": ep.name,
-                    "target": ep.value,
-                    "distribution": dist.metadata["Name"],
-                    "version": dist.version,
-                    "schemes": [],
-                    "status": "loaded",
-                    "error": "",
-                },
-            )
-            if scheme_of(ep.name) not in row["schemes"]:
-                row["schemes"].append(scheme_of(ep.name))
-            eps.setdefault(ep.value, ep)
-    import stevedore
-
-    def on_failure(_mgr: object, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
-        row = by_target.get(ep.value)
-        if row is not None:
-            row["status"], row["error"] = "failed", f"{type(err).__name__}: {err}"
-
-    # stevedore imports every plugin of the group, reporting each one that fails; it is handed
-    # the de-duplicated list (a distribution on sys.path twice lists its entry points twice).
-    with _lock:
-        stevedore.ExtensionManager.ENTRY_POINT_CACHE[ENTRY_POINT_GROUP] = list(eps.values())
-        mgr: stevedore.ExtensionManager[object] = stevedore.ExtensionManager(
-            ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure
-        )
-    for ext in mgr.extensions:
-        row = by_target[ext.entry_point.value]
-        try:
-            obj = instantiate(ext.plugin)
-        except Exception as exc:  # noqa: BLE001 - a plugin class whose constructor raises
-            row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
-            continue
-        row["plugin"] = plugin_name(obj, ext.entry_point.value)
-        why = check_catalogue(obj)
-        if why is not None:
-            row["status"], row["error"] = "failed", why
-    return sorted(by_target.values(), key=lambda r: str(r["plugin"]))
+    rows = []
+    for item in inventory():
+        error = item.failure.error if item.failure is not None else ""
+        if item.source is not None:
+            error = register(item.source.plugin, keep=True) or ""
+        row = {
+            "plugin": item.name,
+            "target": item.target,
+            "distribution": item.distribution,
+            "version": item.version,
+            "schemes": list(item.schemes),
+            "status": "failed" if error else "loaded",
+            "error": error,
+        }
+        rows.append(row)
+    return sorted(rows, key=lambda r: str(r["plugin"]))

@@ -5,7 +5,8 @@ the same on every machine whatever hypervisors are present. For each plugin:
 
 * the driver class(es): the plugin's ``virtkit_driver_class`` (a class, a ``"pkg.module:Class"``
   string so the plugin's own import stays cheap, or a tuple of those), else the classes named by
-  its ``open`` hook's return annotation (``-> Driver | Declined``) when they resolve;
+  the return annotation of its ``open`` hook implementation (``-> Driver | Declined``, whatever
+  the function is called) when they resolve;
 * a reference URI: the plugin's ``virtkit_default_uri`` when it serves that scheme, else
   ``SCHEME:///`` for its first scheme; its ``priority`` hook is asked for that URI (it must be a
   pure function of the URI, as negotiation already requires of hooks: no probing);
@@ -15,15 +16,14 @@ the same on every machine whatever hypervisors are present. For each plugin:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import types
 import typing
 from collections.abc import Collection
 from typing import Any, NamedTuple
 
 from ._catalogue import CATALOGUE, CATALOGUE_VERSION
-from ._discovery import ANY_SCHEME, ENTRY_POINT_GROUP, check_catalogue, instantiate, plugin_name, scheme_of
-from ._plugin import Declined, priority_of
+from ._discovery import ANY_SCHEME, inventory
+from ._plugin import Declined, call_hook, hook_function, priority_of, register
 from ._uri import parse_uri
 
 __all__ = ["Column", "Matrix", "build_matrix"]
@@ -147,7 +147,7 @@ def _driver_classes(plugin: object) -> tuple[type, ...]:
         if len(classes) != len(specs):
             raise TypeError(f"virtkit_driver_class {declared!r}: expected classes or 'module:Class' strings")
         return classes
-    open_hook = getattr(plugin, "open", None)
+    open_hook = hook_function(plugin, "open")
     if open_hook is None:
         return ()
     try:
@@ -179,9 +179,9 @@ def _column(plugin: object, name: str, dist: str, schemes: tuple[str, ...]) -> C
     prio: int | None = None
     note = ""
     if uri is not None:
-        hook = getattr(plugin, "priority", None)
         try:
-            prio = hook(parse_uri(uri)) if callable(hook) else 0
+            has, prio = call_hook(plugin, "priority", uri=parse_uri(uri))
+            prio = prio if has else 0
         except Exception as exc:  # noqa: BLE001 - shown in the matrix, never fatal
             note = f"priority({uri}) raised {type(exc).__name__}: {exc}"
         if not isinstance(prio, int) or isinstance(prio, bool):
@@ -205,31 +205,20 @@ def build_matrix(distributions: Collection[str] | None = None) -> Matrix:
 
     Imports every plugin it lists (like ``virtkit drivers``), opens nothing.
     """
-    wanted = {d.lower().replace("_", "-") for d in distributions} if distributions is not None else None
-    targets: dict[str, tuple[importlib.metadata.EntryPoint, str, list[str]]] = {}
-    for dist in importlib.metadata.distributions():
-        dist_name = dist.metadata["Name"]
-        if wanted is not None and dist_name.lower().replace("_", "-") not in wanted:
-            continue
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP:
-                row = targets.setdefault(ep.value, (ep, dist_name, []))
-                if scheme_of(ep.name) not in row[2]:
-                    row[2].append(scheme_of(ep.name))
     columns = []
-    for target, (ep, dist_name, schemes) in targets.items():
-        try:
-            plugin = instantiate(ep.load())
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is a column saying so
-            columns.append(
-                Column(ep.name, dist_name, tuple(schemes), None, None, (), {}, f"failed to load: {type(exc).__name__}")
-            )
+    for item in inventory(distributions):
+        schemes = item.schemes
+        if item.source is None:
+            failure = item.failure
+            why = "unknown" if failure is None else failure.error
+            if failure is not None and failure.exception is not None:  # an import: the type is enough
+                why = f"failed to load: {type(failure.exception).__name__}"
+            columns.append(Column(item.name, item.distribution, schemes, None, None, (), {}, why))
             continue
-        why = check_catalogue(plugin)
-        name = plugin_name(plugin, target)
-        if why is not None:
-            columns.append(Column(name, dist_name, tuple(schemes), None, None, (), {}, why))
+        bad = register(item.source.plugin, keep=True)
+        if bad is not None:
+            columns.append(Column(item.name, item.distribution, schemes, None, None, (), {}, bad))
             continue
-        columns.append(_column(plugin, name, dist_name, tuple(schemes)))
+        columns.append(_column(item.source.plugin, item.name, item.distribution, schemes))
     columns.sort(key=lambda c: (c.plugin, c.distribution))
     return Matrix(CATALOGUE_VERSION, tuple(columns))

@@ -3,26 +3,38 @@
 A plugin is a module, class or object carrying ``@hookimpl`` functions for the hooks below and a
 ``virtkit_catalogue`` string naming the catalogue version it targets. Its ``open`` hook returns a
 *driver connection*: any object whose methods are named after catalogue operations.
+
+Every caller of a hook (negotiation, the default-URI probe, ``virtkit drivers``, ``virtkit
+matrix``) goes through :func:`register` and :func:`call_hook` here, so what pluggy registered
+(``specname``, optional hooks, validated signatures) is what every one of them sees.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import pluggy
 
+from ._errors import InvalidArgument
 from ._uri import URI
 
 __all__ = [
     "PROJECT",
     "Declined",
     "OpenOptions",
+    "call_hook",
+    "check_flags",
+    "forget",
+    "hook_function",
     "hookimpl",
     "hookspec",
     "priority",
     "priority_of",
+    "register",
+    "release",
 ]
 
 PROJECT = "virtkit"
@@ -86,3 +98,98 @@ class HookSpecs:
     @hookspec
     def open(self, uri: URI, options: OpenOptions) -> object:
         """Open and return a driver connection, or return/raise Declined(reason)."""
+
+
+def check_flags(flags: int, allowed: int = 0) -> None:
+    """Raise ``InvalidArgument`` unless ``flags`` is an int with no bit outside ``allowed``.
+
+    For driver methods: every operation takes ``flags``, and a bit the driver does not know must
+    be refused, not ignored (a caller asking for behaviour it will not get).
+    """
+    if not isinstance(flags, int):
+        raise InvalidArgument(f"unsupported flags {flags!r}: not an int")
+    if flags & ~allowed:
+        raise InvalidArgument(f"unsupported flags {flags:#x}")
+
+
+# One process-wide plugin manager: registration (and pluggy's signature validation) happens once
+# per plugin object, not once per call. In-code plugins are released after use (release()) so
+# throwaway objects don't accumulate; entry-point plugins stay registered for the process.
+_pm: pluggy.PluginManager | None = None
+_pm_lock = threading.Lock()
+_rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why pluggy refused it)
+
+
+def _manager() -> pluggy.PluginManager:
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(HookSpecs)
+        _pm = pm
+    return _pm
+
+
+def register(plugin: object, *, keep: bool) -> str | None:
+    """Register ``plugin`` with pluggy (which validates its hooks); None, or why it cannot serve.
+
+    ``keep``: the plugin lives for the process (an entry point's), so a rejection is remembered.
+    """
+    with _pm_lock:
+        pm = _manager()
+        if pm.is_registered(plugin):
+            return None
+        known = _rejected.get(id(plugin))
+        if known is not None and known[0] is plugin:
+            return known[1]
+        why = None
+        try:
+            pm.register(plugin)
+        except pluggy.PluginValidationError as exc:
+            why = "invalid hook implementation: " + " ".join(str(exc).split())
+        else:
+            if not any(impl.plugin is plugin for impl in pm.hook.open.get_hookimpls()):
+                pm.unregister(plugin)
+                why = "implements no 'open' hook"
+        if why is not None and keep:
+            _rejected[id(plugin)] = (plugin, why)
+        return why
+
+
+def forget() -> None:
+    """Drop every registration (``refresh_plugins()``: the entry-point objects are reloaded)."""
+    global _pm
+    with _pm_lock:
+        _pm = None
+        _rejected.clear()
+
+
+def release(plugin: object) -> None:
+    """Unregister an in-code plugin after use."""
+    with _pm_lock:
+        pm = _manager()
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+
+
+def hook_function(plugin: object, hook: str) -> Callable[..., Any] | None:
+    """The function pluggy registered for ``plugin``'s ``hook`` (whatever its own name), or None."""
+    impl = _impl(plugin, hook)
+    return None if impl is None else impl.function
+
+
+def call_hook(plugin: object, hook: str, **kwargs: Any) -> tuple[bool, Any]:
+    """Call one registered plugin's implementation of ``hook``; (False, None) when it has none.
+
+    One plugin at a time, not pluggy's fan-out: one plugin's decline or error stays its own.
+    """
+    impl = _impl(plugin, hook)
+    if impl is None:
+        return False, None
+    return True, impl.function(*[kwargs[a] for a in impl.argnames])
+
+
+def _impl(plugin: object, hook: str) -> pluggy.HookImpl | None:
+    # get_hookimpls() returns a copy: the hook itself runs unlocked, so opens proceed in parallel
+    with _pm_lock:
+        impls = getattr(_manager().hook, hook).get_hookimpls()
+    return next((impl for impl in impls if impl.plugin is plugin), None)
