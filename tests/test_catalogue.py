@@ -62,3 +62,35 @@ def test_catalogue_fields() -> None:
 def test_catalogue_compatibility(target: str, ok: bool) -> None:
     assert catalogue_compatible(target, "1.0") is ok
     assert catalogue_compatible("1.0", "1.3")  # newer minor core still serves 1.0 plugins
+
+
+def test_contract_metadata_names_real_errors_and_events() -> None:
+    """Errors and events in the catalogue are real virtkit classes and DomainEventType members."""
+    for op in CATALOGUE.values():
+        for name, why in op.errors:
+            cls = getattr(virtkit, name, None)
+            assert isinstance(cls, type) and issubclass(cls, virtkit.VirtError), (op.name, name)
+            assert why, (op.name, name)
+        assert all(e in virtkit.DomainEventType.__members__ for e in op.events), op.name
+        assert not op.events or op.mutates, f"{op.name} is a query but says it fires {op.events}"
+        if op.owner == "domain":  # the kit checks NoSuchDomain for every operation on a domain
+            assert "NoSuchDomain" in {name for name, _ in op.errors}, op.name
+    lifecycle = {name: op.events for name, op in CATALOGUE.items() if op.events}
+    assert lifecycle == {
+        "domain_suspend": ("SUSPENDED",),
+        "domain_resume": ("RESUMED",),
+        "domain_shutdown": ("STOPPED",),
+        "domain_reboot": ("REBOOTED",),
+        "domain_destroy": ("STOPPED",),
+        "domain_create": ("STARTED",),
+        "domain_define": ("DEFINED",),
+        "domain_start": ("STARTED",),
+        "domain_undefine": ("UNDEFINED",),
+    }
+    assert "SHUTDOWN" in CATALOGUE["domain_shutdown"].note  # fired first where the backend sees it
+
+
+def test_operations_built_without_the_contract_fields_still_work() -> None:
+    """Operation gained errors/events/note with defaults: positional construction is unchanged."""
+    op = virtkit.Operation("x_op", (), "None", "doc", False, True, "1.0")
+    assert (op.errors, op.events, op.note, op.mutates) == ((), (), "", True)

@@ -17,6 +17,7 @@ merged by UUID (a domain missing from any part vanished meanwhile and is left ou
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from ._stats_route import STATS_GROUPS, check_groups, stats_groups
@@ -136,3 +137,73 @@ class DomainStats(NamedTuple):
     vcpu: VcpuStats | None = None
     block: tuple[BlockStats, ...] | None = None
     net: tuple[InterfaceStats, ...] | None = None
+
+
+#: Each field's meaning and unit, per record (and each member's, per enum); docs/contract.md is
+#: generated from it. None always means "the backend cannot see it", never 0.
+FIELD_DOCS: Mapping[str, Mapping[str, str]] = {
+    "VcpuState": {"OFFLINE": "not online", "RUNNING": "running on a physical cpu", "BLOCKED": "online, idle"},
+    "CpuStats": {
+        "time_ns": "ns of cpu time, all vcpus together (libvirt's cpu.time)",
+        "user_ns": "ns of it in guest user mode, or None",
+        "system_ns": "ns of it in guest kernel mode, or None",
+    },
+    "BalloonStats": {"current_kib": "KiB the balloon gives the guest now", "maximum_kib": "KiB at most"},
+    "VcpuInfo": {
+        "number": "the vcpu's number, from 0",
+        "state": "VcpuState",
+        "time_ns": "ns of cpu time this vcpu used",
+        "cpu": "the physical cpu it last ran on, or None",
+    },
+    "VcpuStats": {
+        "current": "online vcpus",
+        "maximum": "maximum vcpus",
+        "vcpus": "a VcpuInfo per online vcpu; empty while shut off",
+    },
+    "BlockStats": {
+        "device": "the disk's target name (e.g. 'xvda', 'vda'); '' for the sum of every disk",
+        "read_requests": "count of read requests",
+        "read_bytes": "bytes read",
+        "write_requests": "count of write requests",
+        "write_bytes": "bytes written",
+        "flush_requests": "count of flushes, or None",
+        "read_time_ns": "ns spent on reads, or None",
+        "write_time_ns": "ns spent on writes, or None",
+        "flush_time_ns": "ns spent on flushes, or None",
+        "errors": "count of I/O errors, or None",
+        "path": "the disk's source path on the host, or None",
+    },
+    "InterfaceStats": {
+        "device": "the interface's name (e.g. 'vif3.0', 'net0'), as the caller may name it",
+        "rx_bytes": "bytes received by the guest",
+        "rx_packets": "packets received by the guest",
+        "tx_bytes": "bytes sent by the guest",
+        "tx_packets": "packets sent by the guest",
+        "rx_errors": "count, or None",
+        "rx_drops": "count, or None",
+        "tx_errors": "count, or None",
+        "tx_drops": "count, or None",
+        "mac": "the guest's MAC address, lower case, or None",
+    },
+    "MemoryStats": {
+        "actual_kib": "KiB the balloon gives the guest now",
+        "swap_in_kib": "KiB swapped in, or None",
+        "swap_out_kib": "KiB swapped out, or None",
+        "major_faults": "count of page faults that needed I/O, or None",
+        "minor_faults": "count of page faults without I/O, or None",
+        "unused_kib": "KiB the guest leaves unused, or None",
+        "available_kib": "KiB the guest sees in total, or None",
+        "usable_kib": "KiB the guest could use without swapping, or None",
+        "rss_kib": "KiB resident on the host for the domain, or None",
+        "disk_caches_kib": "KiB of the guest's disk caches, or None",
+    },
+    "DomainStats": {
+        "domain": "the DomainRef the record is about",
+        "state": "group 'state': DomainStateInfo",
+        "cpu": "group 'cpu': CpuStats",
+        "balloon": "group 'balloon': BalloonStats",
+        "vcpu": "group 'vcpu': VcpuStats",
+        "block": "group 'block': a BlockStats per disk (empty while shut off)",
+        "net": "group 'net': an InterfaceStats per interface (empty while shut off)",
+    },
+}

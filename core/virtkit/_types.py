@@ -87,6 +87,8 @@ class DomainInfo(NamedTuple):
 
 
 class DomainStateInfo(NamedTuple):
+    """libvirt's virDomainGetState: the state, and the backend's word on why."""
+
     state: DomainState
     reason: str | None = None
 
@@ -106,6 +108,8 @@ class NodeInfo(NamedTuple):
 
 
 class Version(NamedTuple):
+    """A version as three numbers (libvirt's unsigned long encoding: ``int(version)``)."""
+
     major: int
     minor: int
     release: int = 0
@@ -214,7 +218,100 @@ class DomainEventType(enum.Enum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DomainEvent:
+    """One lifecycle change of one domain, as a driver hands it to each registered callback."""
+
     type: DomainEventType
     domain: DomainRef
     detail: str = ""
     timestamp: float = 0.0
+
+
+#: Each field's meaning and unit, per type (and each member's, per enum): what a driver fills in.
+#: docs/contract.md is generated from it; a test fails when a field has no entry.
+FIELD_DOCS: Mapping[str, Mapping[str, str]] = {
+    "DomainRef": {
+        "name": "the domain's name (any string: lookups accept names other tools made)",
+        "uuid": "the domain's uuid.UUID, stable for its whole life, across restarts",
+        "id": "int >= 0 while the domain is active (running, paused, ...); None when defined and shut off",
+    },
+    "DomainInfo": {
+        "state": "DomainState",
+        "max_memory": "KiB: the most the domain may have",
+        "memory": "KiB: what it has now (the balloon's size); 0 <= memory <= max_memory",
+        "vcpus": "online vcpus (a count)",
+        "cpu_time": "ns of cpu time used since the domain started (all vcpus together)",
+    },
+    "DomainStateInfo": {
+        "state": "DomainState",
+        "reason": "why it is in that state, the backend's word (e.g. 'booted', 'user', 'shutdown', "
+        "'destroyed'); None when unknown",
+    },
+    "NodeInfo": {
+        "model": "cpu architecture or model, e.g. 'x86_64'",
+        "memory": "KiB of physical memory",
+        "cpus": "active logical cpus",
+        "mhz": "cpu frequency in MHz",
+        "nodes": "NUMA nodes",
+        "sockets": "cpu sockets per NUMA node",
+        "cores": "cores per socket",
+        "threads": "threads per core",
+        "free_memory": "KiB of memory free for new domains; None where the backend cannot tell",
+    },
+    "Version": {
+        "major": "int",
+        "minor": "int",
+        "release": "int (0 when the backend has no third number); int(v) is libvirt's "
+        "major * 1,000,000 + minor * 1,000 + release",
+    },
+    "DomainConfig": {
+        "name": "passes virtkit.check_domain_name (1-64 of A-Z a-z 0-9 . _ + -, first a letter or digit)",
+        "memory": "KiB at start (current memory)",
+        "vcpus": "online vcpus at start",
+        "max_memory": "KiB; None: the same as memory",
+        "max_vcpus": "None: the same as vcpus",
+        "uuid": "uuid.UUID; None: the driver chooses one",
+        "os_type": "'linux' (Xen PV) or 'hvm'",
+        "kernel": "path of the kernel to boot on this host, or None",
+        "initrd": "path of the initial ramdisk, or None",
+        "cmdline": "kernel command line, or None",
+        "on_poweroff": "libvirt's lifecycle action when the guest powers off: 'destroy', 'restart', "
+        "'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'",
+        "on_reboot": "action when the guest reboots (same names); 'destroy' makes a reboot end the domain",
+        "on_crash": "action when the guest crashes (same names)",
+        "devices": "mappings, each with a 'type': 'disk' ('path', 'target' e.g. 'vda', 'format') or "
+        "'interface' ('target', 'mac'); keys a backend does not know are its to refuse",
+        "extra": "backend-specific keys (e.g. qemu's 'accel', 'machine'); others ignore them",
+    },
+    "DomainEvent": {
+        "type": "DomainEventType",
+        "domain": "the domain's DomainRef: its name and uuid say which domain changed",
+        "detail": "the backend's word on the cause (e.g. 'booted', 'paused', 'destroyed', 'shutdown')",
+        "timestamp": "seconds since the epoch (time.time()) when the backend saw the change; 0.0 unknown",
+    },
+    "DomainState": {
+        "NOSTATE": "the backend cannot tell (counts as active)",
+        "RUNNING": "running",
+        "BLOCKED": "active but idle, blocked on a resource",
+        "PAUSED": "paused by domain_suspend (or by the backend)",
+        "SHUTDOWN": "active, being shut down",
+        "SHUTOFF": "not running: the state of every defined domain without an id",
+        "CRASHED": "crashed, not yet cleaned up",
+        "PMSUSPENDED": "suspended by the guest's power management",
+        "DYING": "Xen's dying flag: being destroyed",
+    },
+    "DomainEventType": {
+        "DEFINED": "a persistent config was added (or updated)",
+        "UNDEFINED": "the persistent config was removed",
+        "STARTED": "the domain began running (create, start, or started by other means)",
+        "SUSPENDED": "the domain was paused",
+        "RESUMED": "the domain was unpaused",
+        "STOPPED": "the domain stopped running, whatever the cause (destroy, shutdown, power-off)",
+        "SHUTDOWN": "the guest finished (or began) its shutdown; STOPPED follows once it is gone",
+        "CRASHED": "the guest or its emulator crashed",
+        "REBOOTED": "the guest rebooted; the domain keeps its id",
+    },
+    "VcpuFlags": {
+        "CURRENT": "0: the online vcpus",
+        "MAXIMUM": "4: the maximum vcpus (domain_get_vcpus, domain_set_vcpus)",
+    },
+}
