@@ -11,6 +11,22 @@ The checkers are importable for a plugin's own tests too.
 
 from __future__ import annotations
 
-from ._checks import RESULT_CHECKS, ContractViolation, EventRecorder, check_result, check_signature, wait_for
+from ._checks import (
+    RESULT_CHECKS,
+    ContractViolation,
+    EventRecorder,
+    check_result,
+    check_signature,
+    declared_events,
+    wait_for,
+)
 
-__all__ = ["RESULT_CHECKS", "ContractViolation", "EventRecorder", "check_result", "check_signature", "wait_for"]
+__all__ = [
+    "RESULT_CHECKS",
+    "ContractViolation",
+    "EventRecorder",
+    "check_result",
+    "check_signature",
+    "declared_events",
+    "wait_for",
+]

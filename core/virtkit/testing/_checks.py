@@ -9,7 +9,7 @@ import uuid as _uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._catalogue import CATALOGUE, Operation
+from .._catalogue import CATALOGUE, EVENTS_ATTRIBUTE, Operation
 from .._types import (
     DomainConfig,
     DomainEvent,
@@ -29,6 +29,7 @@ __all__ = [
     "EventRecorder",
     "check_result",
     "check_signature",
+    "declared_events",
     "wait_for",
 ]
 
@@ -184,6 +185,23 @@ def check_signature(op: Operation, method: Callable[..., Any]) -> None:
             raise ContractViolation(f"{op.name}{sig}: 'flags' must be passable by keyword")
         if flags.default != 0:
             raise ContractViolation(f"{op.name}{sig}: 'flags' must default to 0, not {flags.default!r}")
+
+
+def declared_events(driver: object) -> frozenset[DomainEventType] | None:
+    """The event types ``driver`` declares it delivers (``virtkit_event_types``); None: undeclared.
+
+    Raise ContractViolation for a declaration that is not a collection of DomainEventType.
+    """
+    declared = getattr(driver, EVENTS_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    if isinstance(declared, str | bytes | DomainEventType) or not isinstance(declared, Iterable):
+        raise ContractViolation(f"{EVENTS_ATTRIBUTE} = {declared!r}: expected a collection of DomainEventType")
+    kinds = list(declared)
+    bad = [k for k in kinds if not isinstance(k, DomainEventType)]
+    if bad:
+        raise ContractViolation(f"{EVENTS_ATTRIBUTE} holds {bad[:3]!r}: expected DomainEventType members")
+    return frozenset(kinds)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
