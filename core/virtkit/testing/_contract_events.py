@@ -16,7 +16,8 @@ from .._catalogue import CATALOGUE, EVENTS_ATTRIBUTE
 from .._connection import Connection
 from .._types import DomainEventType, DomainState
 from ._checks import EventRecorder, declared_events
-from ._contract import Settings, call, need, new_config, provided, remove, start_new, wait_state
+from ._contract import Settings, call, need, provided, wait_state
+from ._contract_lifecycle import new_config, remove, start_new
 
 #: change -> the operations it needs (its own last); the event it must fire comes from the catalogue.
 _CHANGE_OPS: dict[str, tuple[str, ...]] = {
