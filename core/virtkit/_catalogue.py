@@ -197,8 +197,8 @@ _OPS = (
         events=("STOPPED",),
         note="Returns once the guest was asked; STOPPED fires when the guest is gone (after the call "
         "returns, or never if the guest ignores the request). Where the backend sees the guest "
-        "finish its shutdown, SHUTDOWN fires before STOPPED (the test and qemu drivers do; "
-        "optional, not checked by the kit). A persistent domain stays defined and shut off; "
+        "finish its shutdown, SHUTDOWN fires before STOPPED (the test and qemu drivers do; the kit "
+        "checks it where the driver declares SHUTDOWN in virtkit_event_types). A persistent domain stays defined and shut off; "
         "a transient one is gone.",
     ),
     _op(
@@ -210,7 +210,7 @@ _OPS = (
         errors=(_GONE, _NOT_ACTIVE),
         events=("REBOOTED",),
         note="The domain keeps its id. When its config's on_reboot is 'destroy' the reboot ends the "
-        "domain instead: SHUTDOWN then STOPPED, as for domain_shutdown.",
+        "domain instead: STOPPED (SHUTDOWN first where seen), as for domain_shutdown.",
     ),
     _op(
         "domain_destroy",
