@@ -198,8 +198,8 @@ _OPS = (
         note="Returns once the guest was asked; STOPPED fires when the guest is gone (after the call "
         "returns, or never if the guest ignores the request). Where the backend sees the guest "
         "finish its shutdown, SHUTDOWN fires before STOPPED (the test and qemu drivers do; the kit "
-        "checks it where the driver declares SHUTDOWN in virtkit_event_types). A persistent domain stays defined and shut off; "
-        "a transient one is gone.",
+        "checks it where the driver declares SHUTDOWN in virtkit_event_types). A persistent domain "
+        "stays defined and shut off; a transient one is gone.",
     ),
     _op(
         "domain_reboot",
