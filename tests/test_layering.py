@@ -34,6 +34,16 @@ def test_plugins_import_only_public_core_api() -> None:
             assert not name.startswith("virtkit._"), f"{f.relative_to(ROOT)} imports private {name}"
 
 
+def test_plugins_import_no_other_plugin() -> None:
+    """Each plugin is a separate distribution: it may be installed without any other one, so it
+    reaches the others only through the core (a composed connection), never by import."""
+    for src in (ROOT / "plugins").glob("*/src/virtkit_*"):
+        for f in src.rglob("*.py"):
+            for name in _imports(f):
+                top = name.split(".")[0]
+                assert not top.startswith("virtkit_") or top == src.name, f"{f.relative_to(ROOT)} imports {name}"
+
+
 def test_public_api_is_explicit() -> None:
     import virtkit
 

@@ -58,13 +58,9 @@ def _flags(flags: int, allowed: int = 0) -> None:
 class Driver:
     """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory."""
 
-    def __init__(self, inner: Connection, xl: Xl, state: State, hyper: Any = None) -> None:
+    def __init__(self, inner: Connection, xl: Xl, state: State) -> None:
         self.inner = inner
         self._vt = inner.vtable
-        # xen_hyper's own driver, when it opens here: one hypercall lists every running uuid,
-        # where xenstore needs two round trips per question "is this definition running?"
-        self._hyper = hyper
-        self._hv = hyper.hypervisor if hyper is not None else None
         self.xl = xl
         self.state = state
         self._subs: list[Any] = []
@@ -78,8 +74,6 @@ class Driver:
             subs, self._subs = self._subs, []
         for s in subs:
             s.cancel()
-        if self._hyper is not None:
-            self._hyper.close()
         self.inner.close()
 
     # -- resolving ---------------------------------------------------------------------------
@@ -87,27 +81,20 @@ class Driver:
     def _inner(self, op: str, *args: Any, flags: int = 0) -> Any:
         return self._vt[op](*args, flags=flags)
 
-    def _running_uuids(self) -> dict[_uuid.UUID, int] | None:
-        """uuid -> id of every running domain (one hypercall), None without xen_hyper."""
-        if self._hv is None:
-            return None
-        return {_uuid.UUID(bytes=i.handle): i.domid for i in self._hv.domains()}
-
-    def _running_by_uuid(self, uuid: _uuid.UUID, name: str | None = None) -> DomainRef | None:
-        """The running domain with ``uuid``; ``name`` (known from its definition) spares the
-        xenstore read of it."""
-        running = self._running_uuids()
-        if running is not None:
-            domid = running.get(uuid)
-            if domid is None:
-                return None
-            if name is not None:
-                return DomainRef(name, uuid, domid)
+    def _running_uuids(self) -> dict[_uuid.UUID, int]:
+        """uuid -> id of every running domain: the ids in one call of the inner plugins (a
+        hypercall), then one lookup per id (xenstore reads name and uuid in one round trip)."""
+        out: dict[_uuid.UUID, int] = {}
+        for domid in self._inner("connect_list_domains"):
             try:
-                by_id: DomainRef = self._inner("domain_lookup_by_id", domid)
-                return by_id
-            except NoSuchDomain:
-                return None
+                ref: DomainRef = self._inner("domain_lookup_by_id", domid)
+            except NoSuchDomain:  # gone between the list and the lookup
+                continue
+            out[ref.uuid] = domid
+        return out
+
+    def _running_by_uuid(self, uuid: _uuid.UUID) -> DomainRef | None:
+        """The running domain with ``uuid``, or None."""
         try:
             ref: DomainRef = self._inner("domain_lookup_by_uuid", uuid)
             return ref
@@ -131,7 +118,7 @@ class Driver:
         rec = self._record(dom)
         if rec is not None:
             assert rec.config.uuid is not None
-            return self._running_by_uuid(rec.config.uuid, rec.config.name), rec
+            return self._running_by_uuid(rec.config.uuid), rec
         if dom.uuid is not None and dom.uuid != _NIL:
             running = self._running_by_uuid(dom.uuid)
         else:
@@ -183,7 +170,7 @@ class Driver:
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         rec = self.state.by_name(name)
         if rec is not None and rec.config.uuid is not None:
-            return self._running_by_uuid(rec.config.uuid, name) or DomainRef(name, rec.config.uuid, None)
+            return self._running_by_uuid(rec.config.uuid) or DomainRef(name, rec.config.uuid, None)
         running = self._running_by_name(name)
         if running is None:
             raise NoSuchDomain(f"no domain named {name!r}")
@@ -194,7 +181,7 @@ class Driver:
         want = uuid if isinstance(uuid, _uuid.UUID) else _uuid.UUID(str(uuid))
         rec = self.state.by_uuid(want)
         if rec is not None:
-            return self._running_by_uuid(want, rec.config.name) or DomainRef(rec.config.name, want, None)
+            return self._running_by_uuid(want) or DomainRef(rec.config.name, want, None)
         running = self._running_by_uuid(want)
         if running is None:
             raise NoSuchDomain(f"no domain with uuid {want}")
@@ -207,7 +194,7 @@ class Driver:
         for rec in self.state.records():
             uid = rec.config.uuid
             assert uid is not None
-            if (uid not in running) if running is not None else self._running_by_uuid(uid) is None:
+            if uid not in running:
                 out.append(rec.config.name)
         return out
 

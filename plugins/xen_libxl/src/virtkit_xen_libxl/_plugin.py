@@ -125,10 +125,4 @@ def connect(
         plugins=inner_plugins,
         entry_points=entry_points,
     )
-    try:
-        from virtkit_xen_hyper import connect as hyper_connect
-
-        hyper: object = hyper_connect(str(uri))
-    except (ImportError, virtkit.VirtError):
-        hyper = None  # the inner connection's lookups answer instead (slower)
-    return Driver(inner, Xl(path, timeout=options.timeout), state, hyper)
+    return Driver(inner, Xl(path, timeout=options.timeout), state)
