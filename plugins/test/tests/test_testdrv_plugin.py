@@ -9,7 +9,7 @@ import pytest
 
 import virtkit
 import virtkit_test
-from virtkit import URI, Declined, OpenOptions, parse_uri
+from virtkit import Declined, parse_uri
 
 
 def test_plugin_metadata() -> None:
@@ -41,9 +41,10 @@ def test_can_handle_declines_with_a_reason(uri: str, why: str) -> None:
     assert why in answer.reason
 
 
-def test_open_declines_what_it_cannot_handle() -> None:
-    got = virtkit_test.plugin.open(URI("xen", path="/"), OpenOptions())
-    assert isinstance(got, Declined)
+def test_core_never_opens_what_it_cannot_handle() -> None:
+    """The contract: open runs only after can_handle said yes, so the plugin's open does not re-check."""
+    with pytest.raises(virtkit.NoDriver, match="scheme 'xen' is not 'test'"):
+        virtkit.open("xen:///", entry_points=False, plugins=[virtkit_test.Plugin])
 
 
 def test_priority_is_low() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import virtkit
-from virtkit import Declined, OpenOptions, parse_uri
+from virtkit import Declined, parse_uri
 from virtkit_xen_xend import DEFAULT_SOCKET, PRIORITY, plugin
 from virtkit_xen_xend.emulator import XendEmulator
 
@@ -46,7 +47,9 @@ def test_remote_and_explicit_tcp_uris_are_taken(uri: str) -> None:
 def test_declines_with_a_reason(uri: str, reason: str) -> None:
     why = plugin.can_handle(parse_uri(uri))
     assert isinstance(why, Declined) and reason in why.reason
-    assert isinstance(plugin.open(parse_uri(uri), OpenOptions()), Declined)
+    # open itself no longer re-checks: the core calls it only after can_handle said yes
+    with pytest.raises(virtkit.NoDriver, match=re.escape(reason)):
+        virtkit.open(uri, entry_points=False, plugins=[plugin])
 
 
 def test_a_regular_file_is_not_a_socket(tmp_path: Path) -> None:

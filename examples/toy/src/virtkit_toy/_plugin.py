@@ -29,10 +29,7 @@ class Plugin:
         return 20
 
     @hookimpl
-    def open(self, uri: URI, options: OpenOptions) -> ToyDriver | Declined:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
+    def open(self, uri: URI, options: OpenOptions) -> ToyDriver:
         path = urllib.parse.unquote(uri.path)
         if path in ("", "/"):
             return ToyDriver(None)

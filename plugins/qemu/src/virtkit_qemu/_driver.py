@@ -40,6 +40,7 @@ from virtkit import (
     ProtocolError,
     VcpuFlags,
     Version,
+    check_flags,
 )
 
 from ._command import build_argv, check_domain
@@ -60,11 +61,6 @@ log = logging.getLogger("virtkit.qemu")
 
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _INFO_QUERIES: Commands = (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
-
-
-def _check_flags(flags: int, allowed: int = 0) -> None:
-    if flags & ~allowed:
-        raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
 class Driver:
@@ -184,25 +180,25 @@ class Driver:
     # -- connection ------------------------------------------------------------------------------
 
     def connect_get_type(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return "QEMU"
 
     def connect_get_version(self, *, flags: int = 0) -> Version:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self.host.version()
 
     def connect_get_hostname(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return socket.gethostname()
 
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
-        _check_flags(flags)
+        check_flags(flags)
         return node_info()
 
     @bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._domains.ids()
 
@@ -212,25 +208,25 @@ class Driver:
 
     @bounded
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._domains.defined_names()
 
     @bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._domains.by_id(id)
 
     @bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._domains.by_name(name)
 
     @bounded
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._domains.by_uuid(uuid)
 
@@ -265,7 +261,7 @@ class Driver:
 
     @bounded
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         fast = self._info_fast(dom)
         if fast is not None:
@@ -296,7 +292,7 @@ class Driver:
 
     @bounded
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
-        _check_flags(flags)
+        check_flags(flags)
         rec = self._find(dom)
         if isinstance(rec, Running):
             status = self._power.status(rec)
@@ -308,18 +304,18 @@ class Driver:
 
     @bounded
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         return self._find(dom).max_memory
 
     @bounded
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         self._find(dom)
         return "hvm"
 
     @bounded
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags, _MAXIMUM)
+        check_flags(flags, _MAXIMUM)
         rec = self._find(dom)
         if flags & _MAXIMUM:
             return rec.config.max_vcpus or rec.config.vcpus
@@ -329,14 +325,14 @@ class Driver:
 
     @bounded
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
-        _check_flags(flags)
+        check_flags(flags)
         return self._find(dom).config
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @bounded
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         run = self._active(dom, "suspend")
         if self._power.status(run) != "running":
             raise InvalidOperation(f"cannot suspend domain {run.config.name!r}: it is not running")
@@ -344,7 +340,7 @@ class Driver:
 
     @bounded
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         run = self._active(dom, "resume")
         if self._power.status(run) != "paused":
             raise InvalidOperation(f"cannot resume domain {run.config.name!r}: it is not paused")
@@ -352,7 +348,7 @@ class Driver:
 
     @bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         run = self._active(dom, "shut down")
         if self._power.status(run) != "running":
             raise InvalidOperation(f"cannot shut down domain {run.config.name!r}: it is not running")
@@ -360,7 +356,7 @@ class Driver:
 
     @bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         run = self._active(dom, "reboot")
         if self._power.status(run) != "running":
             raise InvalidOperation(f"cannot reboot domain {run.config.name!r}: it is not running")
@@ -368,12 +364,12 @@ class Driver:
 
     @bounded
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         self._power.finish(self._active(dom, "destroy"), "destroyed")
 
     @bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         rec = self._find(dom)
         top = rec.max_memory
         if not isinstance(memory, int) or isinstance(memory, bool) or not 1024 <= memory <= top:
@@ -383,7 +379,7 @@ class Driver:
         self._qmp(rec, "balloon", {"value": memory * 1024})
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         dom = check_domain(config)
         self._domains.not_defined(dom)
@@ -391,7 +387,7 @@ class Driver:
         return self._start(dom, persistent=False)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         dom = check_domain(config)
         self._ensure()
@@ -400,7 +396,7 @@ class Driver:
         return self._domains.current(dom)
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         rec = self._find(dom)
         if isinstance(rec, Running):
             raise InvalidOperation(f"domain {rec.config.name!r} is already running (id {rec.id})")
@@ -409,7 +405,7 @@ class Driver:
 
     @bounded
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         rec = self._find(dom)
         self._domains.undefine(rec)
         self._hub.emit(DomainEventType.UNDEFINED, rec.ref, "removed")
@@ -417,7 +413,7 @@ class Driver:
     # -- events ----------------------------------------------------------------------------------
 
     def connect_domain_event_register(self, callback: Callback, *, flags: int = 0) -> Callable[[], None]:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         if not callable(callback):
             raise InvalidArgument("callback must be callable")

@@ -58,9 +58,6 @@ class Plugin:
 
     @hookimpl
     def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
         if uri.path not in ("/session", "/system") or uri.query or uri.fragment:
             raise InvalidURI(f"{uri}: use qemu:///session or qemu:///system", uri=str(uri))
         qemu = find_qemu()

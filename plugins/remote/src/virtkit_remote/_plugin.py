@@ -61,9 +61,6 @@ class Plugin:
 
     @hookimpl
     def open(self, uri: URI, options: OpenOptions) -> object:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
         ep = endpoint(uri, _control_dir() if uri.transport == "ssh" else None)
         from ._conn import Link  # subprocess, selectors: only when a remote URI is opened
         from ._driver import driver_class

@@ -31,6 +31,7 @@ from virtkit import (
     NoSuchDomain,
     VcpuFlags,
     Version,
+    check_flags,
 )
 
 from ._host import HostSpec, check_config
@@ -97,11 +98,6 @@ class _Dom:
 
     def cpu_time(self, now: int) -> int:
         return self.cpu_ns if self.since is None else self.cpu_ns + (now - self.since)
-
-
-def _check_flags(flags: int, allowed: int = 0) -> None:
-    if flags & ~allowed:
-        raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
 class Driver(StatsMixin):
@@ -251,22 +247,22 @@ class Driver(StatsMixin):
             self._pending.clear()
 
     def connect_get_type(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return "Test"
 
     def connect_get_version(self, *, flags: int = 0) -> Version:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return _VERSION
 
     def connect_get_hostname(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         self._open()
         return self._hostname
 
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             self._open()
             used = sum(d.memory for d in self._active.values())
@@ -274,7 +270,7 @@ class Driver(StatsMixin):
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
         if flags:
-            _check_flags(flags)
+            check_flags(flags)
         lock = self._lock
         lock.acquire()
         try:
@@ -284,20 +280,20 @@ class Driver(StatsMixin):
             lock.release()
 
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             self._open()
             return len(self._active)
 
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             self._open()
             return sorted(d.name for d in self._by_uuid.values() if d.id is None)
 
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - the catalogue's name
         if flags:
-            _check_flags(flags)
+            check_flags(flags)
         lock = self._lock
         lock.acquire()
         try:
@@ -311,7 +307,7 @@ class Driver(StatsMixin):
 
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         if flags:
-            _check_flags(flags)
+            check_flags(flags)
         lock = self._lock
         lock.acquire()
         try:
@@ -324,7 +320,7 @@ class Driver(StatsMixin):
             lock.release()
 
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             self._open()
             d = self._by_uuid.get(uuid)
@@ -333,7 +329,7 @@ class Driver(StatsMixin):
             return d.ref
 
     def connect_domain_event_register(self, callback: Callback, *, flags: int = 0) -> Callable[[], None]:
-        _check_flags(flags)
+        check_flags(flags)
         if not callable(callback):
             raise InvalidArgument(f"callback must be callable, got {type(callback).__name__}")
         with self._lock:
@@ -355,7 +351,7 @@ class Driver(StatsMixin):
 
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         if flags:
-            _check_flags(flags)
+            check_flags(flags)
         lock = self._lock
         lock.acquire()
         try:
@@ -367,29 +363,29 @@ class Driver(StatsMixin):
             lock.release()
 
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             return DomainStateInfo(d.state, d.reason)
 
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             return self._find(dom).max_memory
 
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             return self._find(dom).config.os_type
 
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags, _MAXIMUM)
+        check_flags(flags, _MAXIMUM)
         with self._lock:
             d = self._find(dom)
             return d.max_vcpus if flags & _MAXIMUM else d.vcpus
 
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             return dataclasses.replace(
@@ -399,7 +395,7 @@ class Driver(StatsMixin):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             if d.state is not _RUNNING:
@@ -410,7 +406,7 @@ class Driver(StatsMixin):
         self._dispatch()
 
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             if d.state is not _PAUSED:
@@ -422,7 +418,7 @@ class Driver(StatsMixin):
 
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         # The guest cooperates at once, as in libvirt's test driver: running or paused -> shut off.
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             self._require_active(d, "shut down")
@@ -431,7 +427,7 @@ class Driver(StatsMixin):
         self._dispatch()
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             self._require_active(d, "reboot")
@@ -446,7 +442,7 @@ class Driver(StatsMixin):
         self._dispatch()
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             self._require_active(d, "destroy")
@@ -454,7 +450,7 @@ class Driver(StatsMixin):
         self._dispatch()
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._new(config, persistent=False)
             self._boot(d)
@@ -463,7 +459,7 @@ class Driver(StatsMixin):
         return ref
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._new(config, persistent=True)
             self._emit(DomainEventType.DEFINED, d, "added")
@@ -472,7 +468,7 @@ class Driver(StatsMixin):
         return ref
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             if d.state is not _SHUTOFF:
@@ -484,7 +480,7 @@ class Driver(StatsMixin):
 
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
         # libvirt: undefining a running persistent domain makes it transient; it goes when it stops.
-        _check_flags(flags)
+        check_flags(flags)
         with self._lock:
             d = self._find(dom)
             if not d.persistent:
@@ -498,7 +494,7 @@ class Driver(StatsMixin):
     # -- resources -------------------------------------------------------------------------------
 
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         _positive(memory, "memory")
         with self._lock:
             d = self._find(dom)
@@ -510,7 +506,7 @@ class Driver(StatsMixin):
 
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         # Like Xen: lowering the maximum below the current allocation balloons the domain down.
-        _check_flags(flags)
+        check_flags(flags)
         _positive(memory, "memory")
         with self._lock:
             d = self._find(dom)
@@ -518,7 +514,7 @@ class Driver(StatsMixin):
             d.memory = min(d.memory, memory)
 
     def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
-        _check_flags(flags, _MAXIMUM)
+        check_flags(flags, _MAXIMUM)
         _positive(count, "vcpu count")
         with self._lock:
             d = self._find(dom)

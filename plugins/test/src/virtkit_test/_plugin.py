@@ -43,10 +43,7 @@ class Plugin:
         return PRIORITY
 
     @hookimpl
-    def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
+    def open(self, uri: URI, options: OpenOptions) -> Driver:
         if uri.query or uri.fragment:
             raise InvalidURI(f"{uri}: test:/// URIs take no query or fragment", uri=str(uri))
         if uri.path == "/default":

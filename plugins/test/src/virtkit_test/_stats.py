@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import virtkit
-from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidArgument, InvalidOperation, NodeInfo
+from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidArgument, InvalidOperation, NodeInfo, check_flags
 
 if TYPE_CHECKING:
     import threading
@@ -135,7 +135,7 @@ class StatsMixin:
     def connect_get_all_domain_stats(
         self, groups: Iterable[str], domains: list[DomainRef] | None = None, *, flags: int = 0
     ) -> list[DomainStats]:
-        _flags(flags)
+        check_flags(flags)
         want = frozenset(groups)
         known = frozenset(virtkit.STATS_GROUPS)
         if not want <= known:
@@ -158,7 +158,7 @@ class StatsMixin:
         return d, d.cpu_time(time.monotonic_ns())
 
     def domain_block_stats(self, dom: DomainRef, device: str, *, flags: int = 0) -> BlockStats:
-        _flags(flags)
+        check_flags(flags)
         with self._lock:
             d, t = self._live(dom, "block stats")
             if device == "":
@@ -169,7 +169,7 @@ class StatsMixin:
             raise InvalidArgument(f"domain {d.name!r} has no disk {device!r}"[:200])
 
     def domain_interface_stats(self, dom: DomainRef, device: str, *, flags: int = 0) -> InterfaceStats:
-        _flags(flags)
+        check_flags(flags)
         with self._lock:
             d, t = self._live(dom, "interface stats")
             for i, nic in enumerate(d.nets):
@@ -178,21 +178,16 @@ class StatsMixin:
             raise InvalidArgument(f"domain {d.name!r} has no interface {device!r}"[:200])
 
     def domain_memory_stats(self, dom: DomainRef, *, flags: int = 0) -> MemoryStats:
-        _flags(flags)
+        check_flags(flags)
         with self._lock:
             d, t = self._live(dom, "memory stats")
             return memory_stats(d.memory, t)
 
     def domain_get_vcpu_info(self, dom: DomainRef, *, flags: int = 0) -> list[VcpuInfo]:
-        _flags(flags)
+        check_flags(flags)
         with self._lock:
             d, t = self._live(dom, "vcpu info")
             return _vcpus(d, t, self._node.cpus)
-
-
-def _flags(flags: int) -> None:
-    if flags:
-        raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
 def _vcpus(d: _Dom, t: int, cpus: int) -> list[VcpuInfo]:

@@ -22,6 +22,7 @@ from virtkit import (
     NoSuchDomain,
     VcpuFlags,
     Version,
+    check_flags,
     priority,
 )
 
@@ -44,11 +45,6 @@ def _name(domid: int) -> str:
 
 def _ref(info: A.DomInfo) -> DomainRef:
     return DomainRef(_name(info.domid), _uuid.UUID(bytes=info.handle), info.domid)
-
-
-def _check_flags(flags: int, allowed: int = 0) -> None:
-    if flags & ~allowed:
-        raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
 class Driver:
@@ -94,20 +90,20 @@ class Driver:
     # -- connection ----------------------------------------------------------------------------
 
     def connect_get_type(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return "Xen"
 
     def connect_get_version(self, *, flags: int = 0) -> Version:
-        _check_flags(flags)
+        check_flags(flags)
         return self._hv.version
 
     def connect_get_hostname(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return os.uname().nodename  # dom0's host name, as libvirt reports it
 
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
         if flags:
-            _check_flags(flags)
+            check_flags(flags)
         values = self._physinfo()  # a fresh hypercall every time
         last = self._node
         if last is not None and last[0] == values:
@@ -132,27 +128,27 @@ class Driver:
         return info
 
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
-        _check_flags(flags)
+        check_flags(flags)
         return [info.domid for info in self._hv.domains()]
 
     def connect_num_of_domains(self, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         return len(self._hv.domains())
 
     @priority(LOOKUP_PRIORITY)
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
-        _check_flags(flags)
+        check_flags(flags)
         return _ref(self._hv.dominfo(id))
 
     @priority(LOOKUP_PRIORITY)
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         return _ref(self._by_uuid(uuid))
 
     # -- domain queries --------------------------------------------------------------------------
 
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
-        _check_flags(flags)
+        check_flags(flags)
         i = self._info(dom)
         return DomainInfo(
             A.state_from_flags(i.flags)[0],
@@ -163,19 +159,19 @@ class Driver:
         )
 
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
-        _check_flags(flags)
+        check_flags(flags)
         return DomainStateInfo(*A.state_from_flags(self._info(dom).flags))
 
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         return self._info(dom).max_pages * _KIB_PER_PAGE
 
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return "hvm" if self._info(dom).flags & A.DOMINF_HVM else "linux"
 
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags, VcpuFlags.MAXIMUM)
+        check_flags(flags, VcpuFlags.MAXIMUM)
         info = self._info(dom)
         if flags & VcpuFlags.MAXIMUM:
             return 0 if info.max_vcpu_id == 0xFFFFFFFF else info.max_vcpu_id + 1
@@ -188,7 +184,7 @@ class Driver:
             raise InvalidOperation(f"refusing to {verb} dom0: it runs this toolstack")
 
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         info = self._info(dom)
         self._not_dom0(info, "pause")
         state = A.state_from_flags(info.flags)[0]
@@ -198,7 +194,7 @@ class Driver:
         self._hv.pause(info.domid)
 
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         info = self._info(dom)
         state = A.state_from_flags(info.flags)[0]
         if state is not DomainState.PAUSED:
@@ -207,13 +203,13 @@ class Driver:
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         """Destroy at the hypervisor; xenstore, backends and device models are a toolstack's job."""
-        _check_flags(flags)
+        check_flags(flags)
         info = self._info(dom)
         self._not_dom0(info, "destroy")
         self._hv.destroy(info.domid)
 
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         if isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0:
             raise InvalidArgument(f"max memory must be a positive number of KiB, got {memory!r}")
         self._hv.set_max_mem(self._info(dom).domid, memory)

@@ -79,10 +79,7 @@ class Plugin:
         return PRIORITY
 
     @hookimpl
-    def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
+    def open(self, uri: URI, options: OpenOptions) -> Driver:
         return connect(str(uri), self.privcmd_paths)
 
 

@@ -32,6 +32,7 @@ from virtkit import (
     Unsupported,
     VcpuFlags,
     Version,
+    check_flags,
 )
 
 from ._model import XendDomain, config_to_sxp
@@ -61,11 +62,6 @@ def _bounded(fn: Callable[Concatenate[Driver, _P], _R]) -> Callable[Concatenate[
             return fn(self, *args, **kwargs)
 
     return run
-
-
-def _check_flags(flags: int, allowed: int = 0) -> None:
-    if not isinstance(flags, int) or flags & ~allowed:
-        raise InvalidArgument(f"unsupported flags {flags!r}")
 
 
 def _node_int(node: Sxp, key: str, default: int = 0, high: int = _MAX_COUNT) -> int:
@@ -190,12 +186,12 @@ class Driver:
 
     @_bounded
     def connect_get_type(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return "Xen"
 
     @_bounded
     def connect_get_version(self, *, flags: int = 0) -> Version:
-        _check_flags(flags)
+        check_flags(flags)
         node = self._node()
         extra = (value(node, "xen_extra") or "").lstrip(".")
         digits = ""
@@ -208,7 +204,7 @@ class Driver:
 
     @_bounded
     def connect_get_hostname(self, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         host = value(self._node(), "host")
         if not host:
             raise ProtocolError(f"xend at {self._t.where} did not say its host name")
@@ -216,7 +212,7 @@ class Driver:
 
     @_bounded
     def node_get_info(self, *, flags: int = 0) -> NodeInfo:
-        _check_flags(flags)
+        check_flags(flags)
         node = self._node()
         cpus = _node_int(node, "nr_cpus")
         nodes = _node_int(node, "nr_nodes", 1) or 1
@@ -240,7 +236,7 @@ class Driver:
 
     @_bounded
     def connect_list_domains(self, *, flags: int = 0) -> list[int]:
-        _check_flags(flags)
+        check_flags(flags)
         return sorted(d.id for d in self._records() if d.active and d.id is not None)
 
     @_bounded
@@ -249,14 +245,14 @@ class Driver:
 
     @_bounded
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
-        _check_flags(flags)
+        check_flags(flags)
         return sorted(d.name for d in self._records() if not d.active)
 
     # -- lookups ----------------------------------------------------------------------------------
 
     @_bounded
     def domain_lookup_by_id(self, id: int, *, flags: int = 0) -> DomainRef:  # noqa: A002 - catalogue name
-        _check_flags(flags)
+        check_flags(flags)
         if not isinstance(id, int) or isinstance(id, bool) or id < 0:
             raise InvalidArgument(f"domain id must be a non-negative int, got {id!r}")
         rec = self._record(str(id), f"with id {id}")
@@ -270,7 +266,7 @@ class Driver:
 
     @_bounded
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"domain name must be a non-empty str, got {name!r}")
         rec = self._record(name, repr(name))
@@ -280,7 +276,7 @@ class Driver:
 
     @_bounded
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         if not isinstance(uuid, _uuid.UUID):
             raise InvalidArgument(f"expected a uuid.UUID, got {type(uuid).__name__}")
         rec = self._record(str(uuid), f"with uuid {uuid}")
@@ -292,40 +288,40 @@ class Driver:
 
     @_bounded
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
-        _check_flags(flags)
+        check_flags(flags)
         return self._get(dom).info()
 
     @_bounded
     def domain_get_state(self, dom: DomainRef, *, flags: int = 0) -> DomainStateInfo:
-        _check_flags(flags)
+        check_flags(flags)
         return self._get(dom).state_info()
 
     @_bounded
     def domain_get_max_memory(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags)
+        check_flags(flags)
         return self._get(dom).max_memory
 
     @_bounded
     def domain_get_os_type(self, dom: DomainRef, *, flags: int = 0) -> str:
-        _check_flags(flags)
+        check_flags(flags)
         return self._get(dom).os_type
 
     @_bounded
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
-        _check_flags(flags, _MAXIMUM)
+        check_flags(flags, _MAXIMUM)
         rec = self._get(dom)
         return rec.max_vcpus if flags & _MAXIMUM else rec.vcpus
 
     @_bounded
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
-        _check_flags(flags)
+        check_flags(flags)
         return self._get(dom).to_config()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     @_bounded
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
 
         def check(rec: XendDomain) -> None:
             _running(rec, "suspend")
@@ -337,7 +333,7 @@ class Driver:
 
     @_bounded
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
 
         def check(rec: XendDomain) -> None:
             _running(rec, "resume")
@@ -349,22 +345,22 @@ class Driver:
 
     @_bounded
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         self._op(dom, "shutdown", lambda rec: _live_guest(rec, "shut down"), reason="poweroff")
 
     @_bounded
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         self._op(dom, "shutdown", lambda rec: _live_guest(rec, "reboot"), reason="reboot")
 
     @_bounded
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         self._op(dom, "destroy", lambda rec: _live_guest(rec, "destroy"))
 
     @_bounded
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         mib = _to_mib(memory)
 
         def check(rec: XendDomain) -> None:
@@ -377,12 +373,12 @@ class Driver:
 
     @_bounded
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
         self._op(dom, "maxmem_set", memory=str(_to_mib(memory)))
 
     @_bounded
     def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
-        _check_flags(flags, _MAXIMUM)
+        check_flags(flags, _MAXIMUM)
         if flags & _MAXIMUM:
             raise Unsupported("xend cannot change a domain's maximum vcpus (only the online count)")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
@@ -396,12 +392,12 @@ class Driver:
 
     @_bounded
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         return self._new("create", config)
 
     @_bounded
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
         return self._new("new", config)
 
     def _new(self, op: str, config: DomainConfig) -> DomainRef:
@@ -423,7 +419,7 @@ class Driver:
 
     @_bounded
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
-        _check_flags(flags)
+        check_flags(flags)
 
         def check(rec: XendDomain) -> None:
             if rec.active:
@@ -434,7 +430,7 @@ class Driver:
 
     @_bounded
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _check_flags(flags)
+        check_flags(flags)
 
         def check(rec: XendDomain) -> None:
             if rec.active:  # xend deletes halted domains only

@@ -79,10 +79,7 @@ class Plugin:
         return PRIORITY
 
     @hookimpl
-    def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
+    def open(self, uri: URI, options: OpenOptions) -> Driver:
         unknown = sorted(set(uri.params) - _KNOWN_PARAMS)
         if unknown:
             raise InvalidURI(f"{uri}: unknown parameter(s) {', '.join(unknown)} for xend", uri=str(uri))

@@ -51,9 +51,6 @@ class Plugin:
 
     @hookimpl
     def open(self, uri: URI, options: OpenOptions) -> object:
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
         path = self.channel_path(options)
         if path is None and not any(os.path.exists(p) for p in default_paths()):
             return Declined("no xenstored reachable: none of " + ", ".join(default_paths()) + " exists")
