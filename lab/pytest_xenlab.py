@@ -111,7 +111,9 @@ def xl_state(name: str) -> str | None:
 
 
 def is_running(state: str | None) -> bool:
-    return state is not None and "p" not in state and ("r" in state or "b" in state)
+    # xl's flags: r(unning) b(locked) p(aused) s(hutdown) c(rashed) d(ying); none at all is a
+    # runnable domain waiting for a cpu (seen under load right after an unpause): running too
+    return state is not None and not any(flag in state for flag in "pscd")
 
 
 def is_paused(state: str | None) -> bool:

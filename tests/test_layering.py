@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,14 +35,28 @@ def test_plugins_import_only_public_core_api() -> None:
             assert not name.startswith("virtkit._"), f"{f.relative_to(ROOT)} imports private {name}"
 
 
-def test_plugins_import_no_other_plugin() -> None:
-    """Each plugin is a separate distribution: it may be installed without any other one, so it
-    reaches the others only through the core (a composed connection), never by import."""
+def _declared_dependencies(plugin_dir: pathlib.Path) -> set[str]:
+    import tomllib
+
+    deps = tomllib.loads((plugin_dir / "pyproject.toml").read_text())["project"].get("dependencies", [])
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].strip().lower() for d in deps}
+    return {n.replace("-", "_") for n in names}
+
+
+def test_plugins_import_other_plugins_only_as_declared_libraries() -> None:
+    """Each plugin is a separate distribution. It reaches another plugin through the core (a
+    composed connection), or, as a library, through that distribution's public package when it
+    declares the distribution a dependency: never through its private modules."""
     for src in (ROOT / "plugins").glob("*/src/virtkit_*"):
+        declared = _declared_dependencies(src.parents[1])
         for f in src.rglob("*.py"):
             for name in _imports(f):
-                top = name.split(".")[0]
-                assert not top.startswith("virtkit_") or top == src.name, f"{f.relative_to(ROOT)} imports {name}"
+                top, _, rest = name.partition(".")
+                if not top.startswith("virtkit_") or top == src.name:
+                    continue
+                where = f"{f.relative_to(ROOT)} imports {name}"
+                assert top in declared, f"{where}: not a declared dependency"
+                assert not rest.startswith("_"), f"{where}: a private module of another plugin"
 
 
 def test_public_api_is_explicit() -> None:

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid as _uuid
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from virtkit import DomainEvent, DomainEventType, DomainRef, DomainState, NoSuchDomain, VirtError
 
@@ -62,8 +62,8 @@ class Watcher:
         self._drv = driver
         self._cb = callback
         self._stop = threading.Event()
-        self._kick = threading.Event()  # the inner plugins saw a change: scan now
-        self._unsubscribe: Callable[[], None] | None = None
+        self._watch: Any = None
+        self._xs: Any = None
         self._building: dict[_uuid.UUID, float] = {}  # first seen paused, not yet reported
         self._rebooting: dict[_uuid.UUID, tuple[_Seen, float]] = {}
         self._lock = threading.Lock()  # the known state: changed by the scans and by note()
@@ -74,28 +74,31 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="xen-libxl-events", daemon=True)
 
     def _open_watch(self) -> None:
-        # The inner xen:/// (xenstore's watches on @introduceDomain/@releaseDomain) says when a
-        # domain came or went: a wake-up for the scan, which still runs every POLL_S without it.
         try:
-            self._unsubscribe = self._drv.inner.domain_event_register(lambda _event: self._kick.set())
-        except VirtError as exc:
-            log.debug("no events from the inner plugins (polling only): %s", exc)
-            self._unsubscribe = None
+            from virtkit_xenstore import Client
+
+            self._xs = Client(timeout=self._drv.xl.timeout)
+            self._watch = self._xs.watch("@introduceDomain", "@releaseDomain")
+        except (VirtError, OSError) as exc:
+            log.debug("no xenstore watch (polling only): %s", exc)
+            if self._xs is not None:
+                self._xs.close()
+            self._xs = self._watch = None
 
     def start(self) -> None:
         self._thread.start()
 
     def cancel(self) -> None:
         self._stop.set()
-        self._kick.set()
-        unsubscribe, self._unsubscribe = self._unsubscribe, None
-        if unsubscribe is not None:
+        if self._watch is not None:
             try:
-                unsubscribe()
+                self._watch.close()
             except VirtError:
                 pass
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             self._thread.join(timeout=self._drv.xl.timeout)
+        if self._xs is not None:
+            self._xs.close()
 
     # -- scanning ------------------------------------------------------------------------------
 
@@ -223,8 +226,14 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._kick.wait(POLL_S)
-            self._kick.clear()
+            if self._watch is not None:
+                ev = self._watch.get(timeout=POLL_S)
+                if ev is not None:
+                    self._watch.drain()
+                elif self._watch.closed and not self._stop.is_set():
+                    self._watch = None
+            else:
+                self._stop.wait(POLL_S)
             if self._stop.is_set():
                 return
             try:
