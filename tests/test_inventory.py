@@ -39,12 +39,14 @@ def test_drivers_lists_it_loaded() -> None:
 
 
 def test_drivers_fails_what_open_fails() -> None:
-    """A plugin whose hooks pluggy refuses is an ERROR at open and 'failed' in drivers, same reason."""
+    """A plugin whose hooks pluggy refuses: an ERROR at open, 'failed' in drivers, a note in the matrix."""
     with virtkit.open("fake:///") as conn:
         attempt = next(a for a in conn.explain().attempts if a.plugin == "fake_badhook")
     row = next(r for r in describe_installed() if r["plugin"] == "fake_badhook")
     assert attempt.outcome is Outcome.ERROR
     assert (row["status"], row["error"]) == ("failed", attempt.reason)
+    column = next(c for c in build_matrix(["virtkit-fakes"]).columns if c.plugin == "fake_badhook")
+    assert (column.note, column.driver_classes) == (attempt.reason, ())
 
 
 def test_matrix_reads_the_specname_priority_and_open_annotation() -> None:
