@@ -1,17 +1,16 @@
 """The CLI's stats commands, in virsh's formats: ``domstats``, ``domblkstat``, ``domifstat``,
-``dommemstat``, ``vcpuinfo``. Imported only when one of them runs."""
+``dommemstat``, ``vcpuinfo``. Imported only when one of them runs (see ``_cli_table``)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
-from ._cli import _emit, _safe
+from ._cli_output import emit, safe
 from ._connection import Connection
 from ._stats import STATS_GROUPS, BlockStats, DomainStats, InterfaceStats, VcpuState
 
-__all__ = ["COMMANDS", "domstats_lines", "stats_dict"]
+__all__ = ["domstats_lines", "stats_dict"]
 
 _VCPU_STATES = {VcpuState.OFFLINE: "offline", VcpuState.RUNNING: "running", VcpuState.BLOCKED: "blocked"}
 
@@ -109,7 +108,7 @@ def cmd_domstats(conn: Connection, args: argparse.Namespace) -> None:
     groups = [g for g in STATS_GROUPS if getattr(args, f"group_{g}", False)] or None
     doms = [conn.lookup(d) for d in args.domains] if args.domains else None
     records = conn.all_domain_stats(groups, doms)
-    _emit(
+    emit(
         args,
         [stats_dict(r) for r in records],
         lambda: "\n".join("\n".join(domstats_lines(r)) + "\n" for r in records).rstrip("\n") + "\n",
@@ -136,7 +135,7 @@ def _block_pairs(s: BlockStats) -> list[tuple[str, object]]:
 
 def cmd_domblkstat(conn: Connection, args: argparse.Namespace) -> None:
     s = conn.lookup(args.domain).block_stats(args.device or "")
-    _emit(args, s._asdict(), lambda: _lines(_safe(s.device), _block_pairs(s)))
+    emit(args, s._asdict(), lambda: _lines(safe(s.device), _block_pairs(s)))
 
 
 def _net_pairs(s: InterfaceStats) -> list[tuple[str, object]]:
@@ -154,7 +153,7 @@ def _net_pairs(s: InterfaceStats) -> list[tuple[str, object]]:
 
 def cmd_domifstat(conn: Connection, args: argparse.Namespace) -> None:
     s = conn.lookup(args.domain).interface_stats(args.interface)
-    _emit(args, s._asdict(), lambda: _lines(_safe(s.device), _net_pairs(s)))
+    emit(args, s._asdict(), lambda: _lines(safe(s.device), _net_pairs(s)))
 
 
 def cmd_dommemstat(conn: Connection, args: argparse.Namespace) -> None:
@@ -171,7 +170,7 @@ def cmd_dommemstat(conn: Connection, args: argparse.Namespace) -> None:
         ("disk_caches", m.disk_caches_kib),
         ("rss", m.rss_kib),
     ]
-    _emit(args, m._asdict(), lambda: "\n".join(f"{k} {v}" for k, v in pairs if v is not None))
+    emit(args, m._asdict(), lambda: "\n".join(f"{k} {v}" for k, v in pairs if v is not None))
 
 
 def cmd_vcpuinfo(conn: Connection, args: argparse.Namespace) -> None:
@@ -189,33 +188,4 @@ def cmd_vcpuinfo(conn: Connection, args: argparse.Namespace) -> None:
             blocks.append("\n".join(f"{k:<16}{val}" for k, val in rows))
         return "\n\n".join(blocks)
 
-    _emit(args, [_vcpu_dict(v) for v in vcpus], text)
-
-
-COMMANDS: dict[str, Callable[[Connection, argparse.Namespace], None]] = {
-    "domstats": cmd_domstats,
-    "domblkstat": cmd_domblkstat,
-    "domifstat": cmd_domifstat,
-    "dommemstat": cmd_dommemstat,
-    "vcpuinfo": cmd_vcpuinfo,
-}
-
-
-def add_parsers(add: Callable[..., None], dom: tuple[str, dict[str, Any]]) -> None:
-    """The stats commands' parsers (``add`` is build_parser's helper)."""
-    flags: list[tuple[str, dict[str, Any]]] = []
-    for group, virsh in (("state", None), ("cpu", "--cpu-total"), ("balloon", None), ("vcpu", None)):
-        flags.append((f"--{group}", {"action": "store_true", "dest": f"group_{group}", "help": f"the {group} group"}))
-        if virsh:
-            flags.append((virsh, {"action": "store_true", "dest": f"group_{group}", "help": argparse.SUPPRESS}))
-    flags.append(("--block", {"action": "store_true", "dest": "group_block", "help": "the block group"}))
-    flags.append(("--net", {"action": "store_true", "dest": "group_net", "help": "the net group"}))
-    flags.append(("--interface", {"action": "store_true", "dest": "group_net", "help": argparse.SUPPRESS}))
-    domains = ("domains", {"nargs": "*", "metavar": "DOM", "help": "domains (default: all)"})
-    add("domstats", "statistics of domains (default: every group, every domain)", *flags, domains)
-    add(
-        "domblkstat", "a disk's I/O counters", dom, ("device", {"nargs": "?", "metavar": "DEV", "help": "default: all"})
-    )
-    add("domifstat", "an interface's counters", dom, ("interface", {"metavar": "IFACE", "help": "name or MAC"}))
-    add("dommemstat", "memory statistics (KiB)", dom)
-    add("vcpuinfo", "each vcpu's state and cpu time", dom)
+    emit(args, [_vcpu_dict(v) for v in vcpus], text)

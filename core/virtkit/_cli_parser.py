@@ -1,0 +1,87 @@
+"""The CLI's argument parser, built from the command table (``_cli_table``).
+
+A cold start builds only the parser of the command it can see in ``argv`` (building every
+subparser is a third of a cold start's argument handling: argparse asks gettext for every
+help string); when that guess cannot parse ``argv``, the full parser parses it again, so the
+result and every error and help message are the full parser's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ._cli_table import BY_NAME, COMMANDS, GLOBAL_OPTIONS, VALUED
+
+__all__ = ["build_parser", "guess_command", "parse_args"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+class _Misguessed(Exception):
+    pass
+
+
+class _QuickParser(_Parser):
+    """The parser with one subcommand: an error means the guess may be wrong, so the full
+    parser parses again and reports it."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Misguessed(message)
+
+
+def guess_command(argv: Sequence[str]) -> str | None:
+    """The subcommand of ``argv`` when it is plain to see, else None."""
+    it = iter(argv)
+    for word in it:
+        if word in ("-h", "--help"):
+            return None  # the top-level help lists every command
+        if word in VALUED:
+            next(it, None)
+        elif not word.startswith("-"):
+            return word if word in BY_NAME else None
+    return None
+
+
+def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``only``, just that subcommand's."""
+    p = parser_class(
+        prog="virtkit",
+        description="Manage virtual machines on any hypervisor virtkit has a plugin for, "
+        "with virsh's commands and conventions.",
+    )
+    for a in GLOBAL_OPTIONS:
+        p.add_argument(*a.names, **a.options)
+    sub = p.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=parser_class,
+        help="one of these; 'virtkit COMMAND --help' describes it and its arguments",
+    )
+    sub.required = True
+    for cmd in COMMANDS:
+        if only is not None and cmd.name != only:
+            continue
+        description = cmd.description or cmd.help[0].upper() + cmd.help[1:] + "."
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=description)
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        for a in cmd.args:
+            sp.add_argument(*a.names, **a.options)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    only = guess_command(argv)
+    if only is not None:
+        try:
+            return build_parser(only, _QuickParser).parse_args(argv)
+        except _Misguessed:
+            pass
+    return build_parser().parse_args(argv)
