@@ -338,7 +338,8 @@ _OPS = (
         since="1.1",
         note="Never NoSuchDomain: a named domain that does not exist is left out. Fill in exactly the "
         "groups asked for, the others None. The core refuses unknown groups (InvalidArgument) and "
-        "groups nobody serves (Unsupported) before you are called.",
+        "groups nobody serves (Unsupported) before you are called. A driver serving only some groups "
+        "declares them on the method: @virtkit.stats_groups('state', 'cpu'); undeclared means every group.",
     ),
     _op(
         "domain_block_stats",
