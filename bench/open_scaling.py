@@ -1,7 +1,6 @@
 """Cost of open() as unrelated plugin distributions pile up: 0, 50 and 200 installed.
 
-Builds one venv per count under build/bench-open/ (not /tmp: stevedore disables its entry-point
-cache for interpreters under /tmp), installs the core plus N generated distributions, each a
+Builds one venv per count under build/bench-open/, installs the core plus N generated distributions, each a
 real installed distribution (dist-info with METADATA, RECORD and an entry point in
 virtkit.drivers for its own scheme) and one target plugin, then measures in fresh processes:
   first  - the first open() of the process (discovery included)

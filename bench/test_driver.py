@@ -59,9 +59,7 @@ def release_venv() -> pathlib.Path:
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps"]
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "pluggy", "stevedore"], check=True
-    )
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "pluggy"], check=True)
     subprocess.run([*pip, str(root), str(root / "plugins" / "test")], check=True)
     return env / "bin" / "virtkit"
 

@@ -33,6 +33,7 @@ from virtkit import (
     NoSuchDomain,
     VcpuFlags,
     VirtError,
+    check_flags,
 )
 
 from . import _xlcfg
@@ -48,11 +49,6 @@ T = TypeVar("T")
 #: Above xenstore's 90 and xen_hyper's 50 for the operations a defined domain can be asked.
 PRIORITY = 95
 _NIL = _uuid.UUID(int=0)
-
-
-def _flags(flags: int, allowed: int = 0) -> None:
-    if flags & ~allowed:
-        raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
 class Driver:
@@ -188,7 +184,7 @@ class Driver:
         return running
 
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
-        _flags(flags)
+        check_flags(flags)
         running = self._running_uuids()
         out = []
         for rec in self.state.records():
@@ -219,7 +215,7 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_get_vcpus(self, dom: DomainRef, *, flags: int = 0) -> int:
         def off(rec: Record) -> int:
-            _flags(flags, VcpuFlags.MAXIMUM)
+            check_flags(flags, VcpuFlags.MAXIMUM)
             c = rec.config
             return (c.max_vcpus or c.vcpus) if flags & VcpuFlags.MAXIMUM else c.vcpus
 
@@ -230,7 +226,7 @@ class Driver:
         return self._route("domain_get_os_type", dom, (), flags, lambda rec: rec.config.os_type)
 
     def domain_get_config(self, dom: DomainRef, *, flags: int = 0) -> DomainConfig:
-        _flags(flags)
+        check_flags(flags)
         running, rec = self._resolve(dom) if dom.id is None else (self._check_id(dom), None)
         if running is None:
             rec = rec or self._record(dom)
@@ -268,7 +264,7 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         """``xl destroy``: libxl tears down devices, xenstore and the babysitter's watch too."""
-        _flags(flags)
+        check_flags(flags)
         running = self._need_running(dom, "destroy")
         self.xl.run("destroy", str(running.id), what=f"xl destroy {running.name}")
         self._note(DomainEventType.STOPPED, running)
@@ -276,14 +272,14 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         """``xl shutdown``: asks the guest; its babysitter applies on_poweroff when it is down."""
-        _flags(flags)
+        check_flags(flags)
         running = self._need_running(dom, "shut down")
         self.xl.run("shutdown", str(running.id), what=f"xl shutdown {running.name}")
 
     @virtkit.priority(PRIORITY)
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         """``xl reboot``: asks the guest; its babysitter applies on_reboot (restart: a new id)."""
-        _flags(flags)
+        check_flags(flags)
         running = self._need_running(dom, "reboot")
         self.xl.run("reboot", str(running.id), what=f"xl reboot {running.name}")
 
@@ -296,7 +292,7 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         def off(rec: Record) -> None:
-            _flags(flags)
+            check_flags(flags)
             virtkit.check_memory(memory)
             top = rec.config.max_memory or rec.config.memory
             if memory > top:
@@ -308,7 +304,7 @@ class Driver:
     @virtkit.priority(PRIORITY)
     def domain_set_max_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
         def off(rec: Record) -> None:
-            _flags(flags)
+            check_flags(flags)
             virtkit.check_memory(memory)
             self._redefine(rec, max_memory=memory, memory=min(memory, rec.config.memory))
 
@@ -316,7 +312,7 @@ class Driver:
 
     def domain_set_vcpus(self, dom: DomainRef, count: int, *, flags: int = 0) -> None:
         """Running: ``xl vcpu-set`` (up to the maximum); defined: the stored config."""
-        _flags(flags, VcpuFlags.MAXIMUM)
+        check_flags(flags, VcpuFlags.MAXIMUM)
         virtkit.check_vcpus(count)
         running, rec = self._resolve(dom) if dom.id is None else (self._check_id(dom), None)
         if running is None:
@@ -389,7 +385,7 @@ class Driver:
                 self.xl.run("destroy", str(ref.id), what="xl destroy")
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _flags(flags)
+        check_flags(flags)
         cfg = virtkit.check_domain_config(config)
         if cfg.uuid is None:
             cfg = dataclasses.replace(cfg, uuid=_uuid.uuid4())
@@ -399,7 +395,7 @@ class Driver:
             return self._start(cfg)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
-        _flags(flags)
+        check_flags(flags)
         cfg = virtkit.check_domain_config(config)
         with self.state.locked():
             old = self.state.by_uuid(cfg.uuid) if cfg.uuid else self.state.by_name(cfg.name)
@@ -425,7 +421,7 @@ class Driver:
         return ref
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
-        _flags(flags)
+        check_flags(flags)
         with self.state.locked():
             running, rec = self._resolve(dom)
             if running is not None:
@@ -434,7 +430,7 @@ class Driver:
             return self._start(rec.config)
 
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
-        _flags(flags)
+        check_flags(flags)
         with self.state.locked():
             running, rec = self._resolve(dom)
             if rec is None:
@@ -456,7 +452,7 @@ class Driver:
     def connect_domain_event_register(
         self, callback: Callable[[DomainEvent], None], *, flags: int = 0
     ) -> Callable[[], None]:
-        _flags(flags)
+        check_flags(flags)
         from ._events import Watcher
 
         sub = Watcher(self, callback)

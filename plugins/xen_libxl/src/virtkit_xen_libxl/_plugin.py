@@ -86,9 +86,6 @@ class Plugin:
     def open(self, uri: URI, options: OpenOptions) -> Driver | Declined:
         if options.params.get(INNER_PARAM):
             return Declined("the inner connection of xen_libxl")
-        why = self.can_handle(uri)
-        if isinstance(why, Declined):
-            return why
         return connect(uri, options, self.xl_path, self.inner_plugins, self.entry_points)
 
 
