@@ -82,6 +82,9 @@ def _name_of(domid: int, raw: bytes | None) -> str:
 class Driver:
     """A driver connection (see docs/plugins.md) backed by one :class:`Client`."""
 
+    #: xenstore sees domains come and go, not pauses or reboots: the kit checks only these.
+    virtkit_event_types = frozenset({DomainEventType.STARTED, DomainEventType.STOPPED})
+
     def __init__(self, client: Client) -> None:
         self.xs = client
         self._subs: list[_EventSubscription] = []
