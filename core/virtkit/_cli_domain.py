@@ -220,23 +220,19 @@ def cmd_setvcpus(conn: Connection, args: argparse.Namespace) -> None:
     emit(args, {"name": dom.name, "vcpus": args.count}, f"Domain '{dom.name}' vcpus set to {args.count}")
 
 
-def _load_config(path: str) -> DomainConfig:
-    from ._input import load_json_file
+def _load_config(path: str, fmt: str | None) -> DomainConfig:
+    from ._config_formats import load_domain_config
 
-    data = load_json_file(path, "domain config")
-    try:
-        return DomainConfig.from_dict(data)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"bad domain config {path!r}: {exc.message}") from None
+    return load_domain_config(path, fmt)
 
 
 def cmd_create(conn: Connection, args: argparse.Namespace) -> None:
-    dom = conn.create(_load_config(args.file))
+    dom = conn.create(_load_config(args.file, args.format))
     emit(args, {"name": dom.name, "id": dom.id, "uuid": str(dom.uuid)}, f"Domain '{dom.name}' created")
 
 
 def cmd_define(conn: Connection, args: argparse.Namespace) -> None:
-    dom = conn.define(_load_config(args.file))
+    dom = conn.define(_load_config(args.file, args.format))
     emit(args, {"name": dom.name, "uuid": str(dom.uuid)}, f"Domain '{dom.name}' defined")
 
 

@@ -109,7 +109,15 @@ GLOBAL_OPTIONS = (
 
 _DOM = arg("domain", metavar="DOM", help="domain id, name or UUID")
 _SIZE = arg("size", metavar="SIZE", help="e.g. 512M, 1G; KiB without a unit")
-_CONFIG = arg("file", metavar="FILE", help="a JSON domain config (the format dumpconfig prints)")
+_CONFIG = arg(
+    "file", metavar="FILE", help="a domain config: JSON (the format dumpconfig prints) or a format a plugin adds"
+)
+_FORMAT = arg(
+    "--format",
+    metavar="NAME",
+    help="the config's format: json, or one a plugin adds (xl); default: JSON for a JSON object, "
+    "else the only other format installed",
+)
 
 
 def _lifecycle(name: str, help: str) -> Command:  # noqa: A002 - argparse's word
@@ -199,8 +207,8 @@ COMMANDS: tuple[Command, ...] = (
             arg("--maximum", action="store_true", help="set the maximum instead (only while shut off)"),
         ),
     ),
-    Command("create", "start a domain from a JSON config", "domain.cmd_create", (_CONFIG,)),
-    Command("define", "define a domain from a JSON config", "domain.cmd_define", (_CONFIG,)),
+    Command("create", "start a domain from a config file", "domain.cmd_create", (_CONFIG, _FORMAT)),
+    Command("define", "define a domain from a config file", "domain.cmd_define", (_CONFIG, _FORMAT)),
     Command(
         "events",
         "print domain events",
