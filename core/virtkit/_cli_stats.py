@@ -8,11 +8,15 @@ from typing import Any
 
 from ._cli_output import emit, safe
 from ._connection import Connection
-from ._stats import STATS_GROUPS, BlockStats, DomainStats, InterfaceStats, VcpuState
+from ._stats import STATS_GROUPS, BlockStats, DomainStats, InterfaceStats, VcpuState, groups_data, vcpu_data
 
 __all__ = ["domstats_lines", "stats_dict"]
 
-_VCPU_STATES = {VcpuState.OFFLINE: "offline", VcpuState.RUNNING: "running", VcpuState.BLOCKED: "blocked"}
+_VCPU_STATES: dict[int, str] = {
+    VcpuState.OFFLINE: "offline",
+    VcpuState.RUNNING: "running",
+    VcpuState.BLOCKED: "blocked",
+}
 
 #: virsh's key names for our fields.
 _BLOCK_KEYS = (
@@ -78,30 +82,15 @@ def domstats_lines(rec: DomainStats) -> list[str]:
     return out
 
 
+def _vcpu_label(state: int) -> str:
+    return _VCPU_STATES.get(state, str(state))
+
+
 def stats_dict(rec: DomainStats) -> dict[str, Any]:
     """One record as JSON data: field names carry their units."""
     d: dict[str, Any] = {"domain": rec.domain.name, "id": rec.domain.id, "uuid": str(rec.domain.uuid)}
-    if rec.state is not None:
-        d["state"] = {"state": rec.state.state.label, "reason": rec.state.reason}
-    for group in ("cpu", "balloon"):
-        value = getattr(rec, group)
-        if value is not None:
-            d[group] = value._asdict()
-    if rec.vcpu is not None:
-        d["vcpu"] = {
-            "current": rec.vcpu.current,
-            "maximum": rec.vcpu.maximum,
-            "vcpus": [_vcpu_dict(v) for v in rec.vcpu.vcpus],
-        }
-    for group in ("block", "net"):
-        value = getattr(rec, group)
-        if value is not None:
-            d[group] = [x._asdict() for x in value]
+    d.update(groups_data(rec, lambda state: state.label, _vcpu_label))
     return d
-
-
-def _vcpu_dict(v: Any) -> dict[str, Any]:
-    return {"number": v.number, "state": _VCPU_STATES.get(v.state, str(v.state)), "time_ns": v.time_ns, "cpu": v.cpu}
 
 
 def cmd_domstats(conn: Connection, args: argparse.Namespace) -> None:
@@ -182,10 +171,10 @@ def cmd_vcpuinfo(conn: Connection, args: argparse.Namespace) -> None:
             rows = [
                 ("VCPU:", v.number),
                 ("CPU:", "-" if v.cpu is None else v.cpu),
-                ("State:", _VCPU_STATES.get(v.state, str(v.state))),
+                ("State:", _vcpu_label(v.state)),
                 ("CPU time:", f"{v.time_ns / 1e9:.1f}s"),
             ]
             blocks.append("\n".join(f"{k:<16}{val}" for k, val in rows))
         return "\n\n".join(blocks)
 
-    emit(args, [_vcpu_dict(v) for v in vcpus], text)
+    emit(args, [vcpu_data(v, _vcpu_label) for v in vcpus], text)

@@ -17,11 +17,11 @@ merged by UUID (a domain missing from any part vanished meanwhile and is left ou
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from ._stats_route import STATS_GROUPS, check_groups, stats_groups
-from ._types import DomainRef, DomainStateInfo
+from ._types import DomainRef, DomainState, DomainStateInfo
 
 __all__ = [
     "STATS_GROUPS",
@@ -137,6 +137,36 @@ class DomainStats(NamedTuple):
     vcpu: VcpuStats | None = None
     block: tuple[BlockStats, ...] | None = None
     net: tuple[InterfaceStats, ...] | None = None
+
+
+def vcpu_data(v: VcpuInfo, vcpu_state: Callable[[int], Any]) -> dict[str, Any]:
+    """One vcpu as plain data, its state rendered by ``vcpu_state``."""
+    return {"number": v.number, "state": vcpu_state(v.state), "time_ns": v.time_ns, "cpu": v.cpu}
+
+
+def groups_data(
+    rec: DomainStats, state: Callable[[DomainState], Any], vcpu_state: Callable[[int], Any]
+) -> dict[str, Any]:
+    """The groups ``rec`` carries, as plain data (its ``domain`` left to the caller); ``state``
+    and ``vcpu_state`` render the two enums: labels for people, numbers on the wire."""
+    out: dict[str, Any] = {}
+    if rec.state is not None:
+        out["state"] = {"state": state(rec.state.state), "reason": rec.state.reason}
+    for group in ("cpu", "balloon"):
+        value = getattr(rec, group)
+        if value is not None:
+            out[group] = value._asdict()
+    if rec.vcpu is not None:
+        out["vcpu"] = {
+            "current": rec.vcpu.current,
+            "maximum": rec.vcpu.maximum,
+            "vcpus": [vcpu_data(v, vcpu_state) for v in rec.vcpu.vcpus],
+        }
+    for group in ("block", "net"):
+        value = getattr(rec, group)
+        if value is not None:
+            out[group] = [x._asdict() for x in value]
+    return out
 
 
 #: Each field's meaning and unit, per record (and each member's, per enum); docs/contract.md is

@@ -19,6 +19,8 @@ from ._stats import (
     VcpuInfo,
     VcpuState,
     VcpuStats,
+    groups_data,
+    vcpu_data,
 )
 
 __all__ = ["DECODERS", "ENCODERS"]
@@ -103,28 +105,7 @@ def _domain_stats(data: object) -> DomainStats:
 
 
 def _encode_domain_stats(r: DomainStats) -> dict[str, Any]:
-    out: dict[str, Any] = {"domain": _encode_ref(r.domain)}
-    if r.state is not None:
-        out["state"] = {"state": int(r.state.state), "reason": r.state.reason}
-    for g in ("cpu", "balloon"):
-        v = getattr(r, g)
-        if v is not None:
-            out[g] = v._asdict()
-    if r.vcpu is not None:
-        out["vcpu"] = {
-            "current": r.vcpu.current,
-            "maximum": r.vcpu.maximum,
-            "vcpus": [_enc_vcpu(v) for v in r.vcpu.vcpus],
-        }
-    for g in ("block", "net"):
-        v = getattr(r, g)
-        if v is not None:
-            out[g] = [x._asdict() for x in v]
-    return out
-
-
-def _enc_vcpu(v: VcpuInfo) -> dict[str, Any]:
-    return {"number": v.number, "state": int(v.state), "time_ns": v.time_ns, "cpu": v.cpu}
+    return {"domain": _encode_ref(r.domain), **groups_data(r, int, int)}
 
 
 def _groups(data: object) -> list[str]:
@@ -154,5 +135,5 @@ ENCODERS: dict[str, Callable[[Any], Any]] = {
     "BlockStats": lambda v: v._asdict(),
     "InterfaceStats": lambda v: v._asdict(),
     "MemoryStats": lambda v: v._asdict(),
-    "list[VcpuInfo]": lambda v: [_enc_vcpu(x) for x in v],
+    "list[VcpuInfo]": lambda v: [vcpu_data(x, int) for x in v],
 }
