@@ -15,13 +15,13 @@ import pathlib
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _peer import Peer  # beside this file (conftest puts the directory on sys.path)
 
 import virtkit
 from virtkit_qemu import find_qemu
@@ -37,29 +37,13 @@ class PoweredOffRelay:
 
     def __init__(self, path: pathlib.Path) -> None:
         self.seen: list[str] = []
-        self.stop = threading.Event()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(8)
-        self.listener.settimeout(0.1)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.peer = Peer(str(path), self._run)
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn: socket.socket) -> None:
+    def _run(self, peer: Peer, conn: socket.socket) -> None:
         with conn:
             conn.sendall(b'{"relay": 1, "pid": 1}\n')
             buf = b""
-            while not self.stop.is_set():
+            while not peer.stop.is_set():
                 try:
                     chunk = conn.recv(65536)
                 except OSError:
@@ -82,9 +66,7 @@ class PoweredOffRelay:
                     conn.sendall(json.dumps({"id": msg["id"], "results": results}).encode() + b"\n")
 
     def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        self.thread.join(5)
+        self.peer.close()
 
 
 @pytest.fixture
