@@ -472,10 +472,6 @@ class Domain(DomainStatsMethods):
             raise self._conn._fail("domain_get_config", exc)
 
 
-#: queue.get's timeout ends in a C timespec: far-off waits are waits without end.
-_FOREVER = 10**9
-
-
 def _wait_seconds(timeout: object) -> float | None:
     """None for no limit, else seconds >= 0; NaN, negatives and non-numbers refused."""
     if timeout is None:
@@ -484,7 +480,8 @@ def _wait_seconds(timeout: object) -> float | None:
         raise InvalidArgument(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
     if not timeout >= 0:  # also NaN
         raise InvalidArgument(f"timeout must be 0 or more seconds, got {timeout!r}")
-    return None if timeout >= _FOREVER else float(timeout)
+    # queue.get's wait ends in a C timespec: one past threading's ceiling is a wait without end
+    return None if timeout >= threading.TIMEOUT_MAX else float(timeout)
 
 
 class _Callback:
