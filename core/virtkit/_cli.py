@@ -39,21 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     openlog = setup_logging(args.verbose)
     cmd = BY_NAME[args.command]
     try:
-        if cmd.kind == LOCAL:
-            cmd.load()(args)
-            sys.stdout.flush()
-            return 0
-        uris = _uris(args)
-        if cmd.kind == OWN:
-            return int(cmd.load()(args, uris))
-        if len(uris) > 1:
-            from ._cli_fanout import fan_out
-
-            return fan_out(cmd, uris, args, openlog)
-        with _open(cmd, args, uris, openlog) as conn:
-            cmd.load()(conn, args)
+        code = _run(cmd, args, openlog)
         sys.stdout.flush()  # a full disk or closed pipe shows here, not at interpreter exit
-        return 0
+        return code
     except VirtError as exc:
         if args.json:
             print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
@@ -77,6 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return 70
+
+
+def _run(cmd: Command, args: argparse.Namespace, openlog: OpenLog) -> int:
+    """The command's exit code; its errors are raised for main to report."""
+    if cmd.kind == LOCAL:
+        cmd.load()(args)
+        return 0
+    uris = _uris(args)
+    if cmd.kind == OWN:
+        return int(cmd.load()(args, uris))
+    if len(uris) > 1:
+        from ._cli_fanout import fan_out
+
+        return fan_out(cmd, uris, args, openlog)
+    with _open(cmd, args, uris, openlog) as conn:
+        cmd.load()(conn, args)
+    return 0
 
 
 def _open(cmd: Command, args: argparse.Namespace, uris: list[str], openlog: OpenLog) -> Connection:

@@ -69,5 +69,4 @@ def fan_out(cmd: Command, uris: list[str], args: argparse.Namespace, openlog: Op
     for r in results:
         if r.error is not None and not args.json:
             print(safe(f"error: {r.uri}: {r.error}"), file=sys.stderr)
-    sys.stdout.flush()
     return 1 if any(r.error is not None for r in results) else 0
