@@ -2,7 +2,8 @@
 
 The guest (tests/_guest.py, ``virtkit.write=1024``) writes 1,024 KiB of zeros onto its first
 virtio disk with ``dd ... conv=fsync`` and says so on its console; from then on it only sleeps,
-so its disk counters stand still and virtkit's figures can be compared with QMP's exactly.
+so its disk counters stand still and virtkit's figures can be compared with QMP's exactly. The
+tests run in file order and share the guest: the last one destroys it.
 """
 
 from __future__ import annotations
