@@ -4,7 +4,9 @@
 Debian packages (``apt-get download`` + ``dpkg -x``, as the Xen lab does), reusing .debs already
 in the lab's cache. The init loads the ACPI button, evdev and virtio-balloon modules, prints
 ``virtkit-guest: up`` on the serial console, and powers off when the power button is pressed
-(QMP ``system_powerdown``): that is what makes a cooperative shutdown really shut down.
+(QMP ``system_powerdown``): that is what makes a cooperative shutdown really shut down. With
+``virtkit.write=N`` on its kernel command line it then writes N KiB onto its first virtio disk
+and prints ``virtkit-guest: wrote N KiB`` (the stats tests' disk I/O).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ __all__ = ["READY_MARK", "GuestBuildError", "cache_dir", "guest_image"]
 
 READY_MARK = "virtkit-guest: up"
 CMDLINE = "console=ttyS0 quiet panic=-1"
-_FORMAT = "3"  # bump when the initramfs layout changes
-_MODULES = ("button", "evdev", "virtio_pci", "virtio_balloon")
+_FORMAT = "4"  # bump when the initramfs layout changes
+_MODULES = ("button", "evdev", "virtio_pci", "virtio_balloon", "virtio_blk")
 
 _INIT = """#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -41,6 +43,17 @@ for e in /sys/class/input/event*; do
   fi
 done
 echo "READY_MARK"
+# virtkit.write=N on the kernel command line: N KiB of zeros onto the first disk, flushed.
+w=""
+for a in $(cat /proc/cmdline); do case "$a" in virtkit.write=*) w="${a#virtkit.write=}";; esac; done
+if [ -n "$w" ]; then
+  for i in $(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; done
+  if dd if=/dev/zero of=/dev/vda bs=1024 count="$w" conv=fsync; then
+    echo "virtkit-guest: wrote $w KiB"
+  else
+    echo "virtkit-guest: write failed"
+  fi
+fi
 while :; do sleep 3600; done
 """.replace("READY_MARK", READY_MARK)
 

@@ -61,7 +61,7 @@ def test_a_direct_kernel_boot(kernel: pathlib.Path) -> None:
         "unix:/state/run/7/monitor.sock,server=on,wait=off",
     ]
     assert _opt(argv, "-pidfile") == ["/state/run/7/qemu.pid"]
-    assert _opt(argv, "-device") == ["virtio-balloon-pci,id=balloon0"]
+    assert _opt(argv, "-device") == ["virtio-balloon-pci,id=balloon0,guest-stats-polling-interval=5"]
     for flag in ("-no-shutdown", "-daemonize", "-nodefaults", "-no-user-config"):
         assert flag in argv
     assert "-no-reboot" not in argv and "-drive" not in argv

@@ -18,7 +18,10 @@ from virtkit import DomainConfig, InvalidArgument, check_domain_config
 from ._relay import MONITOR
 from ._state import PIDFILE, QMP, Defined
 
-__all__ = ["build_argv", "check_config", "check_domain"]
+__all__ = ["BALLOON_POLL", "build_argv", "check_config", "check_domain"]
+
+#: Seconds between two balloon statistics reports of the guest (libvirt's memballoon period).
+BALLOON_POLL = 5
 
 _FORMAT = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # qcow2, raw, vmdk, ...: never options
 
@@ -100,7 +103,7 @@ def build_argv(cfg: DomainConfig, rundir: pathlib.Path, *, qemu: str, accel: str
         "-qmp", f"unix:{rundir / QMP},server=on,wait=off",
         "-qmp", f"unix:{rundir / MONITOR},server=on,wait=off",
         "-pidfile", str(rundir / PIDFILE),
-        "-device", "virtio-balloon-pci,id=balloon0",
+        "-device", f"virtio-balloon-pci,id=balloon0,guest-stats-polling-interval={BALLOON_POLL}",
         "-daemonize",
     ]  # fmt: skip
     if cfg.on_reboot == "destroy":

@@ -9,6 +9,7 @@ A domain is a daemonized QEMU process driven through QMP. Who does what:
 * ``_monitor``: QMP commands, through the domain's relay or straight to QEMU;
 * ``_power``: what a guest's power-off means, and the cooperative shutdown and reboot;
 * ``_events``: the callbacks, and the subscriptions to the relays that feed them;
+* ``_stats``: the stats operations (mixed in), from QMP and /proc;
 * ``_deadline``: one deadline per operation, shared by all its exchanges.
 
 The driver makes the parts and wires what they report to each other; a read-only connection
@@ -54,6 +55,7 @@ from ._process import Supervisor, cpu_ns
 from ._qmp import Commands
 from ._replies import ACTIVE, balloon_kib, domain_state, status_of, vcpu_threads
 from ._state import Defined, Record, Running, StateDir
+from ._stats import StatsMixin
 
 __all__ = ["Driver"]
 
@@ -63,7 +65,7 @@ _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _INFO_QUERIES: Commands = (("query-status", None), ("query-balloon", None), ("query-cpus-fast", None))
 
 
-class Driver:
+class Driver(StatsMixin):
     """A ``qemu:///session`` or ``qemu:///system`` driver connection."""
 
     def __init__(

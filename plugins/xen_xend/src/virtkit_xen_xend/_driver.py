@@ -38,6 +38,7 @@ from virtkit import (
 from ._model import XendDomain, config_to_sxp
 from ._numbers import MAX_MIB, number
 from ._replies import XendError, decode
+from ._stats import StatsMixin
 from ._sxp import Sxp, dumps, value
 from ._transport import Transport
 
@@ -80,7 +81,7 @@ def _segment(name: str) -> str | None:
     return urllib.parse.quote(name, safe="")
 
 
-class Driver:
+class Driver(StatsMixin):
     """One connection to one xend; the methods are the catalogue's operations."""
 
     __slots__ = ("_closed", "_t", "uri")
