@@ -7,6 +7,9 @@ A plugin is a module, class or object carrying ``@hookimpl`` functions for the h
 Every caller of a hook (negotiation, the default-URI probe, ``virtkit drivers``, ``virtkit
 matrix``) goes through :func:`register` and :func:`call_hook` here, so what pluggy registered
 (``specname``, optional hooks, validated signatures) is what every one of them sees.
+
+pluggy (with ``inspect`` and ``typing``) is imported when a plugin is first registered or its
+marker first used, not by ``import virtkit``: ``hookimpl`` and ``hookspec`` are made on first use.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from __future__ import annotations
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
-
-import pluggy
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._errors import InvalidArgument
 from ._uri import URI
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = [
     "PROJECT",
@@ -38,8 +42,22 @@ __all__ = [
 ]
 
 PROJECT = "virtkit"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+
+if TYPE_CHECKING:
+    hookspec: pluggy.HookspecMarker
+    hookimpl: pluggy.HookimplMarker
+
+
+def __getattr__(name: str) -> object:
+    """``hookimpl`` and ``hookspec``: pluggy's markers for project ``virtkit``, made on first use."""
+    if name not in ("hookimpl", "hookspec"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import pluggy
+
+    marker = pluggy.HookimplMarker(PROJECT) if name == "hookimpl" else pluggy.HookspecMarker(PROJECT)
+    globals()[name] = marker
+    return marker
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _PRIORITY_ATTR = "__virtkit_priority__"
@@ -84,22 +102,6 @@ def priority_of(method: object) -> int | None:
     return getattr(method, _PRIORITY_ATTR, None)
 
 
-class HookSpecs:
-    """The negotiation hooks. Called once per plugin per open, never per operation."""
-
-    @hookspec
-    def can_handle(self, uri: URI) -> bool | Declined:  # type: ignore[empty-body]
-        """Cheap local probe: could this plugin serve ``uri``? Return False or a Declined(reason)."""
-
-    @hookspec
-    def priority(self, uri: URI) -> int:  # type: ignore[empty-body]
-        """Default priority of this plugin's operations for ``uri`` (higher wins). Optional: 0."""
-
-    @hookspec
-    def open(self, uri: URI, options: OpenOptions) -> object:
-        """Open and return a driver connection, or return/raise Declined(reason)."""
-
-
 def check_flags(flags: int, allowed: int = 0) -> None:
     """Raise ``InvalidArgument`` unless ``flags`` is an int with no bit outside ``allowed``.
 
@@ -110,6 +112,28 @@ def check_flags(flags: int, allowed: int = 0) -> None:
         raise InvalidArgument(f"unsupported flags {flags!r}: not an int")
     if flags & ~allowed:
         raise InvalidArgument(f"unsupported flags {flags:#x}")
+
+
+def _hookspecs() -> type:
+    """The negotiation hooks. Called once per plugin per open, never per operation."""
+    import pluggy
+
+    spec = pluggy.HookspecMarker(PROJECT)
+
+    class HookSpecs:
+        @spec
+        def can_handle(self, uri: URI) -> bool | Declined:  # type: ignore[empty-body]
+            """Cheap local probe: could this plugin serve ``uri``? Return False or a Declined(reason)."""
+
+        @spec
+        def priority(self, uri: URI) -> int:  # type: ignore[empty-body]
+            """Default priority of this plugin's operations for ``uri`` (higher wins). Optional: 0."""
+
+        @spec
+        def open(self, uri: URI, options: OpenOptions) -> object:
+            """Open and return a driver connection, or return/raise Declined(reason)."""
+
+    return HookSpecs
 
 
 # One process-wide plugin manager: registration (and pluggy's signature validation) happens once
@@ -123,8 +147,10 @@ _rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why p
 def _manager() -> pluggy.PluginManager:
     global _pm
     if _pm is None:
+        import pluggy
+
         pm = pluggy.PluginManager(PROJECT)
-        pm.add_hookspecs(HookSpecs)
+        pm.add_hookspecs(_hookspecs())
         _pm = pm
     return _pm
 
@@ -134,6 +160,8 @@ def register(plugin: object, *, keep: bool) -> str | None:
 
     ``keep``: the plugin lives for the process (an entry point's), so a rejection is remembered.
     """
+    import pluggy
+
     with _pm_lock:
         pm = _manager()
         if pm.is_registered(plugin):
