@@ -46,7 +46,7 @@ from ._input import (
     parse_json,
     read_config_file,
 )
-from ._plugin import Declined, OpenOptions, check_flags, priority
+from ._plugin import Declined, OpenOptions, check_flags, hookimpl, priority
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -64,7 +64,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._events import EventStream
-    from ._plugin import hookimpl, hookspec
+    from ._plugin import hookspec
     from ._stats import (
         STATS_GROUPS,
         BalloonStats,
@@ -97,8 +97,8 @@ _STATS_NAMES = frozenset(
     }
 )
 
-# pluggy's markers are made on first use (see _plugin): pluggy is imported when a plugin needs it.
-_PLUGGY_NAMES = frozenset({"hookimpl", "hookspec"})
+# pluggy's hookspec marker is made on first use (see _plugin): pluggy is imported when needed.
+_PLUGGY_NAMES = frozenset({"hookspec"})
 
 # Loaded on first use: most processes never ask for events (and queue is not on the start-up path).
 _HOMES = {"EventStream": "_events"}
