@@ -40,21 +40,13 @@ class HookimplMarker:
     project_name = "virtkit"
 
     @overload
-    def __call__(
-        self,
-        function: _F,
-        hookwrapper: bool = ...,
-        optionalhook: bool = ...,
-        tryfirst: bool = ...,
-        trylast: bool = ...,
-        specname: str | None = ...,
-        wrapper: bool = ...,
-    ) -> _F: ...
+    def __call__(self, function: _F) -> _F: ...
 
     @overload
     def __call__(
         self,
         function: None = ...,
+        *,
         hookwrapper: bool = ...,
         optionalhook: bool = ...,
         tryfirst: bool = ...,
