@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import pathlib
 import subprocess
@@ -118,7 +119,7 @@ def test_entry_point_index_sees_a_distribution_installed_later(tmp_path: pathlib
 
     os.utime(site, (time.time() - 10, time.time() - 10))  # settled: old enough to be cached
     assert run() == "none"
-    assert list((tmp_path / "cache" / "virtkit").glob("entry-points-*.json"))  # the index was written
+    assert list((tmp_path / "cache" / "virtkit").glob("entry-points-*.marshal"))  # the index was written
     (site / "late_plugin.py").write_text(_LATE_PLUGIN)
     info = site / "late_plugin-1.0.dist-info"
     info.mkdir()
@@ -155,7 +156,7 @@ def test_open_with_a_warm_index_imports_neither_metadata_nor_stevedore(tmp_path:
         return loaded
 
     assert run() == ["importlib.metadata"]  # cold: the index is built from metadata
-    if not list((tmp_path / "cache" / "virtkit").glob("entry-points-*.json")):
+    if not list((tmp_path / "cache" / "virtkit").glob("entry-points-*.marshal")):
         pytest.skip("a sys.path directory changed in the last seconds: the index is not kept yet")
     assert run() == []
 
@@ -170,12 +171,14 @@ def test_an_index_for_another_key_or_corrupted_is_rebuilt(
     path = pathlib.Path(name)
     path.parent.mkdir(parents=True)
     bogus = [["test", "virtkit_fakes.no_such_module:plugin"]]
+    good = marshal.dumps({"key": key, "entry_points": bogus})
     for content in (
-        json.dumps({"key": key + "x", "entry_points": bogus}),  # a checksum collision: key differs
-        json.dumps(bogus),  # the previous format
-        "{not json",
+        marshal.dumps({"key": key + "x", "entry_points": bogus}),  # a checksum collision: key differs
+        marshal.dumps(bogus),  # not the index's shape
+        good[: len(good) // 2],  # cut short (a full disk)
+        b"\xff not marshal",
     ):
-        path.write_text(content)
+        path.write_bytes(content)
         _discovery.refresh()
         assert ("test", "virtkit_fakes.no_such_module:plugin") not in _discovery.installed_entry_points()
         assert any(name == "test" for name, _value in _discovery.installed_entry_points())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -25,3 +27,62 @@ def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert "topsecret" not in caplog.text
     assert "topsecret" not in str(info.value)
     assert "fake_good serves local URIs only" in str(info.value)
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter: whether logging was ever imported is a property of the process."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+_PLUGINS = """
+import sys, virtkit
+
+class Broken:
+    virtkit_catalogue = "1.0"
+    virtkit_name = "broken_one"
+    virtkit_schemes = "x"
+
+    @virtkit.hookimpl
+    def open(self, uri, options):
+        raise RuntimeError("boom")
+
+class Fine:
+    virtkit_catalogue = "1.0"
+    virtkit_name = "fine_one"
+
+    @virtkit.hookimpl
+    def open(self, uri, options):
+        return self
+
+    def connect_get_type(self, *, flags=0): return "Fine"
+    def connect_list_domains(self, *, flags=0): return []
+    def domain_lookup_by_id(self, id, *, flags=0): raise virtkit.NoSuchDomain("no")
+    def domain_lookup_by_name(self, name, *, flags=0): raise virtkit.NoSuchDomain("no")
+    def domain_lookup_by_uuid(self, uuid, *, flags=0): raise virtkit.NoSuchDomain("no")
+    def domain_get_info(self, dom, *, flags=0): raise virtkit.NoSuchDomain("no")
+"""
+
+
+def test_open_logs_without_importing_logging_until_a_warning() -> None:
+    """An INFO record (a SUCCESS attempt) with logging never imported would be dropped: it is
+    skipped. An ERROR attempt is a WARNING and still reaches stderr, as it did before."""
+    quiet = _run(
+        _PLUGINS
+        + "virtkit.open('x:///', plugins=[Fine()], entry_points=False).close()\nprint('logging' in sys.modules)\n"
+    )
+    assert quiet.stdout.strip() == "False" and quiet.stderr == ""
+    loud = _run(_PLUGINS + "virtkit.open('x:///', plugins=[Broken(), Fine()], entry_points=False).close()\n")
+    assert "open x:///: ERROR broken_one: raised RuntimeError: boom" in loud.stderr
+
+
+def test_with_logging_configured_every_attempt_is_logged() -> None:
+    r = _run(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO, format='%(name)s %(levelname)s %(message)s')\n"
+        + _PLUGINS
+        + "virtkit.open('x:///', plugins=[Broken(), Fine()], entry_points=False).close()\n"
+    )
+    assert "virtkit.open WARNING open x:///: ERROR broken_one" in r.stderr
+    assert "virtkit.open INFO open x:///: SUCCESS fine_one" in r.stderr

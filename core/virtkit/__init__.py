@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._catalogue import CATALOGUE, CATALOGUE_VERSION, Operation, Param, public_name
-from ._connection import Connection, Domain, EventStream, open
+from ._connection import Connection, Domain, open
 from ._discovery import ENTRY_POINT_GROUP
 from ._discovery import refresh as refresh_plugins
 from ._errors import (
@@ -46,7 +46,7 @@ from ._input import (
     parse_json,
     read_config_file,
 )
-from ._plugin import Declined, OpenOptions, check_flags, hookimpl, hookspec, priority
+from ._plugin import Declined, OpenOptions, check_flags, hookimpl, priority
 from ._types import (
     DomainConfig,
     DomainEvent,
@@ -63,6 +63,8 @@ from ._uri import URI, parse_uri
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._events import EventStream
+    from ._plugin import hookspec
     from ._stats import (
         STATS_GROUPS,
         BalloonStats,
@@ -95,21 +97,26 @@ _STATS_NAMES = frozenset(
     }
 )
 
+# pluggy's hookspec marker is made on first use (see _plugin): pluggy is imported when needed.
+_PLUGGY_NAMES = frozenset({"hookspec"})
+
+# Loaded on first use: most processes never ask for events (and queue is not on the start-up path).
+_HOMES = {"EventStream": "_events"}
+
 # Public submodules, imported on first use so `import virtkit` stays cheap: virtkit.rpc (the
 # remote protocol, for remote plugins) and virtkit.fleet (many hosts at once).
 _LAZY = ("fleet", "rpc")
 
 
 def __getattr__(name: str) -> object:
-    if name in _STATS_NAMES:
-        from . import _stats
+    import importlib
 
-        value: object = getattr(_stats, name)
+    home = "_stats" if name in _STATS_NAMES else "_plugin" if name in _PLUGGY_NAMES else _HOMES.get(name)
+    if home is not None:
+        value: object = getattr(importlib.import_module(f"{__name__}.{home}"), name)
         globals()[name] = value
         return value
     if name in _LAZY:
-        import importlib
-
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -14,7 +14,6 @@ runs a command and turns what goes wrong into an exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -44,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except VirtError as exc:
         if args.json:
+            import json  # only for --json: json is not on the start-up path
+
             print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         else:
             print(safe(f"error: {exc}"), file=sys.stderr)

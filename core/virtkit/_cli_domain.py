@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -174,6 +173,8 @@ def cmd_vcpucount(conn: Connection, args: argparse.Namespace) -> None:
 
 def cmd_dumpconfig(conn: Connection, args: argparse.Namespace) -> None:
     """The config as JSON that ``create`` and ``define`` read back (ASCII: escapes survive)."""
+    import json
+
     data = conn.lookup(args.domain).config().to_dict()
     emit(args, data, json.dumps(data, indent=2))
 
@@ -239,6 +240,8 @@ def cmd_define(conn: Connection, args: argparse.Namespace) -> None:
 def cmd_events(conn: Connection, args: argparse.Namespace) -> None:
     def show(ev: DomainEvent) -> None:
         if args.json:
+            import json
+
             data = {"event": ev.type.value, "domain": ev.domain.name, "id": ev.domain.id, "detail": ev.detail}
             print(json.dumps(data))
         else:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,6 +42,8 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> 
         sink.append(data)
         return
     if args.json:
+        import json  # only for --json: json is not on the start-up path
+
         print(json.dumps(data, indent=2, default=str))
     else:
         shown = text() if callable(text) else text

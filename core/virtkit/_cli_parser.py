@@ -9,6 +9,7 @@ result and every error and help message are the full parser's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -16,6 +17,28 @@ from typing import NoReturn
 from ._cli_table import BY_NAME, COMMANDS, GLOBAL_OPTIONS, VALUED
 
 __all__ = ["build_parser", "guess_command", "parse_args"]
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, stdout's, 80."""
+    try:
+        cols = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        cols = 0
+    if cols <= 0:
+        try:
+            cols = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            cols = 0
+    return cols or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized without importing shutil: argparse makes one for every
+    add_argument, and shutil (with bz2, lzma, fnmatch) is not otherwise on the start-up path."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +76,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
     """The CLI's parser; with ``only``, just that subcommand's."""
     p = parser_class(
         prog="virtkit",
+        formatter_class=_Formatter,
         description="Manage virtual machines on any hypervisor virtkit has a plugin for, "
         "with virsh's commands and conventions.",
     )
@@ -69,7 +93,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         if only is not None and cmd.name != only:
             continue
         description = cmd.description or cmd.help[0].upper() + cmd.help[1:] + "."
-        sp = sub.add_parser(cmd.name, help=cmd.help, description=description)
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=description, formatter_class=_Formatter)
         sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
         for a in cmd.args:
             sp.add_argument(*a.names, **a.options)

@@ -10,7 +10,7 @@ one bound callable.
 
 from __future__ import annotations
 
-import logging
+import sys
 import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
@@ -33,7 +33,19 @@ from ._uri import URI
 
 __all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
 
-log = logging.getLogger("virtkit.open")
+_INFO, _WARNING = 20, 30  # logging's levels
+
+
+def _log(level: int, msg: str, *args: object) -> None:
+    """Log to ``virtkit.open``. While nothing has imported ``logging`` nothing can have configured
+    it, and a record below WARNING would be dropped: it is skipped, which keeps logging off
+    ``import virtkit``. A warning still goes out (Python's last-resort handler prints it)."""
+    if level < _WARNING and "logging" not in sys.modules:
+        return
+    import logging
+
+    logging.getLogger("virtkit.open").log(level, msg, *args)
+
 
 Slot = Callable[..., Any]
 STATS_OP = "connect_get_all_domain_stats"
@@ -121,7 +133,7 @@ def _fallback_chain(op: str, chain: list[tuple[str, Slot]]) -> Slot:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - recorded, and re-raised below if all fail
                 errors.append((name, exc))
-                log.info("fallback %s: %s failed (%s), trying next", op, name, exc)
+                _log(_INFO, "fallback %s: %s failed (%s), trying next", op, name, exc)
         last_name, last = errors[-1]
         summary = "; ".join(f"{n}: {e}" for n, e in errors)
         err = (
@@ -143,7 +155,7 @@ def compose(uri: URI, opts: ComposeOptions) -> Composition:
         f = failures[0]
         raise PluginLoadError(f"plugin {f.name} ({f.target}) failed to load: {f.error}", driver=f.name, uri=shown)
     for f in failures:
-        log.warning("open %s: ERROR %s failed to load: %s", shown, f.name, f.error)
+        _log(_WARNING, "open %s: ERROR %s failed to load: %s", shown, f.name, f.error)
 
     options = OpenOptions(readonly=opts.readonly, timeout=opts.timeout, params=dict(opts.params))
     attempts: list[Attempt] = []
@@ -152,7 +164,7 @@ def compose(uri: URI, opts: ComposeOptions) -> Composition:
     def record(src: PluginSource, outcome: Outcome, reason: str = "", prio: int | None = None) -> None:
         attempts.append(Attempt(src.name, outcome, reason, prio, src.origin))
         msg = f"open {shown}: {outcome.value} {src.name}" + (f": {reason}" if reason else "")
-        (log.warning if outcome is Outcome.ERROR else log.info)(msg)
+        _log(_WARNING if outcome is Outcome.ERROR else _INFO, msg)
         if outcome is Outcome.ERROR and opts.strict:
             raise PluginLoadError(f"plugin {src.name}: {reason}", driver=src.name, uri=shown)
 
@@ -286,7 +298,7 @@ def _build(
             drivers.append((name, driver))
         else:  # opened but outranked everywhere: release its resources now
             _close_quietly(driver)
-            log.info("open %s: %s serves no operation, closed", shown, name)
+            _log(_INFO, "open %s: %s serves no operation, closed", shown, name)
     # A remote plugin's driver carries the far side's composition: explain shows both.
     far = [getattr(driver, "virtkit_remote_explanation", None) for _name, driver in drivers]
     explanation = Explanation(
@@ -361,7 +373,7 @@ def _close_quietly(driver: object) -> None:
         try:
             close()
         except Exception as exc:  # noqa: BLE001 - closing must release the rest
-            log.warning("closing driver %r failed: %s", driver, exc)
+            _log(_WARNING, "closing driver %r failed: %s", driver, exc)
 
 
 def probe_default_uri(opts: ComposeOptions) -> str | None:
@@ -390,7 +402,7 @@ def probe_default_uri(opts: ComposeOptions) -> str | None:
                 has, prio = call_hook(src.plugin, "priority", uri=uri)
                 prio = prio if has else 0
             except Exception as exc:  # noqa: BLE001 - a broken plugin doesn't stop the probe
-                log.warning("default URI probe: %s raised %s", src.name, exc)
+                _log(_WARNING, "default URI probe: %s raised %s", src.name, exc)
                 continue
             if isinstance(prio, int) and (best is None or prio > best[0]):
                 best = (prio, proposal)

@@ -22,7 +22,7 @@ is then asked only about URIs of those schemes, as an entry point is; without it
 from __future__ import annotations
 
 import importlib
-import json
+import marshal
 import os
 import re
 import sys
@@ -139,8 +139,10 @@ def _index_path() -> tuple[str, str, bool]:
 
     The file is named by two cheap checksums of the key and holds the whole key, compared on
     read: a name collision is a miss, never a wrong index (and hashlib costs an OpenSSL load).
+    It is written with marshal, built into the interpreter (json is not on the start-up path);
+    the interpreter's version is part of the key, and unreadable data is a miss.
     """
-    parts = [sys.executable, sys.prefix]
+    parts = [sys.executable, sys.version, sys.prefix]
     newest = 0
     for entry in sys.path:
         try:
@@ -153,18 +155,18 @@ def _index_path() -> tuple[str, str, bool]:
     raw = key.encode("utf-8", "surrogateescape")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     settled = time.time_ns() - newest > _SETTLE_NS
-    name = f"entry-points-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.json"
+    name = f"entry-points-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.marshal"
     return os.path.join(base, "virtkit", name), key, settled  # os.path: pathlib is 10 ms to import
 
 
 def _read_group() -> list[tuple[str, str]]:
     path, key, settled = _index_path()
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            data = marshal.load(f)
         if data["key"] == key:
             return [(str(name), str(value)) for name, value in data["entry_points"]]
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, EOFError, ValueError, TypeError, KeyError):
         pass
     import importlib.metadata
 
@@ -177,8 +179,8 @@ def _read_group() -> list[tuple[str, str]]:
     try:  # atomically, so concurrent processes never read half a file
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"key": key, "entry_points": eps}, f)
+        with open(tmp, "wb") as f:
+            marshal.dump({"key": key, "entry_points": eps}, f)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: discovery still works, uncached

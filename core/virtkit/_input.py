@@ -10,6 +10,7 @@ import math
 import os
 import re
 import stat
+import uuid as _uuid
 from typing import Any
 
 from ._errors import InvalidArgument
@@ -77,6 +78,16 @@ def check_memory(kib: object, what: str = "memory") -> int:
 def check_vcpus(count: object, what: str = "vcpus") -> int:
     """A vcpu count: an int in 1 .. :data:`MAX_VCPUS`."""
     return _check_int(count, what, 1, MAX_VCPUS)
+
+
+def as_uuid(value: object) -> _uuid.UUID:
+    """A UUID, or text naming one (any form uuid.UUID reads), as a uuid.UUID."""
+    if isinstance(value, _uuid.UUID):
+        return value
+    try:
+        return _uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidArgument(f"not a UUID: {_short(value)}") from None
 
 
 def check_domain_config(config: object) -> DomainConfig:

@@ -7,6 +7,10 @@ A plugin is a module, class or object carrying ``@hookimpl`` functions for the h
 Every caller of a hook (negotiation, the default-URI probe, ``virtkit drivers``, ``virtkit
 matrix``) goes through :func:`register` and :func:`call_hook` here, so what pluggy registered
 (``specname``, optional hooks, validated signatures) is what every one of them sees.
+
+pluggy (with ``inspect``) is not imported by ``import virtkit``: ``hookimpl`` marks as pluggy's
+marker does, ``hookspec`` is made on first use, and a plugin whose hooks are plain functions is
+registered without pluggy (``_hookscan`` reads them as pluggy does); any other plugin goes to it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
-
-import pluggy
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._errors import InvalidArgument
+from ._hookscan import HookimplMarker, plain_hooks
 from ._uri import URI
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = [
     "PROJECT",
@@ -38,8 +44,23 @@ __all__ = [
 ]
 
 PROJECT = "virtkit"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+
+hookimpl = HookimplMarker()
+
+if TYPE_CHECKING:
+    hookspec: pluggy.HookspecMarker
+
+
+def __getattr__(name: str) -> object:
+    """``hookspec``: pluggy's marker for project ``virtkit``, made on first use."""
+    if name != "hookspec":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import pluggy
+
+    marker = pluggy.HookspecMarker(PROJECT)
+    globals()[name] = marker
+    return marker
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _PRIORITY_ATTR = "__virtkit_priority__"
@@ -84,22 +105,6 @@ def priority_of(method: object) -> int | None:
     return getattr(method, _PRIORITY_ATTR, None)
 
 
-class HookSpecs:
-    """The negotiation hooks. Called once per plugin per open, never per operation."""
-
-    @hookspec
-    def can_handle(self, uri: URI) -> bool | Declined:  # type: ignore[empty-body]
-        """Cheap local probe: could this plugin serve ``uri``? Return False or a Declined(reason)."""
-
-    @hookspec
-    def priority(self, uri: URI) -> int:  # type: ignore[empty-body]
-        """Default priority of this plugin's operations for ``uri`` (higher wins). Optional: 0."""
-
-    @hookspec
-    def open(self, uri: URI, options: OpenOptions) -> object:
-        """Open and return a driver connection, or return/raise Declined(reason)."""
-
-
 def check_flags(flags: int, allowed: int = 0) -> None:
     """Raise ``InvalidArgument`` unless ``flags`` is an int with no bit outside ``allowed``.
 
@@ -112,47 +117,91 @@ def check_flags(flags: int, allowed: int = 0) -> None:
         raise InvalidArgument(f"unsupported flags {flags:#x}")
 
 
-# One process-wide plugin manager: registration (and pluggy's signature validation) happens once
-# per plugin object, not once per call. In-code plugins are released after use (release()) so
-# throwaway objects don't accumulate; entry-point plugins stay registered for the process.
+def _hookspecs() -> type:
+    """The negotiation hooks. Called once per plugin per open, never per operation."""
+    import pluggy
+
+    spec = pluggy.HookspecMarker(PROJECT)
+
+    class HookSpecs:
+        @spec
+        def can_handle(self, uri: URI) -> bool | Declined:  # type: ignore[empty-body]
+            """Cheap local probe: could this plugin serve ``uri``? Return False or a Declined(reason)."""
+
+        @spec
+        def priority(self, uri: URI) -> int:  # type: ignore[empty-body]
+            """Default priority of this plugin's operations for ``uri`` (higher wins). Optional: 0."""
+
+        @spec
+        def open(self, uri: URI, options: OpenOptions) -> object:
+            """Open and return a driver connection, or return/raise Declined(reason)."""
+
+    return HookSpecs
+
+
+# One process-wide registry: registration (and the signature check) happens once per plugin
+# object, not once per call. Plain hooks (see _hookscan) are kept in _plain and pluggy is not
+# imported for them; any other plugin is registered with pluggy's manager. In-code plugins are
+# released after use (release()) so throwaway objects don't accumulate; entry-point plugins stay
+# registered for the process.
 _pm: pluggy.PluginManager | None = None
 _pm_lock = threading.Lock()
-_rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why pluggy refused it)
+_plain: dict[int, tuple[object, dict[str, tuple[Callable[..., Any], tuple[str, ...]]]]] = {}
+_rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why it cannot serve)
+_NO_OPEN = "implements no 'open' hook"
 
 
 def _manager() -> pluggy.PluginManager:
     global _pm
     if _pm is None:
+        import pluggy
+
         pm = pluggy.PluginManager(PROJECT)
-        pm.add_hookspecs(HookSpecs)
+        pm.add_hookspecs(_hookspecs())
         _pm = pm
     return _pm
 
 
+def _known(table: Mapping[int, tuple[object, Any]], plugin: object) -> Any:
+    entry = table.get(id(plugin))
+    return entry[1] if entry is not None and entry[0] is plugin else None
+
+
 def register(plugin: object, *, keep: bool) -> str | None:
-    """Register ``plugin`` with pluggy (which validates its hooks); None, or why it cannot serve.
+    """Register ``plugin`` (its hooks checked against the specification); None, or why it cannot serve.
 
     ``keep``: the plugin lives for the process (an entry point's), so a rejection is remembered.
     """
     with _pm_lock:
-        pm = _manager()
-        if pm.is_registered(plugin):
+        if _known(_plain, plugin) is not None or (_pm is not None and _pm.is_registered(plugin)):
             return None
-        known = _rejected.get(id(plugin))
-        if known is not None and known[0] is plugin:
-            return known[1]
-        why = None
-        try:
-            pm.register(plugin)
-        except pluggy.PluginValidationError as exc:
-            why = "invalid hook implementation: " + " ".join(str(exc).split())
+        known = _known(_rejected, plugin)
+        if known is not None:
+            return str(known)
+        table = plain_hooks(plugin)
+        if table is not None:
+            why = None if "open" in table else _NO_OPEN
+            if why is None:
+                _plain[id(plugin)] = (plugin, table)
         else:
-            if not any(impl.plugin is plugin for impl in pm.hook.open.get_hookimpls()):
-                pm.unregister(plugin)
-                why = "implements no 'open' hook"
+            why = _register_with_pluggy(plugin)
         if why is not None and keep:
             _rejected[id(plugin)] = (plugin, why)
         return why
+
+
+def _register_with_pluggy(plugin: object) -> str | None:
+    import pluggy
+
+    pm = _manager()
+    try:
+        pm.register(plugin)
+    except pluggy.PluginValidationError as exc:
+        return "invalid hook implementation: " + " ".join(str(exc).split())
+    if not any(impl.plugin is plugin for impl in pm.hook.open.get_hookimpls()):
+        pm.unregister(plugin)
+        return _NO_OPEN
+    return None
 
 
 def forget() -> None:
@@ -160,21 +209,23 @@ def forget() -> None:
     global _pm
     with _pm_lock:
         _pm = None
+        _plain.clear()
         _rejected.clear()
 
 
 def release(plugin: object) -> None:
     """Unregister an in-code plugin after use."""
     with _pm_lock:
-        pm = _manager()
-        if pm.is_registered(plugin):
-            pm.unregister(plugin)
+        if _known(_plain, plugin) is not None:
+            del _plain[id(plugin)]
+        elif _pm is not None and _pm.is_registered(plugin):
+            _pm.unregister(plugin)
 
 
 def hook_function(plugin: object, hook: str) -> Callable[..., Any] | None:
-    """The function pluggy registered for ``plugin``'s ``hook`` (whatever its own name), or None."""
-    impl = _impl(plugin, hook)
-    return None if impl is None else impl.function
+    """The function registered for ``plugin``'s ``hook`` (whatever its own name), or None."""
+    found = _find(plugin, hook)
+    return None if found is None else found[0]
 
 
 def call_hook(plugin: object, hook: str, **kwargs: Any) -> tuple[bool, Any]:
@@ -182,14 +233,22 @@ def call_hook(plugin: object, hook: str, **kwargs: Any) -> tuple[bool, Any]:
 
     One plugin at a time, not pluggy's fan-out: one plugin's decline or error stays its own.
     """
-    impl = _impl(plugin, hook)
-    if impl is None:
+    found = _find(plugin, hook)
+    if found is None:
         return False, None
-    return True, impl.function(*[kwargs[a] for a in impl.argnames])
+    fn, argnames = found
+    return True, fn(*[kwargs[a] for a in argnames])
 
 
-def _impl(plugin: object, hook: str) -> pluggy.HookImpl | None:
+def _find(plugin: object, hook: str) -> tuple[Callable[..., Any], tuple[str, ...]] | None:
+    table = _known(_plain, plugin)
+    if table is not None:
+        found: tuple[Callable[..., Any], tuple[str, ...]] | None = table.get(hook)
+        return found
+    if _pm is None:
+        return None
     # get_hookimpls() returns a copy: the hook itself runs unlocked, so opens proceed in parallel
     with _pm_lock:
         impls = getattr(_manager().hook, hook).get_hookimpls()
-    return next((impl for impl in impls if impl.plugin is plugin), None)
+    impl = next((impl for impl in impls if impl.plugin is plugin), None)
+    return None if impl is None else (impl.function, tuple(impl.argnames))

@@ -2,38 +2,34 @@
 
 ``Client`` is thread-safe: threads share one connection and their requests are pipelined (see
 _conn.Conn). A broken connection is replaced on the next call and its watches re-registered.
+The layers: _wire (packets, paths, errors) -> _conn (one connection) -> _ops (node operations)
+-> _transaction, _watch -> _client -> _driver (catalogue methods) -> _plugin (the hooks).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
-import math
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError, check_timeout
 from virtkit import TimeoutError as XsTimeout
 
 from ._conn import SLICE, Conn, open_channel
+from ._ops import Ops, domid_bytes, number, text
+from ._transaction import Transaction
+from ._watch import Watch, WatchEvent
 from ._wire import (
-    NotSupportedByDaemon,
     Op,
     PathExists,
-    PathNotFound,
-    Perm,
-    ReplyTooBig,
     TransactionConflict,
     check_path,
     check_payload,
-    format_perms,
-    parse_perms,
     parse_tx_id,
 )
 
@@ -43,8 +39,6 @@ _T = TypeVar("_T")
 _DEFAULT_RUNDIR = "/var/run/xenstored"
 _XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 _tokens = itertools.count(1)
-#: A DIRECTORY_PART listing longer than this is a daemon gone wrong (a real one ends far sooner).
-_LISTING_MAX = 4 << 20
 
 
 def default_paths() -> list[str]:
@@ -59,155 +53,7 @@ def default_paths() -> list[str]:
     return [*socks, *_XENBUS_DEVICES]
 
 
-class WatchEvent(NamedTuple):
-    path: str
-    token: str
-
-
-def _text(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
-
-
-def _value(value: bytes | str) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise InvalidArgument(f"a xenstore value must be bytes or str, not {type(value).__name__}")
-
-
-class _Ops:
-    """The node operations, shared by the client (no transaction) and a transaction."""
-
-    __slots__ = ()
-
-    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        raise NotImplementedError
-
-    def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
-        raise NotImplementedError
-
-    def read(self, path: str) -> bytes:
-        """The node's value, byte for byte (it may be empty or contain NULs)."""
-        return self._request(Op.READ, check_path(path), path)
-
-    def read_many(self, paths: Iterable[str]) -> list[bytes | None]:
-        """Several nodes' values in one round trip (the reads are pipelined); None for a node
-        that does not exist. Any other error is raised (the first, in ``paths`` order)."""
-        requests: list[tuple[int, bytes, str | None]] = [(Op.READ, check_path(p), p) for p in paths]
-        if not requests:
-            return []
-        out: list[bytes | None] = []
-        for r in self._request_many(requests):
-            if isinstance(r, bytes):
-                out.append(r)
-            elif isinstance(r, PathNotFound):
-                out.append(None)
-            else:
-                raise r
-        return out
-
-    def read_text(self, path: str) -> str:
-        return _text(self.read(path))
-
-    def exists(self, path: str) -> bool:
-        try:
-            self.read(path)
-        except PathNotFound:
-            return False
-        return True
-
-    def write(self, path: str, value: bytes | str) -> None:
-        """Set the node's value (missing parents are created by xenstored)."""
-        payload = check_path(path) + _value(value)
-        check_payload(payload)
-        self._request(Op.WRITE, payload, path)
-
-    def mkdir(self, path: str) -> None:
-        self._request(Op.MKDIR, check_path(path), path)
-
-    def rm(self, path: str) -> None:
-        """Remove the node and its children (absent node: fine; absent parent: PathNotFound)."""
-        self._request(Op.RM, check_path(path), path)
-
-    def directory(self, path: str) -> list[str]:
-        """The node's children's names. Lists over 4096 bytes: C xenstored answers E2BIG and
-        they are fetched with DIRECTORY_PART; oxenstored sends them whole."""
-        p = check_path(path)
-        try:
-            payload = self._request(Op.DIRECTORY, p, path)
-        except ReplyTooBig:
-            return self._directory_part(path, p)
-        return [_text(c) for c in payload.split(b"\0")[:-1]]
-
-    def _bounded(self) -> contextlib.AbstractContextManager[None]:
-        """One deadline for a request sequence (the client's; a transaction's client's)."""
-        raise NotImplementedError
-
-    def _directory_part(self, path: str, p: bytes) -> list[str]:
-        # libxenstore's xs_directory_part: restart whenever the node's generation changes. The
-        # whole listing shares one deadline and is capped in size: a daemon that never ends it
-        # must not hold the caller (or its memory) beyond that.
-        with self._bounded():
-            return self._directory_parts(path, p)
-
-    def _directory_parts(self, path: str, p: bytes) -> list[str]:
-        for _attempt in range(100):
-            acc = bytearray()
-            gen: bytes | None = None
-            restart = False
-            while True:
-                payload = p + str(len(acc)).encode() + b"\0"
-                try:
-                    reply = self._request(Op.DIRECTORY_PART, payload, path)
-                except NotSupportedByDaemon:
-                    raise ReplyTooBig(
-                        f"xenstore: the children of {path!r} exceed 4096 bytes and this daemon has no DIRECTORY_PART",
-                        errno_name="E2BIG",
-                        path=path,
-                    ) from None
-                g, sep, rest = reply.partition(b"\0")
-                if not sep:
-                    raise ProtocolError(f"xenstore: DIRECTORY_PART reply without a generation: {reply[:40]!r}")
-                if gen is None:
-                    gen = g
-                elif g != gen:
-                    restart = True
-                    break
-                acc += rest
-                if len(acc) > _LISTING_MAX:
-                    raise ProtocolError(f"xenstore: the listing of {path!r} exceeds {_LISTING_MAX} bytes")
-                if len(acc) <= 1 or acc[-2] == 0:
-                    break
-            if not restart:
-                return [_text(c) for c in bytes(acc).split(b"\0") if c]
-        raise TransactionConflict(f"xenstore: {path!r} kept changing while being listed", errno_name="EAGAIN")
-
-    def get_perms(self, path: str) -> list[Perm]:
-        return parse_perms(self._request(Op.GET_PERMS, check_path(path), path))
-
-    def set_perms(self, path: str, perms: Iterable[Perm]) -> None:
-        payload = check_path(path) + format_perms(tuple(perms))
-        check_payload(payload)
-        self._request(Op.SET_PERMS, payload, path)
-
-    def get_domain_path(self, domid: int) -> str:
-        return _text(self._request(Op.GET_DOMAIN_PATH, _domid(domid), None).rstrip(b"\0"))
-
-
-def _number(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
-    return value
-
-
-def _domid(domid: int) -> bytes:
-    if not isinstance(domid, int) or isinstance(domid, bool) or not 0 <= domid < 0x7FF0:
-        raise InvalidArgument(f"not a domain id: {domid!r}")
-    return str(domid).encode() + b"\0"
-
-
-class Client(_Ops):
+class Client(Ops):
     """A XenStore client over the xenstored unix socket or the xenbus device.
 
     ``path`` picks the socket or device; by default the first of :func:`default_paths` that
@@ -379,24 +225,24 @@ class Client(_Ops):
     # -- other message types -------------------------------------------------------------------
 
     def is_domain_introduced(self, domid: int) -> bool:
-        return self._request(Op.IS_DOMAIN_INTRODUCED, _domid(domid), None).rstrip(b"\0") == b"T"
+        return self._request(Op.IS_DOMAIN_INTRODUCED, domid_bytes(domid), None).rstrip(b"\0") == b"T"
 
     def introduce_domain(self, domid: int, gfn: int, evtchn: int) -> None:
         """XS_INTRODUCE (privileged): tell xenstored about a new domain's ring page and port."""
-        payload = _domid(domid) + f"{_number(gfn, 'gfn')}\0{_number(evtchn, 'evtchn')}\0".encode()
+        payload = domid_bytes(domid) + f"{number(gfn, 'gfn')}\0{number(evtchn, 'evtchn')}\0".encode()
         self._request(Op.INTRODUCE, payload, None)
 
     def release_domain(self, domid: int) -> None:
         """XS_RELEASE (privileged): xenstored forgets the domain; @releaseDomain fires."""
-        self._request(Op.RELEASE, _domid(domid), None)
+        self._request(Op.RELEASE, domid_bytes(domid), None)
 
     def resume_domain(self, domid: int) -> None:
         """XS_RESUME (privileged): clear the domain's shutdown flag after a suspend."""
-        self._request(Op.RESUME, _domid(domid), None)
+        self._request(Op.RESUME, domid_bytes(domid), None)
 
     def set_target(self, domid: int, target: int) -> None:
         """XS_SET_TARGET (privileged): ``domid`` (a device model) may act on ``target``'s nodes."""
-        self._request(Op.SET_TARGET, _domid(domid) + _domid(target), None)
+        self._request(Op.SET_TARGET, domid_bytes(domid) + domid_bytes(target), None)
 
     def reset_watches(self) -> None:
         """Drop every watch of this connection (daemon side) and end our Watch objects."""
@@ -501,7 +347,7 @@ class Client(_Ops):
     def _on_event(self, path: bytes, token: bytes) -> None:
         w = self._watches.get(token)
         if w is not None:  # events for a token already unwatched may still arrive: ignore
-            w._push(WatchEvent(_text(path), _text(token)))
+            w._push(WatchEvent(text(path), text(token)))
 
     def _start_pump(self) -> None:
         with self._lock:
@@ -525,167 +371,3 @@ class Client(_Ops):
         with self._lock:
             if self._pump is threading.current_thread():
                 self._pump = None
-
-
-class Transaction(_Ops):
-    """An open transaction. Reads see a snapshot plus this transaction's own writes.
-
-    ``commit()`` raises TransactionConflict on EAGAIN; prefer :meth:`Client.transact`, which
-    retries. A transaction does not survive a reconnect: its calls then raise ConnectionClosed.
-    """
-
-    __slots__ = ("_client", "_conn", "_ended", "id")
-
-    def __init__(self, client: Client, conn: Conn, tx_id: int) -> None:
-        self._client = client
-        self._conn = conn
-        self.id = tx_id
-        self._ended = False
-
-    def __repr__(self) -> str:
-        return f"<virtkit_xenstore.Transaction {self.id}{' ended' if self._ended else ''}>"
-
-    def _live(self) -> Conn:
-        if self._ended:
-            raise InvalidArgument(f"xenstore: transaction {self.id} has ended")
-        if self._conn.broken is not None:
-            raise ConnectionClosed(
-                f"xenstore: transaction {self.id} was lost with its connection ({self._conn.broken.message})"
-            )
-        return self._conn
-
-    def _request(self, op: Op, payload: bytes, path: str | None) -> bytes:
-        client = self._client
-        return self._live().call(op, payload, self.id, path, client._left(client._until()))
-
-    def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
-        client = self._client
-        return self._live().call_many(requests, self.id, client._left(client._until()))
-
-    def _bounded(self) -> contextlib.AbstractContextManager[None]:
-        return self._client.deadline()
-
-    def _end(self, commit: bool) -> None:
-        try:
-            self._request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", None)
-        finally:
-            self._ended = True
-
-    def commit(self) -> None:
-        self._end(True)
-
-    def abort(self) -> None:
-        self._end(False)
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
-
-    def __enter__(self) -> Transaction:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._ended:
-            return
-        if exc_type is None:
-            self.commit()
-        elif self._conn.broken is None:
-            try:
-                self.abort()
-            except VirtError:
-                pass  # the original error matters more
-
-
-class Watch:
-    """Events of one watch token over one or more paths. ``get(timeout)`` returns the next
-    :class:`WatchEvent` or None; iterating yields events until the watch is closed. The queue is
-    bounded: beyond ``maxsize`` the oldest event is dropped and counted in ``dropped``."""
-
-    __slots__ = ("_client", "_closed", "_cv", "_maxsize", "_q", "dropped", "paths", "token")
-
-    def __init__(self, client: Client, token: bytes, paths: tuple[str, ...], maxsize: int) -> None:
-        self._client = client
-        self.token = token
-        self.paths = paths
-        self._q: collections.deque[WatchEvent] = collections.deque()
-        self._cv = threading.Condition(threading.Lock())
-        self._closed = False
-        self._maxsize = max(1, maxsize)
-        self.dropped = 0
-
-    def __repr__(self) -> str:
-        return f"<virtkit_xenstore.Watch {list(self.paths)} token={self.token.decode()!r}>"
-
-    def _push(self, ev: WatchEvent) -> None:
-        with self._cv:
-            if len(self._q) >= self._maxsize:
-                self._q.popleft()
-                self.dropped += 1
-            self._q.append(ev)
-            self._cv.notify()
-
-    def _end(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def get(self, timeout: float | None = None) -> WatchEvent | None:
-        """The next event; None after ``timeout`` seconds (None or inf: no limit; 0 or less:
-        don't wait) or once the watch is closed."""
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
-                raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
-            if math.isinf(timeout) and timeout > 0:
-                timeout = None
-        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-        with self._cv:
-            while not self._q:
-                if self._closed:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cv.wait(remaining if remaining is not None else SLICE * 5)
-            return self._q.popleft()
-
-    def drain(self) -> list[WatchEvent]:
-        with self._cv:
-            out = list(self._q)
-            self._q.clear()
-            return out
-
-    def __iter__(self) -> Iterator[WatchEvent]:
-        while True:
-            ev = self.get(SLICE * 5)
-            if ev is not None:
-                yield ev
-            elif self._closed:
-                return
-
-    def close(self) -> None:
-        """UNWATCH every path; further events are ignored."""
-        if self._closed:
-            return
-        self._client._forget(self)
-        self._end()
-        errors: list[VirtError] = []
-        with self._client.deadline():  # one deadline for all the UNWATCHes (a frozen daemon)
-            for p in self.paths:
-                try:
-                    self._client.unwatch(p, self.token.decode())
-                except VirtError as exc:
-                    errors.append(exc)
-        if errors and not isinstance(errors[0], ConnectionClosed):
-            raise errors[0]
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,159 @@
+"""Writes ``_methods.py``, the public methods of Connection and Domain, from the catalogue.
+
+``python -m virtkit._methods_gen`` rewrites the file; a test fails when it is stale. The methods
+are plain source, not built at import: mypy and IDEs read their signatures and docstrings, a
+traceback shows their lines, ``import virtkit`` compiles nothing, and each is one vtable lookup
+and one call, as a hand-written one was (bench/dispatch.py).
+
+What the catalogue does not say about the public side is in the small tables below: which
+argument the core checks before a driver sees it, the public type where it is wider than the
+slot's, and the methods written by hand elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ._catalogue import CATALOGUE, Operation
+
+__all__ = ["TARGET", "render"]
+
+TARGET = Path(__file__).with_name("_methods.py")
+
+# argument name -> the core's check, applied before the driver is called (a typed error, never
+# a driver's surprise)
+_CHECKS = {
+    "memory": "check_memory",
+    "count": "check_vcpus",
+    "config": "check_domain_config",
+    "uuid": "as_uuid",
+}
+# catalogue type -> the public parameter's annotation, where the public side accepts more
+_PUBLIC_TYPES = {"UUID": "_uuid.UUID | str"}
+# statistics are written by hand in _stats_api: their public parameters differ from the slots'
+# (group names and Domains accepted, a default device)
+_HAND_WRITTEN = frozenset(
+    {
+        "connect_get_all_domain_stats",
+        "domain_block_stats",
+        "domain_interface_stats",
+        "domain_memory_stats",
+        "domain_get_vcpu_info",
+    }
+)
+
+_TYPES = ("DomainConfig", "DomainEvent", "DomainInfo", "DomainRef", "DomainStateInfo", "NodeInfo", "Version")
+
+_HEAD = '''"""The public methods of Connection and Domain: GENERATED from the catalogue, do not edit.
+
+Regenerate with ``python -m virtkit._methods_gen`` (a test fails when this file is stale). Each
+method is one vtable lookup and one call; an error is completed on the way out (the operation,
+the plugin that served it, the redacted URI) and a backend's own exception becomes a DriverError.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._input import {checks}
+from ._types import {types}
+
+if TYPE_CHECKING:
+    from ._connection import Connection, Domain
+
+__all__ = ["ConnectionMethods", "DomainMethods"]
+'''
+
+_CONNECTION_HEAD = '''
+
+class ConnectionMethods:
+    """The catalogue's connection operations as methods of :class:`virtkit.Connection`."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _vt: dict[str, Callable[..., Any]]
+        _Domain: Callable[[Any, DomainRef], Domain]  # the Domain class
+
+        def _fail(self, op: str, exc: Exception) -> Exception: ...
+'''
+
+_DOMAIN_HEAD = '''
+
+class DomainMethods:
+    """The catalogue's domain operations as methods of :class:`virtkit.Domain`."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _vt: dict[str, Callable[..., Any]]
+        _ref: DomainRef
+        _conn: Connection
+
+        def _refresh(self, ref: object = None) -> None: ...
+'''
+
+
+def _method(op: Operation) -> str:
+    on_domain = op.owner == "domain"
+    params = op.params[1:] if on_domain else op.params
+    sig = "".join(f"{p.name}: {_PUBLIC_TYPES.get(p.type, p.type)}, " for p in params)
+    noqa = "  # noqa: A002 - libvirt's name" if any(p.name in ("id", "type") for p in params) else ""
+    args = ", ".join(
+        ["self._ref"] * on_domain + [f"{_CHECKS[p.name]}({p.name})" if p.name in _CHECKS else p.name for p in params]
+    )
+    call = f'self._vt["{op.name}"]({args}{", " if args else ""}flags=flags)'
+    fail = "self._conn._fail" if on_domain else "self._fail"
+    returns = op.returns
+    after = ""
+    if op.returns == "DomainRef" and not on_domain:  # a lookup or a new domain: a Domain
+        returns, body = "Domain", f"return self._Domain(self, {call})"
+    elif op.returns == "DomainRef":  # the domain's own new ref (it has an id now)
+        returns, body = "None", f"ref = {call}"
+        after = "        self._refresh(ref)\n"
+    elif op.returns == "None":
+        body = call
+    else:
+        body = f"return {call}  # type: ignore[no-any-return]"
+    if "STOPPED" in op.events:  # the id is gone (or the domain is): ask again by UUID
+        after = "        self._refresh()\n"
+    doc = op.doc.replace("\\", "\\\\")
+    return (
+        f"\n    def {op.method}(self, {sig}*, flags: int = 0) -> {returns}:{noqa}\n"
+        f'        """{doc}"""\n'
+        f"        try:\n"
+        f"            {body}\n"
+        f"        except Exception as exc:\n"
+        f'            raise {fail}("{op.name}", exc)\n'
+        f"{after}"
+    )
+
+
+def render() -> str:
+    """The text of ``_methods.py`` for the current catalogue."""
+    ops = [op for op in CATALOGUE.values() if op.name not in _HAND_WRITTEN]
+    conn = "".join(_method(op) for op in ops if op.owner == "connection")
+    dom = "".join(_method(op) for op in ops if op.owner == "domain")
+    body = _CONNECTION_HEAD + conn + _DOMAIN_HEAD + dom
+    checks = ", ".join(sorted({c for c in _CHECKS.values() if f"{c}(" in body}))
+    types = ", ".join(t for t in _TYPES if re.search(rf"\b{t}\b", body))
+    return _HEAD.format(checks=checks, types=types) + body
+
+
+def main() -> int:
+    text = render()
+    if "--check" in sys.argv[1:]:
+        stale = TARGET.read_text(encoding="utf-8") != text
+        if stale:
+            print(f"{TARGET} is stale: run python -m virtkit._methods_gen", file=sys.stderr)
+        return int(stale)
+    TARGET.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

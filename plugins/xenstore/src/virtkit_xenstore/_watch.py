@@ -1,0 +1,117 @@
+"""A XenStore watch: the events of one token, queued for the caller (the client's pump fills it)."""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from virtkit import ConnectionClosed, InvalidArgument, VirtError
+
+from ._conn import SLICE
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Watch", "WatchEvent"]
+
+
+class WatchEvent(NamedTuple):
+    path: str
+    token: str
+
+
+class Watch:
+    """Events of one watch token over one or more paths. ``get(timeout)`` returns the next
+    :class:`WatchEvent` or None; iterating yields events until the watch is closed. The queue is
+    bounded: beyond ``maxsize`` the oldest event is dropped and counted in ``dropped``."""
+
+    __slots__ = ("_client", "_closed", "_cv", "_maxsize", "_q", "dropped", "paths", "token")
+
+    def __init__(self, client: Client, token: bytes, paths: tuple[str, ...], maxsize: int) -> None:
+        self._client = client
+        self.token = token
+        self.paths = paths
+        self._q: collections.deque[WatchEvent] = collections.deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._closed = False
+        self._maxsize = max(1, maxsize)
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<virtkit_xenstore.Watch {list(self.paths)} token={self.token.decode()!r}>"
+
+    def _push(self, ev: WatchEvent) -> None:
+        with self._cv:
+            if len(self._q) >= self._maxsize:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(ev)
+            self._cv.notify()
+
+    def _end(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None after ``timeout`` seconds (None or inf: no limit; 0 or less:
+        don't wait) or once the watch is closed."""
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
+                raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
+            if math.isinf(timeout) and timeout > 0:
+                timeout = None
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        with self._cv:
+            while not self._q:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cv.wait(remaining if remaining is not None else SLICE * 5)
+            return self._q.popleft()
+
+    def drain(self) -> list[WatchEvent]:
+        with self._cv:
+            out = list(self._q)
+            self._q.clear()
+            return out
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        while True:
+            ev = self.get(SLICE * 5)
+            if ev is not None:
+                yield ev
+            elif self._closed:
+                return
+
+    def close(self) -> None:
+        """UNWATCH every path; further events are ignored."""
+        if self._closed:
+            return
+        self._client._forget(self)
+        self._end()
+        errors: list[VirtError] = []
+        with self._client.deadline():  # one deadline for all the UNWATCHes (a frozen daemon)
+            for p in self.paths:
+                try:
+                    self._client.unwatch(p, self.token.decode())
+                except VirtError as exc:
+                    errors.append(exc)
+        if errors and not isinstance(errors[0], ConnectionClosed):
+            raise errors[0]
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,33 @@
+"""What a cold start imports: only what the command needs (issue 14's cold start).
+
+Each check runs a fresh interpreter: what ``import virtkit`` or an ``open()`` pulls in is a
+property of the process, not of this one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_HEAVY = ("pluggy", "logging", "json", "queue", "shutil", "importlib.metadata")
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_import_virtkit_loads_none_of_the_heavy_modules() -> None:
+    r = _run(f"import sys, virtkit\nprint(' '.join(m for m in {_HEAVY!r} if m in sys.modules))")
+    assert r.stdout.split() == []
+
+
+def test_lazy_names_still_resolve() -> None:
+    r = _run(
+        "import sys, virtkit\n"
+        "assert virtkit.EventStream.__name__ == 'EventStream' and 'queue' in sys.modules\n"
+        "assert callable(virtkit.hookspec) and 'pluggy' in sys.modules\n"
+        "print('ok')\n"
+    )
+    assert r.stdout.strip() == "ok"
