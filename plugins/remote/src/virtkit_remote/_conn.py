@@ -43,7 +43,8 @@ log = logging.getLogger("virtkit.remote")
 _STDERR_KEEP = 8192
 _GRACE = 2.0  # seconds a closed child gets to end on its own before it is signalled
 #: How often the link's thread looks whether the read role is free while callers hold it (it
-#: is not woken for it: calls back to back would pay a wake-up each).
+#: is not woken for it: calls back to back would pay a wake-up each), and how long the role
+#: must have been free before it takes it.
 _PARK = 0.02
 
 
@@ -115,6 +116,7 @@ class _State:
         self.reading = False
         self.want: collections.deque[_Pending] = collections.deque()
         self.polling = False  # the link's thread holds the role: a caller kicks it out
+        self.freed = 0.0  # when a caller last let the role go free
         self.kicked = False
         self.kick_r, self.kick_w = os.pipe()
         os.set_blocking(self.kick_w, False)
@@ -209,6 +211,7 @@ class _State:
                     q.set()
                     return
             self.reading = False
+            self.freed = time.monotonic()
 
     def pump(self, ready: list[tuple[int, int]]) -> None:
         """Read what poll found ready and deliver it (holder of the read role only)."""
@@ -285,30 +288,39 @@ class _State:
         """The link's thread: reads whenever no caller does."""
         while self.dead is None:
             with self.lock:
-                idle = not self.reading and not self.want
+                # Not in the gap between two calls of a caller: a caller would have to kick.
+                idle = not self.reading and not self.want and time.monotonic() - self.freed >= _PARK
                 if idle:
                     self.reading = self.polling = True
             if not idle:
                 time.sleep(_PARK)
                 continue
             try:
-                if self.read_some(self.interval / 2):
-                    return
-                now = time.monotonic()
-                if self.ping_sent is not None and now - self.ping_sent > self.timeout:
-                    self.fail(VirtTimeout(f"{self.ep.where}: no answer to a keepalive for {self.timeout:g}s"))
-                    return
-                if self.ping_sent is None and self.greeted and now - self.last_rx > self.interval:
-                    self.ping_sent = now
-                    try:
-                        self.send({"k": "keepalive", "ack": False}, now + self.timeout)
-                    except VirtError as exc:
-                        self.fail(exc)
-                        return
+                while not self.keep_reading():
+                    with self.lock:
+                        if self.want:  # a caller waits for a reply: it reads from here on
+                            break
             finally:
                 with self.lock:
                     self.polling = self.kicked = False
                 self.release_role()
+
+    def keep_reading(self) -> bool:
+        """One poll of the link's thread, and the keepalive; True when the link is dead."""
+        if self.read_some(self.interval / 2):
+            return True
+        now = time.monotonic()
+        if self.ping_sent is not None and now - self.ping_sent > self.timeout:
+            self.fail(VirtTimeout(f"{self.ep.where}: no answer to a keepalive for {self.timeout:g}s"))
+            return True
+        if self.ping_sent is None and self.greeted and now - self.last_rx > self.interval:
+            self.ping_sent = now
+            try:
+                self.send({"k": "keepalive", "ack": False}, now + self.timeout)
+            except VirtError as exc:
+                self.fail(exc)
+                return True
+        return False
 
     def _take(self, call_id: object) -> _Pending | None:
         if not isinstance(call_id, int):
