@@ -94,14 +94,15 @@ class Dom0(NamedTuple):
         return rows
 
 
-def _wait(fn: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+def _wait(fn: Callable[[], T | None], what: str | Callable[[], str], timeout: float = 60) -> T:
     deadline = time.monotonic() + timeout * TIMEOUT_SCALE
     while True:
         value = fn()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout * TIMEOUT_SCALE:.0f}s waiting for {what}", pytrace=False)
+            said = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout * TIMEOUT_SCALE:.0f}s waiting for {said}", pytrace=False)
         time.sleep(0.5)
 
 
@@ -133,6 +134,8 @@ def dom0() -> Iterator[Dom0]:
     hostkey = pathlib.Path(io, "ssh_host_key.pub")
     if not hostkey.is_file():
         pytest.fail(f"dom0 published no sshd host key ({hostkey} missing) and no sshd-error", pytrace=False)
+    if shutil.which("ssh") is None:
+        pytest.fail("no ssh client on this host (Debian: openssh-client)", pytrace=False)
     d = pathlib.Path(tempfile.mkdtemp(prefix="vkl-"))  # short: ssh's control sockets live under it
     known = d / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {' '.join(hostkey.read_text().split()[:2])}\n")
@@ -149,15 +152,20 @@ def dom0() -> Iterator[Dom0]:
         ssh_unknown=_wrapper(d, "ssh-unknown", d / "empty_known_hosts", key),
     )
 
+    said: list[str] = []
+
     def answers() -> bool:
         argv = [ssh, "-p", str(port), "root@127.0.0.1", "--", "true"]
         try:
-            return subprocess.run(argv, capture_output=True, timeout=STEP, check=False).returncode == 0
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=STEP, check=False)
         except subprocess.TimeoutExpired:
+            said[:] = ["(ssh timed out)"]
             return False
+        said[:] = [proc.stderr.strip()]
+        return proc.returncode == 0
 
-    _wait(answers, f"ssh root@127.0.0.1:{port} into dom0", timeout=90)
     try:
+        _wait(answers, lambda: f"ssh root@127.0.0.1:{port} into dom0 (ssh said: {said[0] if said else ''})", 90)
         yield found
     finally:
         # The masters virtkit's ssh left for connection reuse: ended now, not at their timeout.
