@@ -42,9 +42,10 @@ log = logging.getLogger("virtkit.remote")
 
 _STDERR_KEEP = 8192
 _GRACE = 2.0  # seconds a closed child gets to end on its own before it is signalled
-#: How often the link's thread looks whether the read role is free while callers hold it (it
-#: is not woken for it: calls back to back would pay a wake-up each), and how long the role
-#: must have been free before it takes it.
+#: How often the link's thread looks whether the read role is free while callers hold it
+#: briefly (it is not woken for it: calls back to back would pay a wake-up each), and how long
+#: the role must have been free before it takes it. A caller holding the role longer (a slow
+#: call, the hello) wakes it when it lets the role go, so it does not look in the meantime.
 _PARK = 0.02
 
 
@@ -117,6 +118,8 @@ class _State:
         self.want: collections.deque[_Pending] = collections.deque()
         self.polling = False  # the link's thread holds the role: a caller kicks it out
         self.freed = 0.0  # when a caller last let the role go free
+        self.held = 0.0  # when its holder took the role
+        self.roomy = threading.Condition(self.lock)  # the link's thread waits here for the role
         self.kicked = False
         self.kick_r, self.kick_w = os.pipe()
         os.set_blocking(self.kick_w, False)
@@ -138,6 +141,7 @@ class _State:
                 self.dead = error
             waiting = list(self.pending.values())
             self.pending.clear()  # completed here, once: a late reply finds nothing to complete
+            self.roomy.notify_all()  # the link's thread ends now, not at its next look
             for p in waiting:
                 p.error = _copy(self.dead)
                 self._complete(p)
@@ -204,14 +208,18 @@ class _State:
     def release_role(self) -> None:
         """The holder stops reading: the first caller still waiting for a reply takes over."""
         with self.lock:
+            now = time.monotonic()
+            if now - self.held > _PARK:  # the link's thread may be waiting for this long hold
+                self.roomy.notify()
             while self.want:
                 q = self.want.popleft()
                 if not q.done and not q.lead:
                     q.lead = True
+                    self.held = now
                     q.set()
                     return
             self.reading = False
-            self.freed = time.monotonic()
+            self.freed = now
 
     def pump(self, ready: list[tuple[int, int]]) -> None:
         """Read what poll found ready and deliver it (holder of the read role only)."""
@@ -255,6 +263,7 @@ class _State:
             mine = not self.reading
             if mine:
                 self.reading = True
+                self.held = time.monotonic()
             else:
                 self.want.append(p)
                 kick = self.polling and not self.kicked
@@ -288,12 +297,16 @@ class _State:
         """The link's thread: reads whenever no caller does."""
         while self.dead is None:
             with self.lock:
+                now = time.monotonic()
                 # Not in the gap between two calls of a caller: a caller would have to kick.
-                idle = not self.reading and not self.want and time.monotonic() - self.freed >= _PARK
+                idle = not self.reading and not self.want and now - self.freed >= _PARK
                 if idle:
                     self.reading = self.polling = True
+                elif self.reading and now - self.held > _PARK:
+                    self.roomy.wait(self.interval / 2)  # woken when this long hold ends
+                else:
+                    self.roomy.wait(_PARK)
             if not idle:
-                time.sleep(_PARK)
                 continue
             try:
                 while not self.keep_reading():
