@@ -3,7 +3,8 @@
     lab/xenlab build [--force] [--refresh]       build (or find cached) image
     lab/xenlab run [--timeout S] 'CMD'           boot, run CMD in dom0, exit with its code
     lab/xenlab shell                             interactive dom0 shell on the serial console
-    lab/xenlab test [--junitxml P] [pytest args] boot once, run the lab tests in dom0
+    lab/xenlab test [--junitxml P] [pytest args] boot once, run the lab tests: the host's
+                                                 against dom0's sshd, then dom0's
     lab/xenlab key | probe-kvm | clean
 
 Exit codes of run/test: the command's own; 124 timeout; 125 the VM died without a result;
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xenlab_build as B
+import xenlab_host as H
 from xenlab_build import BuildError, log
 
 CHECKOUT = B.LAB_DIR.parent
@@ -286,6 +288,8 @@ class Boot:
     interactive: bool = False
     dom0_vcpus: int = 1
     xen_args: list[str] = field(default_factory=list)
+    #: A host loopback port QEMU forwards to dom0's port 22 (user network); None: no network.
+    ssh_port: int | None = None
 
     @property
     def io(self) -> Path:
@@ -340,7 +344,7 @@ class Boot:
             "none",
             *serial,
             "-nic",
-            "none",
+            self.nic(),
             "-no-reboot",
             "-kernel",
             str(img / "xen"),
@@ -364,6 +368,12 @@ class Boot:
                 f"local,path={self.pydeps},mount_tag=pydeps,security_model=none,readonly=on,id=pydeps",
             ]
         return argv
+
+    def nic(self) -> str:
+        if self.ssh_port is None:
+            return "none"
+        # restrict=on: dom0 reaches nothing outside; the forward into it still works.
+        return f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
 
 
 @dataclass
@@ -414,8 +424,17 @@ def _on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def boot_once(boot: Boot, config: dict[str, str], job: str | None, timeout: float) -> Outcome:
-    """One boot: returns when QEMU is gone (finished, died, or killed by us)."""
+def boot_once(
+    boot: Boot,
+    config: dict[str, str],
+    job: str | None,
+    timeout: float,
+    *,
+    files: dict[str, str] | None = None,
+    host: H.HostPhase | None = None,
+) -> Outcome:
+    """One boot: returns when QEMU is gone (finished, died, or killed by us). ``files`` are
+    written into io/ first; ``host`` runs on the host once dom0 is ready (dom0 waits for it)."""
     global _current_qemu
     if boot.io.exists():
         shutil.rmtree(boot.io)
@@ -426,8 +445,12 @@ def boot_once(boot: Boot, config: dict[str, str], job: str | None, timeout: floa
     (boot.io / "config").write_text("\n".join(lines) + "\n")
     if job is not None:
         (boot.io / "job").write_text(job)
+    for name, text in (files or {}).items():
+        (boot.io / name).write_text(text)
     boot_limit = BOOT_TIMEOUT
     hard = boot_limit + timeout + 60
+    if host is not None:
+        hard += host.timeout + H.DOM0_SLACK
     argv = ["timeout", "--kill-after=5", str(int(hard) + 5), *boot.qemu_argv()]
     (boot.run_dir / "qemu.argv").write_text(shlex.join(argv) + "\n")
     t0 = time.monotonic()
@@ -457,6 +480,8 @@ def boot_once(boot: Boot, config: dict[str, str], job: str | None, timeout: floa
             now = time.monotonic() - t0
             if ready_at is None and (boot.io / "ready").exists():
                 ready_at = now
+            if host is not None and ready_at is not None and boot.ssh_port is not None:
+                host.step(boot.io, boot.ssh_port)
             if ready_at is None and now > boot_limit:
                 kind = "boot-failed"
                 _kill(proc)
@@ -471,6 +496,8 @@ def boot_once(boot: Boot, config: dict[str, str], job: str | None, timeout: floa
     finally:
         qlog.close()
         _current_qemu = None
+        if host is not None:
+            host.abandon()
     streamer.pump()
     seconds = time.monotonic() - t0
     if ready_at is None and (boot.io / "ready").exists():
@@ -587,13 +614,20 @@ def run_in_lab(
     with_pydeps: bool = True,
     collect: Sequence[tuple[str, Path]] = (),
     dom0_vcpus: int = 1,
+    host: H.HostPhase | None = None,
+    pydeps: Path | None = None,
 ) -> int:
-    """Boot the pristine image, run the bash ``job`` in dom0; return the exit code to use."""
+    """Boot the pristine image, run the bash ``job`` in dom0; return the exit code to use.
+
+    With ``host``: dom0 gets a network and sshd, and ``host`` runs once dom0 is ready, before
+    the job (which dom0 starts when the host phase has ended).
+    """
     t_start = time.monotonic()
     passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
     job = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in passed.items()) + job
     image = image_for_run()
-    pydeps = build_pydeps() if with_pydeps else None
+    if pydeps is None and with_pydeps:
+        pydeps = build_pydeps()
     accel = choose_accel(image)
     run_dir = _new_run_dir()
     boot = Boot(image=image, run_dir=run_dir, accel=accel, src=CHECKOUT, pydeps=pydeps, dom0_vcpus=dom0_vcpus)
@@ -604,10 +638,17 @@ def run_in_lab(
         "XENLAB_HAVE_SRC": "1",
         "XENLAB_HAVE_PYDEPS": "1" if pydeps else "0",
     }
+    files: dict[str, str] = {}
+    if host is not None:
+        wait = str(int(host.timeout + H.DOM0_SLACK))
+        config |= {"XENLAB_SSH": "1", "XENLAB_WAIT_HOST": "1", "XENLAB_HOST_TIMEOUT": wait}
+        files["authorized_keys"] = host.key.with_suffix(".pub").read_text()
     attempts = 1 + max(0, BOOT_RETRIES)
     out = Outcome("boot-failed")
     for attempt in range(1, attempts + 1):
-        out = boot_once(boot, config, job, timeout)
+        if host is not None:
+            boot.ssh_port = H.free_port()  # a new one each attempt: a taken port fails QEMU
+        out = boot_once(boot, config, job, timeout, files=files, host=host)
         if out.kind != "boot-failed":
             break
         log(f"boot attempt {attempt}/{attempts} failed: {out.detail}; last console lines:")
@@ -684,9 +725,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0 if out.kind == "done" else (EXIT_TIMEOUT if out.kind == "timeout" else 0)
 
 
-def lab_test_paths() -> list[str]:
+def lab_test_paths(patterns: Sequence[str] = LAB_TEST_DIRS) -> list[str]:
     found: list[str] = []
-    for pattern in LAB_TEST_DIRS:
+    for pattern in patterns:
         found += sorted(str(p.relative_to(CHECKOUT)) for p in CHECKOUT.glob(pattern) if p.is_dir())
     return found
 
@@ -697,13 +738,26 @@ def _names_a_path(arg: str) -> bool:
     return (CHECKOUT / arg.split("::", 1)[0]).exists()
 
 
+def _host_side(path: str) -> bool:
+    return "lab_host" in Path(path.split("::", 1)[0]).parts
+
+
 def cmd_test(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """No path named: every lab test, host side and dom0 side. Paths named: those only, each
+    on its side (a path under a ``lab_host`` dir runs on the host against dom0's sshd)."""
     junit = Path(args.junitxml)
     if not junit.is_absolute():
         junit = Path.cwd() / junit
-    paths = [] if any(_names_a_path(a) for a in pytest_args) else lab_test_paths()
-    if not paths and not any(_names_a_path(a) for a in pytest_args):
-        log("no lab tests found (tests/lab, plugins/*/tests/lab)")
+    named = [a for a in pytest_args if _names_a_path(a)]
+    options = [a for a in pytest_args if not _names_a_path(a)]
+    if named:
+        paths = [a for a in named if not _host_side(a)]
+        host_paths = [a for a in named if _host_side(a)]
+    else:
+        paths = lab_test_paths()
+        host_paths = [] if args.no_host_phase else lab_test_paths(H.LAB_HOST_TEST_DIRS)
+    if not paths and not host_paths:
+        log("no lab tests found (tests/lab, plugins/*/tests/lab, plugins/*/tests/lab_host)")
         return 5
     argv = [
         "python3",
@@ -718,18 +772,35 @@ def cmd_test(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-p",
         "no:cacheprovider",
         "--junitxml=/mnt/io/junit.xml",
-        *pytest_args,
+        *options,
         *paths,
     ]
     job = "\n".join(
         [
             "set -u",
             "python3 -c 'import sys; print(\"dom0 python\", sys.version.split()[0])'",
-            shlex.join(argv),
+            shlex.join(argv) if paths else "echo 'no dom0-side lab tests named'",
             "",
         ]
     )
-    rc = run_in_lab(job, timeout=args.lab_timeout, collect=[("junit.xml", junit)])
+    if not host_paths:
+        rc = run_in_lab(job, timeout=args.lab_timeout, collect=[("junit.xml", junit)])
+    else:
+        with tempfile.TemporaryDirectory(prefix="xenlab-host-") as tmp:
+            pydeps = build_pydeps()
+            key, _pub = H.make_key(Path(tmp) / "ssh")
+            host_junit = Path(tmp) / "host-junit.xml"
+            host = H.HostPhase(H.pytest_argv(host_junit, options, host_paths), H.pytest_env(pydeps), key)
+            dom0_junit = Path(tmp) / "dom0-junit.xml"
+            rc = run_in_lab(
+                job, timeout=args.lab_timeout, collect=[("junit.xml", dom0_junit)], host=host, pydeps=pydeps
+            )
+            if host.detail:
+                log(f"host phase: {host.detail}")
+            elif host.rc is not None:
+                log(f"host-side lab tests exited {host.rc}")
+            rc = H.combine(rc, bool(paths), host.rc)
+            H.merge_junit(dom0_junit, host_junit, junit)
     if rc not in (EXIT_TIMEOUT, EXIT_VM_DIED):
         if junit.is_file():
             log(f"JUnit XML: {junit}")
@@ -790,6 +861,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--junitxml", default=str(CHECKOUT / "build" / "lab-junit.xml"))
     p.add_argument(
         "--lab-timeout", type=float, default=1200, help="seconds for the whole pytest run in dom0 (default 1200)"
+    )
+    p.add_argument(
+        "--no-host-phase",
+        action="store_true",
+        help="skip the host-side tests (tests/lab_host: over ssh into dom0) when no path is named",
     )
     sub.add_parser("key", help="print the image cache key and package versions")
     sub.add_parser("probe-kvm", help="re-run the KVM probe, print the accelerator")

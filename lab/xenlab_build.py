@@ -64,6 +64,8 @@ CHROOT_PACKAGES = [
     "libvirt-clients",
     # libvirt-python, the in-process peer of xen_hyper's benchmark
     "python3-libvirt",
+    # sshd for the host's xen+ssh:// tests (dom0-init starts it with a per-boot host key)
+    "openssh-server",
 ]
 #: Kernel module trees never needed by the lab (keeps the image small and mkfs fast).
 PRUNE_MODULES = [

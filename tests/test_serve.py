@@ -7,6 +7,7 @@ import pathlib
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,13 +167,17 @@ def test_a_uri_the_far_side_cannot_open_is_its_typed_error() -> None:
         assert far.end() == 1
 
 
-def test_a_slow_call_holds_up_neither_keepalives_nor_other_calls() -> None:
-    """slow:/// (virtkit-fakes) takes 1.5 s for beta's info, and prints to stdout at import."""
+@pytest.mark.parametrize("quiet", [0.0, 1.0], ids=["busy", "after-a-quiet-second"])
+def test_a_slow_call_holds_up_neither_keepalives_nor_other_calls(quiet: float) -> None:
+    """slow:/// (virtkit-fakes) takes 1.5 s for beta's info, and prints to stdout at import.
+    The slow call comes while the server is busy, or after a second with nothing to read (its
+    watcher of slow calls then sleeps until a message comes)."""
     far = Far("slow:///")
     try:
         assert far.hello()["k"] == "hello"  # the plugin's print() did not corrupt the stream
         beta = far.call(1, "domain_lookup_by_name", "beta")["value"]
         alpha = far.call(2, "domain_lookup_by_name", "alpha")["value"]
+        time.sleep(quiet)
         # in one write: the server reads all three at once and must still answer them apart
         far.send(
             rpc.encode_frame({"k": "call", "id": 3, "op": "domain_get_info", "args": [beta], "flags": 0})

@@ -6,8 +6,10 @@ operation the composition serves, nothing else. Read-only is enforced here too (
 hello may ask for it, ``--readonly`` forces it), and every value entering goes through the same
 checks as the public API's.
 
-Calls are answered by up to 8 threads taking turns at reading (leader/follower), so a slow
-operation never delays a keepalive answer or another call. The
+Calls are answered by the thread that read them. One thread reads and answers in turn while
+calls are quick; a watcher sees a call running longer than 20 ms with no thread reading, and
+starts another reader (up to 8 threads), so a slow operation delays a keepalive answer or
+another call by 20 ms at most. The
 protocol owns the real stdin and stdout: fd 1 is pointed at stderr and fd 0 at /dev/null before
 any plugin is imported, so a plugin that prints cannot corrupt the stream.
 """
@@ -36,6 +38,11 @@ __all__ = ["serve_stdio"]
 log = logging.getLogger("virtkit.serve")
 
 _WORKERS = 8
+#: How long a call may run with no thread reading before the watcher starts a reader.
+_TAKEOVER = 0.02
+#: The watcher ticks only while the link is busy: after this long without a message it sleeps
+#: until the next one.
+_QUIET = 0.5
 _HELLO_WAIT = 60.0  # a client that never says hello is not a client
 _REGISTER = "connect_domain_event_register"
 _FLAGS_LIMIT = 2**32
@@ -65,6 +72,8 @@ class _Server:
         self._lead = threading.Lock()  # held by the one thread reading the stream
         self._threads = 0
         self._spare = 0  # threads waiting to lead
+        self._unread_since: float | None = None  # every thread answers a call: none reads
+        self._busy = threading.Event()  # wakes the watcher from a quiet link
         self._done = threading.Event()
         self._rc = 0
         self._floor = 0
@@ -100,13 +109,16 @@ class _Server:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    # Leader/follower: one thread at a time reads (the leader); having read, it hands the lead
-    # to a waiting thread and answers what it read itself, so a reply leaves from the thread
-    # that read the call (no hand-over on the path) while the next leader reads on: a slow
-    # call never delays a keepalive answer or another call.
+    # One thread at a time reads (the leader). Having read a call, it answers it itself: the
+    # reply leaves from the thread that read the call, and no other thread is woken on the way
+    # (a hand-over per call, on two cores shared with ssh, costs more than the rest of serving
+    # it). If no thread is back at reading 20 ms later, the watcher starts one more, up to 8:
+    # a slow call never holds up a keepalive or another call for longer. Extra threads end
+    # once they are not needed to read.
 
     def run(self) -> int:
         self._spawn()
+        threading.Thread(target=self._watch, name="virtkit-serve-watch", daemon=True).start()
         self._done.wait()
         return self._rc
 
@@ -115,6 +127,7 @@ class _Server:
             if not self._done.is_set():
                 self._rc = max(rc, self._floor)
                 self._done.set()
+        self._busy.set()  # the watcher ends too
 
     def _spawn(self) -> None:
         with self._plock:
@@ -128,17 +141,38 @@ class _Server:
             with self._lead:
                 with self._plock:
                     self._spare -= 1
-                    grow = self._spare == 0 and self._threads < _WORKERS
+                    self._unread_since = None
                 if self._done.is_set():
                     return
                 msg = self._read()
+                with self._plock:
+                    if self._spare == 0:
+                        self._unread_since = time.monotonic()
             if msg is None:
                 return
-            if grow:
-                self._spawn()  # someone must lead while this thread answers
             if not self.handle(msg):
                 self._finish(1)
                 return
+            with self._plock:
+                if self._threads > 1 and (self._spare > 0 or self._lead.locked()):
+                    self._threads -= 1  # another thread reads: this one is not needed
+                    return
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            if time.monotonic() - self._last > _QUIET and self._unread_since is None:
+                self._busy.clear()
+                if time.monotonic() - self._last > _QUIET and self._unread_since is None:
+                    self._busy.wait()  # a quiet link: no ticking until the next message
+                    continue
+            self._done.wait(_TAKEOVER)
+            with self._plock:
+                since = self._unread_since
+                start = since is not None and time.monotonic() - since >= _TAKEOVER and self._threads < _WORKERS
+                if start:
+                    self._unread_since = None  # the new thread reads
+            if start:
+                self._spawn()
 
     def _read(self) -> dict[str, Any] | None:
         """The next message from the client (one: several read at once are answered by several
@@ -161,7 +195,10 @@ class _Server:
             if not data:
                 self._finish(0)
                 return None
-            self._last = time.monotonic()
+            now = time.monotonic()
+            quiet, self._last = now - self._last > _QUIET, now
+            if quiet:  # after _last moved: the watcher checks it between clearing and waiting
+                self._busy.set()  # wake the watcher: a quiet link got busy
             try:
                 self._backlog.extend(self._frames.feed(data))
             except ProtocolError as exc:

@@ -200,3 +200,21 @@ def test_threads_share_one_link(h: type) -> None:
         for t in threads:
             t.join(60)
         assert not bad and not any(t.is_alive() for t in threads)
+
+
+def test_a_caller_reading_for_a_slow_reply_delivers_the_others_replies(h: type) -> None:
+    """The thread holding the read role waits for a slow reply (slow:/// takes 1.5 s for beta's
+    info) while another thread's calls are answered: each of those gets its reply meanwhile."""
+    import threading
+
+    with virtkit.open(h.ext_uri(path="/", scheme="slow")) as conn:
+        alpha, beta = conn.lookup_by_name("alpha"), conn.lookup_by_name("beta")
+        slow = threading.Thread(target=beta.info)
+        slow.start()
+        try:
+            for _ in range(5):
+                assert alpha.info().state is virtkit.DomainState.RUNNING
+            assert slow.is_alive()  # the fast calls did not wait for the slow one
+        finally:
+            slow.join(30)
+        assert not slow.is_alive()
