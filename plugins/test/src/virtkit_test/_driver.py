@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import logging
 import threading
 import time
 import uuid as _uuid
@@ -39,8 +38,6 @@ from ._stats import StatsMixin, devices_of, vcpu_times
 from ._version import __version__
 
 __all__ = ["Driver"]
-
-log = logging.getLogger("virtkit.test")
 
 _RUNNING = DomainState.RUNNING
 _PAUSED = DomainState.PAUSED
@@ -232,7 +229,11 @@ class Driver(StatsMixin):
                         try:
                             callback(event)
                         except Exception:
-                            log.exception("test driver: event callback %r raised on %s", callback, event)
+                            import logging  # here, not at import: off the start-up path of a CLI
+
+                            logging.getLogger("virtkit.test").exception(
+                                "test driver: event callback %r raised on %s", callback, event
+                            )
             finally:
                 self._dispatching.release()
 
