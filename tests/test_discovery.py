@@ -128,6 +128,38 @@ def test_entry_point_index_sees_a_distribution_installed_later(tmp_path: pathlib
     assert run() == "Late"
 
 
+def test_the_working_directory_keys_the_index_by_its_metadata_only(tmp_path: pathlib.Path) -> None:
+    """``python -m virtkit`` has the working directory ('') on sys.path. A busy one (/tmp) must not
+    keep the index from settling, yet a dist-info appearing there is still found."""
+    cwd = tmp_path / "busy"
+    cwd.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    probe = (
+        "import sys, virtkit\n"
+        "assert sys.path[0] == ''\n"
+        "try:\n    found = virtkit.open('late:///').type()\n"
+        "except virtkit.NoDriver:\n    found = 'none'\n"
+        "print(found, 'importlib.metadata' in sys.modules)\n"
+    )
+
+    def run() -> list[str]:
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert run() == ["none", "True"]  # cold: the index is built
+    if not list((tmp_path / "cache" / "virtkit").glob("entry-points-*.marshal")):
+        pytest.skip("a sys.path directory changed in the last seconds: the index is not kept yet")
+    (cwd / "scratch.txt").write_text("the directory just changed")
+    assert run() == ["none", "False"]  # its change is not an install: the index stands
+    (cwd / "late_plugin.py").write_text(_LATE_PLUGIN)
+    info = cwd / "late_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[virtkit.drivers]\nlate = late_plugin\n")
+    assert run() == ["Late", "True"]
+
+
 def test_refresh_forgets_in_process_caches() -> None:
     from virtkit import _discovery
 
