@@ -128,22 +128,25 @@ def test_entry_point_index_sees_a_distribution_installed_later(tmp_path: pathlib
     assert run() == "Late"
 
 
-def test_the_working_directory_keys_the_index_by_its_metadata_only(tmp_path: pathlib.Path) -> None:
-    """``python -m virtkit`` has the working directory ('') on sys.path. A busy one (/tmp) must not
-    keep the index from settling, yet a dist-info appearing there is still found."""
+@pytest.mark.parametrize("how", ["-m", "-c"])
+def test_the_working_directory_keys_the_index_by_its_metadata_only(tmp_path: pathlib.Path, how: str) -> None:
+    """``python -m virtkit`` has the working directory first on sys.path (``-c``: as ''). A busy
+    one (/tmp) must not keep the index from settling, yet a dist-info appearing there is found."""
     cwd = tmp_path / "busy"
     cwd.mkdir()
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     probe = (
-        "import sys, virtkit\n"
-        "assert sys.path[0] == ''\n"
+        "import os, sys, virtkit\n"
+        "assert sys.path[0] in ('', os.getcwd()), sys.path[0]\n"
         "try:\n    found = virtkit.open('late:///').type()\n"
         "except virtkit.NoDriver:\n    found = 'none'\n"
         "print(found, 'importlib.metadata' in sys.modules)\n"
     )
+    (cwd / "probe.py").write_text(probe)
 
     def run() -> list[str]:
-        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+        argv = [sys.executable, "-m", "probe"] if how == "-m" else [sys.executable, "-c", probe]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.split()
 

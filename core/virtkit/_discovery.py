@@ -132,10 +132,10 @@ def _index_path() -> tuple[str, str, bool]:
 
     Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` directory,
     which changes its site directory's mtime: O(len(sys.path)) stats detect it, where a per-file
-    check (stevedore's own cache key) costs a stat per installed distribution. A relative entry
-    (``''``, the working directory of ``python -m``/``-c``) is keyed on the metadata it holds
-    instead (see ``_metadata_key``): a busy directory such as /tmp would otherwise change the key
-    at every start and never let the index settle.
+    check (stevedore's own cache key) costs a stat per installed distribution. The first entry
+    (the working directory of ``python -m`` and ``-c``, or a script's directory) and relative
+    ones are keyed on the metadata they hold instead (see ``_metadata_key``): a busy directory
+    such as /tmp would otherwise change the key at every start and never let the index settle.
 
     The flag says whether a directory changed in the last seconds: an install may be under way
     (dist-info created, entry_points.txt not yet written), so an index built now is not kept.
@@ -147,8 +147,8 @@ def _index_path() -> tuple[str, str, bool]:
     """
     parts = [sys.executable, sys.version, sys.prefix]
     newest = 0
-    for entry in sys.path:
-        found = None if os.path.isabs(entry) else _metadata_key(entry)
+    for i, entry in enumerate(sys.path):
+        found = _metadata_key(entry) if i == 0 or not os.path.isabs(entry) else None
         if found is None:
             try:
                 mtime = os.stat(entry or ".").st_mtime_ns
@@ -166,7 +166,7 @@ def _index_path() -> tuple[str, str, bool]:
 
 
 def _metadata_key(entry: str) -> tuple[list[str], int] | None:
-    """A relative directory's part of the key: the distribution metadata in it (what
+    """A working directory's part of the key: the distribution metadata in it (what
     importlib.metadata reads there: ``*.dist-info`` and ``*.egg-info``) with each one's mtime,
     and the newest of those; None when it is no directory (a zip: keyed on its mtime).
 
