@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,32 @@ def test_drivers_lists_loaded_and_failed() -> None:
     assert rows["fake.broken"]["status"] == "failed"
     text = ok("drivers")
     assert "virtkit-test" in text and "ModuleNotFoundError" in text
+
+
+def test_drivers_wraps_a_long_error_to_the_terminal_width() -> None:
+    """A failed plugin's message (pluggy's are hundreds of characters) wraps under the Status
+    column instead of stretching the rule and every row past the screen."""
+    errors = {r["plugin"]: r["error"] for r in json.loads(ok("--json", "drivers"))}
+    assert len(errors["fake_badhook"]) > 120
+    r = run("drivers", env={"COLUMNS": "90"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 90 for line in lines), max(lines, key=len)
+    assert set(lines[1]) == {"-"} and len(lines[1]) <= 90
+    start = lines[0].index("Status")
+    row = next(i for i, line in enumerate(lines) if line.startswith(" fake_badhook "))
+    more = []
+    for line in lines[row + 1 :]:
+        if line[:start].strip():  # the next plugin's row
+            break
+        more.append(line[start:])
+    assert more, "the message was not wrapped"
+    shown = " ".join([lines[row][start:], *more])
+
+    def words(text: str) -> str:  # pluggy names the plugin by id(), another in each process
+        return re.sub(r"\d+", "N", text.replace(" ", ""))
+
+    assert words(shown) == words("failed: " + errors["fake_badhook"])  # nothing lost
 
 
 def test_setmem_units() -> None:

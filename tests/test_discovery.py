@@ -128,6 +128,41 @@ def test_entry_point_index_sees_a_distribution_installed_later(tmp_path: pathlib
     assert run() == "Late"
 
 
+@pytest.mark.parametrize("how", ["-m", "-c"])
+def test_the_working_directory_keys_the_index_by_its_metadata_only(tmp_path: pathlib.Path, how: str) -> None:
+    """``python -m virtkit`` has the working directory first on sys.path (``-c``: as ''). A busy
+    one (/tmp) must not keep the index from settling, yet a dist-info appearing there is found."""
+    cwd = tmp_path / "busy"
+    cwd.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    probe = (
+        "import os, sys, virtkit\n"
+        "assert sys.path[0] in ('', os.getcwd()), sys.path[0]\n"
+        "try:\n    found = virtkit.open('late:///').type()\n"
+        "except virtkit.NoDriver:\n    found = 'none'\n"
+        "print(found, 'importlib.metadata' in sys.modules)\n"
+    )
+    (cwd / "probe.py").write_text(probe)
+
+    def run() -> list[str]:
+        argv = [sys.executable, "-m", "probe"] if how == "-m" else [sys.executable, "-c", probe]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert run() == ["none", "True"]  # cold: the index is built
+    if not list((tmp_path / "cache" / "virtkit").glob("entry-points-*.marshal")):
+        pytest.skip("a sys.path directory changed in the last seconds: the index is not kept yet")
+    (cwd / "scratch.txt").write_text("the directory just changed")
+    assert run() == ["none", "False"]  # its change is not an install: the index stands
+    (cwd / "late_plugin.py").write_text(_LATE_PLUGIN)
+    info = cwd / "late_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[virtkit.drivers]\nlate = late_plugin\n")
+    assert run() == ["Late", "True"]
+
+
 def test_refresh_forgets_in_process_caches() -> None:
     from virtkit import _discovery
 

@@ -86,3 +86,39 @@ def test_with_logging_configured_every_attempt_is_logged() -> None:
     )
     assert "virtkit.open WARNING open x:///: ERROR broken_one" in r.stderr
     assert "virtkit.open INFO open x:///: SUCCESS fine_one" in r.stderr
+
+
+def test_the_cli_configures_logging_when_it_is_first_imported() -> None:
+    """At the default verbosity the CLI does not import logging; whoever imports it first (a plugin,
+    the core's first warning) finds it configured: the CLI's format, an open's records held back."""
+    r = _run(
+        "import sys\n"
+        "from virtkit._cli_log import setup_logging\n"
+        "openlog = setup_logging(0)\n"
+        "print('logging' in sys.modules)\n"
+        "openlog.hold()\n"
+        "import logging\n"
+        "log = logging.getLogger('virtkit.some_plugin')\n"
+        "log.warning('during a failed open')\n"
+        "log.info('below the level')\n"
+        "openlog.open_ended(False)\n"
+        "openlog.hold()\n"
+        "log.warning('during an open that succeeded')\n"
+        "openlog.open_ended(True)\n"
+        "log.warning('after it')\n"
+        "print(type(logging.__loader__).__name__, logging.__spec__.loader is logging.__loader__)\n"
+    )
+    assert r.stdout.split() == ["False", "SourceFileLoader", "True"]  # the module keeps its own loader
+    assert r.stderr.splitlines() == ["virtkit: WARNING: during an open that succeeded", "virtkit: WARNING: after it"]
+
+
+def test_the_cli_with_v_configures_logging_at_once() -> None:
+    r = _run(
+        "import sys\n"
+        "from virtkit._cli_log import setup_logging\n"
+        "setup_logging(1)\n"
+        "import logging\n"
+        "logging.getLogger('virtkit.open').info('an attempt')\n"
+        "print(any(type(f).__name__ == '_WhenImported' for f in sys.meta_path))\n"
+    )
+    assert r.stdout.strip() == "False" and r.stderr == "virtkit: INFO: an attempt\n"

@@ -31,3 +31,17 @@ def test_lazy_names_still_resolve() -> None:
         "print('ok')\n"
     )
     assert r.stdout.strip() == "ok"
+
+
+def test_a_plain_list_imports_no_logging() -> None:
+    """``virtkit -c test:///default list --all``: neither the CLI (its stderr handler waits for
+    logging to be imported) nor the test plugin's driver (it logs only a failing callback) loads it."""
+    r = _run(
+        "import sys\n"
+        "from virtkit._cli import main\n"
+        "code = main(['-c', 'test:///default', 'list', '--all'])\n"
+        "print('imported:', ' '.join(m for m in ('logging', 'pluggy', 'json') if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    assert "defined-vm" in r.stdout
+    assert r.stdout.splitlines()[-1].split() == ["imported:"]

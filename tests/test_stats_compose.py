@@ -152,8 +152,12 @@ def test_bad_arguments_are_invalid(mix: Mix) -> None:
             conn.all_domain_stats(7)  # type: ignore[arg-type]
         with pytest.raises(virtkit.InvalidArgument, match="DomainRefs"):
             conn.all_domain_stats(None, ["web"])  # type: ignore[list-item]
+        with pytest.raises(virtkit.InvalidArgument, match="list of domains") as err:
+            conn.all_domain_stats(None, 7)  # type: ignore[arg-type]
+        assert err.value.operation == "connect_get_all_domain_stats"  # completed as any public error
         web = conn.lookup_by_name("web")
         assert [r.domain.name for r in conn.all_domain_stats(None, [web])] == ["web"]
+        assert [r.domain.name for r in conn.all_domain_stats(None, (web.ref,))] == ["web"]
 
 
 def test_a_failing_part_names_its_plugin(mix: Mix) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli_output import emit, fields, table
+from ._cli_output import columns, emit, fields, table
 from ._connection import Connection
 from ._errors import InvalidArgument
 
@@ -75,7 +75,8 @@ def cmd_drivers(args: argparse.Namespace) -> None:
         ]
         for r in rows
     ]
-    emit(args, rows, lambda: table(cells, ["Plugin", "Distribution", "Version", "Schemes", "Status"]))
+    header = ["Plugin", "Distribution", "Version", "Schemes", "Status"]
+    emit(args, rows, lambda: table(cells, header, width=columns()))  # an error message wraps
 
 
 def cmd_matrix(args: argparse.Namespace) -> None:

@@ -5,20 +5,29 @@ At the default verbosity, what is logged while a connection opens is held back u
 ends. A failed open's ``error:`` line already names each plugin's failure, so it stays the one
 line the README promises; a successful open lets its warnings through (a broken plugin that did
 not stop the open), each message once.
+
+Also at the default verbosity, ``logging`` is configured when something first imports it, not
+before: no record can exist until then, and a command whose plugins never log (``list`` on
+``test:///``) does not pay for importing it. With ``-v`` it is configured at once.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["OpenLog", "setup_logging"]
 
 _HANDLER_NAME = "virtkit-cli"
 
 
-class OpenLog(logging.Filter):
+class OpenLog:
     """The stderr handler's filter: holds back the records of threads that are opening.
 
     ``hold()`` holds the calling thread's records until its ``open_ended``; ``hold_workers()``
@@ -26,9 +35,9 @@ class OpenLog(logging.Filter):
     thread's ``open_ended`` or ``drop_workers()``. Inactive (``-v``): nothing is held.
     """
 
-    def __init__(self, handler: logging.Handler | None) -> None:
-        super().__init__()
-        self._handler = handler
+    def __init__(self, active: bool) -> None:
+        self._active = active
+        self._handler: logging.Handler | None = None  # set once logging is configured
         self._lock = threading.Lock()
         self._held: dict[threading.Thread, list[logging.LogRecord]] = {}
         self._done: set[threading.Thread] = set()
@@ -47,18 +56,18 @@ class OpenLog(logging.Filter):
         return True
 
     def hold(self) -> None:
-        if self._handler is not None:
+        if self._active:
             with self._lock:
                 self._held.setdefault(threading.current_thread(), [])
 
     def hold_workers(self) -> None:
-        if self._handler is not None:
+        if self._active:
             with self._lock:
                 self._workers = True
 
     def open_ended(self, ok: bool) -> None:
         """The calling thread's open is over: show what it held back if it succeeded, else drop it."""
-        if self._handler is None:
+        if not self._active:
             return
         me = threading.current_thread()
         with self._lock:
@@ -70,7 +79,8 @@ class OpenLog(logging.Filter):
                 self._shown.update(r.getMessage() for r in fresh)
             else:
                 fresh = []
-        for record in fresh:
+        for record in fresh:  # a record exists only once the handler does
+            assert self._handler is not None
             self._handler.handle(record)
 
     def drop_workers(self) -> None:
@@ -83,7 +93,21 @@ class OpenLog(logging.Filter):
 
 
 def setup_logging(verbose: int) -> OpenLog:
-    """Log the ``virtkit`` loggers to stderr; returns the filter that holds back an open's noise."""
+    """Log the ``virtkit`` loggers to stderr, now (``-v``, or logging already imported) or when
+    ``logging`` is first imported; returns the filter that holds back an open's noise."""
+    openlog = OpenLog(active=verbose == 0)
+    for old in [f for f in sys.meta_path if isinstance(f, _WhenImported)]:  # main() run again in-process
+        sys.meta_path.remove(old)
+    if verbose or "logging" in sys.modules:
+        import logging
+
+        _configure(logging, verbose, openlog)
+    else:
+        sys.meta_path.insert(0, _WhenImported("logging", lambda module: _configure(module, 0, openlog)))
+    return openlog
+
+
+def _configure(logging: ModuleType, verbose: int, openlog: OpenLog) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("virtkit: %(levelname)s: %(message)s"))
     handler.set_name(_HANDLER_NAME)
@@ -92,6 +116,51 @@ def setup_logging(verbose: int) -> OpenLog:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    openlog = OpenLog(handler if verbose == 0 else None)
-    handler.addFilter(openlog)
-    return openlog
+    handler.addFilter(openlog)  # logging takes any object with a filter(record) method
+    openlog._handler = handler
+
+
+class _WhenImported:
+    """A ``sys.meta_path`` finder that runs ``then(module)`` right after ``name`` is first imported
+    (by anyone: the core, a plugin, the standard library), then leaves ``sys.meta_path``."""
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self._name = name
+        self._then = then
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != self._name:
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:  # already gone: another thread got here first
+            return None
+        for finder in sys.meta_path:  # the spec the import system would have found
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _ThenLoader(spec.loader, self._then)
+        return spec
+
+
+class _ThenLoader:
+    """Loads as ``loader`` does, then calls ``then(module)``; the module keeps ``loader`` as its own."""
+
+    def __init__(self, loader: Any, then: Callable[[ModuleType], None]) -> None:
+        self._loader = loader
+        self._then = then
+
+    def create_module(self, spec: Any) -> ModuleType | None:
+        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._then(module)

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["emit", "fields", "safe", "table"]
+__all__ = ["columns", "emit", "fields", "safe", "table"]
 
 # Everything a backend names (domains, models, messages) is shown with control characters
 # escaped, so a name cannot move the cursor, recolour the terminal or forge a line.
@@ -19,14 +21,48 @@ def safe(text: object) -> str:
     return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    """virsh's table: a header, a rule, left-aligned columns three spaces apart."""
+def table(rows: Sequence[Sequence[str]], header: Sequence[str], width: int | None = None) -> str:
+    """virsh's table: a header, a rule, left-aligned columns three spaces apart.
+
+    With ``width`` (the terminal's), a last column that would overflow it wraps at word
+    boundaries, its further lines under its first: a long error message no longer stretches
+    the rule and every row across the screen. It keeps at least 20 characters.
+    """
     cells = [[safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+    indent = 1 + sum(w + 3 for w in widths[:-1])  # where the last column starts
+    if width is not None and indent + widths[-1] > width:
+        widths[-1] = max(width - indent, 20, len(header[-1]))
     line = " " + "   ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    out = [line.rstrip(), "-" * (len(line) + 2)]
-    out += [(" " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip() for r in cells]
+    rule = len(line) + 2 if width is None else min(len(line) + 2, max(width, len(line.rstrip())))
+    out = [line.rstrip(), "-" * rule]
+    for r in cells:
+        *first, last = r
+        parts = _wrap(last, widths[-1])
+        out.append((" " + "   ".join([*(c.ljust(w) for c, w in zip(first, widths, strict=False)), parts[0]])).rstrip())
+        out += [" " * indent + part for part in parts[1:]]
     return "\n".join(out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    import textwrap  # only for a cell too wide: textwrap is not on the start-up path
+
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [text]
+
+
+def columns(default: int = 100) -> int:
+    """The terminal's width: ``COLUMNS`` if set (as shutil reads it), else the terminal's own,
+    else ``default`` (output to a pipe or a file)."""
+    try:
+        return max(int(os.environ["COLUMNS"]), 1)
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return default
 
 
 def fields(pairs: Sequence[tuple[str, object]], width: int = 16) -> str:

@@ -1,10 +1,9 @@
 """The public API: Connection and Domain, whose methods are the catalogue's operations.
 
-Those methods are generated from the catalogue (``_methods``, by ``_methods_gen``; statistics in
-``_stats_api``): each is one vtable lookup and one call, its errors completed by ``_fail`` (the
-operation, the plugin that served it, the redacted URI), a backend's own exception becoming a
-DriverError with it as the cause. What is here: opening, closing, introspection, and the
-conveniences built on the operations.
+Those methods are generated from the catalogue (``_methods``, by ``_methods_gen``): each is one
+vtable lookup and one call, its errors completed by ``_fail`` (the operation, the plugin that
+served it, the redacted URI), a backend's own exception becoming a DriverError with it as the
+cause. What is here: opening, closing, introspection, and the conveniences built on the operations.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from ._errors import ConnectionClosed, DriverError, NoDriver, NoSuchDomain, Perm
 from ._explain import Explanation
 from ._input import check_timeout
 from ._methods import ConnectionMethods, DomainMethods
-from ._stats_api import ConnectionStats, DomainStatsMethods
 from ._types import DomainRef, DomainState
 from ._uri import URI, parse_uri
 
@@ -87,7 +85,7 @@ def open(  # noqa: A001 - libvirt.open
     return Connection(parsed, opts)
 
 
-class Domain(DomainMethods, DomainStatsMethods):
+class Domain(DomainMethods):
     """A domain as seen through one connection; compares equal by connection and UUID."""
 
     __slots__ = ("_conn", "_ref", "_vt")
@@ -146,7 +144,7 @@ class Domain(DomainMethods, DomainStatsMethods):
         return self.info().state not in (DomainState.SHUTOFF, DomainState.NOSTATE)
 
 
-class Connection(ConnectionMethods, ConnectionStats):
+class Connection(ConnectionMethods):
     """An open connection: the effective vtable, built once, and the drivers behind it."""
 
     __slots__ = ("_closed", "_drivers", "_explanation", "_lock", "_served", "_vt", "readonly", "uri")

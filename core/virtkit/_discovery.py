@@ -132,7 +132,10 @@ def _index_path() -> tuple[str, str, bool]:
 
     Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` directory,
     which changes its site directory's mtime: O(len(sys.path)) stats detect it, where a per-file
-    check (stevedore's own cache key) costs a stat per installed distribution.
+    check (stevedore's own cache key) costs a stat per installed distribution. The first entry
+    (the working directory of ``python -m`` and ``-c``, or a script's directory) and relative
+    ones are keyed on the metadata they hold instead (see ``_metadata_key``): a busy directory
+    such as /tmp would otherwise change the key at every start and never let the index settle.
 
     The flag says whether a directory changed in the last seconds: an install may be under way
     (dist-info created, entry_points.txt not yet written), so an index built now is not kept.
@@ -144,19 +147,47 @@ def _index_path() -> tuple[str, str, bool]:
     """
     parts = [sys.executable, sys.version, sys.prefix]
     newest = 0
-    for entry in sys.path:
-        try:
-            mtime = os.stat(entry or ".").st_mtime_ns
-        except OSError:
-            mtime = -1
-        newest = max(newest, mtime)
-        parts += (entry, str(mtime))
+    for i, entry in enumerate(sys.path):
+        found = _metadata_key(entry) if i == 0 or not os.path.isabs(entry) else None
+        if found is None:
+            try:
+                mtime = os.stat(entry or ".").st_mtime_ns
+            except OSError:
+                mtime = -1
+            found = [str(mtime)], mtime
+        parts += (entry, *found[0])
+        newest = max(newest, found[1])
     key = "\0".join(parts)
     raw = key.encode("utf-8", "surrogateescape")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     settled = time.time_ns() - newest > _SETTLE_NS
     name = f"entry-points-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.marshal"
     return os.path.join(base, "virtkit", name), key, settled  # os.path: pathlib is 10 ms to import
+
+
+def _metadata_key(entry: str) -> tuple[list[str], int] | None:
+    """A working directory's part of the key: the distribution metadata in it (what
+    importlib.metadata reads there: ``*.dist-info`` and ``*.egg-info``) with each one's mtime,
+    and the newest of those; None when it is no directory (a zip: keyed on its mtime).
+
+    Without metadata the part is empty, so every working directory shares one index; with some,
+    the absolute path joins it, and a dist-info written or filled in later changes the key."""
+    path = entry or "."
+    found: list[tuple[str, int]] = []
+    try:
+        with os.scandir(path) as it:
+            for item in it:
+                if item.name.lower().endswith((".dist-info", ".egg-info")):
+                    try:
+                        found.append((item.name, item.stat().st_mtime_ns))
+                    except OSError:
+                        found.append((item.name, -1))
+    except OSError:
+        return None
+    if not found:
+        return [], 0
+    found.sort()
+    return [os.path.abspath(path), *(f"{name}\0{mtime}" for name, mtime in found)], max(m for _, m in found)
 
 
 def _read_group() -> list[tuple[str, str]]:

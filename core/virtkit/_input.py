@@ -14,7 +14,7 @@ import uuid as _uuid
 from typing import Any
 
 from ._errors import InvalidArgument
-from ._types import DomainConfig
+from ._types import DomainConfig, DomainRef
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -88,6 +88,18 @@ def as_uuid(value: object) -> _uuid.UUID:
         return _uuid.UUID(str(value))
     except ValueError:
         raise InvalidArgument(f"not a UUID: {_short(value)}") from None
+
+
+def as_domain_refs(domains: object) -> list[Any] | None:
+    """Domains (or DomainRefs) as DomainRefs; None stays None. Anything else in the list is passed
+    on as it is, for the check of the operation's arguments to refuse with its own message."""
+    if domains is None:
+        return None
+    try:
+        items = list(domains)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgument(f"domains must be a list of domains or None, got {type(domains).__name__}") from None
+    return [d if isinstance(d, DomainRef) else getattr(d, "ref", d) for d in items]
 
 
 def check_domain_config(config: object) -> DomainConfig:

@@ -8,14 +8,15 @@ the plugin that served it, the redacted URI) and a backend's own exception becom
 from __future__ import annotations
 
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._input import as_uuid, check_domain_config, check_memory, check_vcpus
+from ._input import as_domain_refs, as_uuid, check_domain_config, check_memory, check_vcpus
 from ._types import DomainConfig, DomainEvent, DomainInfo, DomainRef, DomainStateInfo, NodeInfo, Version
 
 if TYPE_CHECKING:
     from ._connection import Connection, Domain
+    from ._stats import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 
 __all__ = ["ConnectionMethods", "DomainMethods"]
 
@@ -121,6 +122,19 @@ class ConnectionMethods:
             return self._vt["connect_domain_event_register"](callback, flags=flags)  # type: ignore[no-any-return]
         except Exception as exc:
             raise self._fail("connect_domain_event_register", exc)
+
+    def all_domain_stats(
+        self,
+        groups: Iterable[str] | str | None = None,
+        domains: Iterable[Domain | DomainRef] | None = None,
+        *,
+        flags: int = 0,
+    ) -> list[DomainStats]:
+        """Bulk stats of the requested groups per domain; a domain gone meanwhile is left out."""
+        try:
+            return self._vt["connect_get_all_domain_stats"](groups, as_domain_refs(domains), flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._fail("connect_get_all_domain_stats", exc)
 
 
 class DomainMethods:
@@ -249,3 +263,31 @@ class DomainMethods:
             return self._vt["domain_get_config"](self._ref, flags=flags)  # type: ignore[no-any-return]
         except Exception as exc:
             raise self._conn._fail("domain_get_config", exc)
+
+    def block_stats(self, device: str = "", *, flags: int = 0) -> BlockStats:
+        """A disk's I/O counters: requests, bytes, ns."""
+        try:
+            return self._vt["domain_block_stats"](self._ref, device, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_block_stats", exc)
+
+    def interface_stats(self, device: str, *, flags: int = 0) -> InterfaceStats:
+        """An interface's counters: bytes, packets, errors, drops."""
+        try:
+            return self._vt["domain_interface_stats"](self._ref, device, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_interface_stats", exc)
+
+    def memory_stats(self, *, flags: int = 0) -> MemoryStats:
+        """Balloon and guest memory figures (KiB)."""
+        try:
+            return self._vt["domain_memory_stats"](self._ref, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_memory_stats", exc)
+
+    def vcpu_info(self, *, flags: int = 0) -> list[VcpuInfo]:
+        """Each online vcpu: state, cpu time (ns)."""
+        try:
+            return self._vt["domain_get_vcpu_info"](self._ref, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_get_vcpu_info", exc)

@@ -6,8 +6,8 @@ traceback shows their lines, ``import virtkit`` compiles nothing, and each is on
 and one call, as a hand-written one was (bench/dispatch.py).
 
 What the catalogue does not say about the public side is in the small tables below: which
-argument the core checks before a driver sees it, the public type where it is wider than the
-slot's, and the methods written by hand elsewhere.
+argument the core checks or converts before a driver sees it, and the public type or default
+where it differs from the slot's.
 """
 
 from __future__ import annotations
@@ -16,35 +16,43 @@ import re
 import sys
 from pathlib import Path
 
-from ._catalogue import CATALOGUE, Operation
+from ._catalogue import CATALOGUE, Operation, Param
 
 __all__ = ["TARGET", "render"]
 
 TARGET = Path(__file__).with_name("_methods.py")
 
-# argument name -> the core's check, applied before the driver is called (a typed error, never
-# a driver's surprise)
+# argument name -> the core's check or conversion, applied before the driver is called (a typed
+# error, never a driver's surprise; Domains passed where the slot takes DomainRefs)
 _CHECKS = {
     "memory": "check_memory",
     "count": "check_vcpus",
     "config": "check_domain_config",
     "uuid": "as_uuid",
+    "domains": "as_domain_refs",
 }
 # catalogue type -> the public parameter's annotation, where the public side accepts more
 _PUBLIC_TYPES = {"UUID": "_uuid.UUID | str"}
-# statistics are written by hand in _stats_api: their public parameters differ from the slots'
-# (group names and Domains accepted, a default device)
-_HAND_WRITTEN = frozenset(
-    {
-        "connect_get_all_domain_stats",
-        "domain_block_stats",
-        "domain_interface_stats",
-        "domain_memory_stats",
-        "domain_get_vcpu_info",
-    }
-)
+# (operation, argument) -> the public annotation and default, where that argument's differ from
+# the slot's: the core fills in and checks the groups, and takes Domains as well as refs
+_PUBLIC_PARAMS = {
+    ("connect_get_all_domain_stats", "groups"): ("Iterable[str] | str | None", "None"),
+    ("connect_get_all_domain_stats", "domains"): ("Iterable[Domain | DomainRef] | None", "None"),
+    ("domain_block_stats", "device"): ("str", '""'),
+}
 
+
+def public_param(op: Operation, param: Param) -> tuple[str, str | None]:
+    """The public method's annotation and default (None: required) for one of ``op``'s params."""
+    annotation, default = _PUBLIC_PARAMS.get((op.name, param.name), (None, None))
+    return annotation or _PUBLIC_TYPES.get(param.type, param.type), default
+
+
+_WIDTH = 120  # ruff's line length (pyproject.toml)
 _TYPES = ("DomainConfig", "DomainEvent", "DomainInfo", "DomainRef", "DomainStateInfo", "NodeInfo", "Version")
+# the statistics records, named in annotations only: _stats stays off the path of a connection
+# that never asks for statistics
+_STATS_TYPES = ("BlockStats", "DomainStats", "InterfaceStats", "MemoryStats", "VcpuInfo")
 
 _HEAD = '''"""The public methods of Connection and Domain: GENERATED from the catalogue, do not edit.
 
@@ -56,7 +64,7 @@ the plugin that served it, the redacted URI) and a backend's own exception becom
 from __future__ import annotations
 
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import {abc}
 from typing import TYPE_CHECKING, Any
 
 from ._input import {checks}
@@ -64,6 +72,7 @@ from ._types import {types}
 
 if TYPE_CHECKING:
     from ._connection import Connection, Domain
+    from ._stats import {stats_types}
 
 __all__ = ["ConnectionMethods", "DomainMethods"]
 '''
@@ -101,7 +110,11 @@ class DomainMethods:
 def _method(op: Operation) -> str:
     on_domain = op.owner == "domain"
     params = op.params[1:] if on_domain else op.params
-    sig = "".join(f"{p.name}: {_PUBLIC_TYPES.get(p.type, p.type)}, " for p in params)
+    parts = ["self"]
+    for p in params:
+        annotation, default = public_param(op, p)
+        parts.append(f"{p.name}: {annotation}{'' if default is None else ' = ' + default}")
+    parts += ["*", "flags: int = 0"]
     noqa = "  # noqa: A002 - libvirt's name" if any(p.name in ("id", "type") for p in params) else ""
     args = ", ".join(
         ["self._ref"] * on_domain + [f"{_CHECKS[p.name]}({p.name})" if p.name in _CHECKS else p.name for p in params]
@@ -122,8 +135,14 @@ def _method(op: Operation) -> str:
     if "STOPPED" in op.events:  # the id is gone (or the domain is): ask again by UUID
         after = "        self._refresh()\n"
     doc = op.doc.replace("\\", "\\\\")
+    head = f"    def {op.method}({', '.join(parts)}) -> {returns}:"
+    if len(head) > _WIDTH:  # as ruff format splits it: the arguments on a line, else one a line
+        inner = ", ".join(parts)
+        if len(inner) + 8 > _WIDTH:
+            inner = ",\n        ".join(parts) + ","
+        head = f"    def {op.method}(\n        {inner}\n    ) -> {returns}:"
     return (
-        f"\n    def {op.method}(self, {sig}*, flags: int = 0) -> {returns}:{noqa}\n"
+        f"\n{head}{noqa}\n"
         f'        """{doc}"""\n'
         f"        try:\n"
         f"            {body}\n"
@@ -135,13 +154,17 @@ def _method(op: Operation) -> str:
 
 def render() -> str:
     """The text of ``_methods.py`` for the current catalogue."""
-    ops = [op for op in CATALOGUE.values() if op.name not in _HAND_WRITTEN]
+    ops = CATALOGUE.values()
     conn = "".join(_method(op) for op in ops if op.owner == "connection")
     dom = "".join(_method(op) for op in ops if op.owner == "domain")
     body = _CONNECTION_HEAD + conn + _DOMAIN_HEAD + dom
+
+    def used(names: tuple[str, ...]) -> str:
+        return ", ".join(t for t in names if re.search(rf"\b{t}\b", body))
+
     checks = ", ".join(sorted({c for c in _CHECKS.values() if f"{c}(" in body}))
-    types = ", ".join(t for t in _TYPES if re.search(rf"\b{t}\b", body))
-    return _HEAD.format(checks=checks, types=types) + body
+    abc = used(("Callable", "Iterable"))
+    return _HEAD.format(abc=abc, checks=checks, types=used(_TYPES), stats_types=used(_STATS_TYPES)) + body
 
 
 def main() -> int:

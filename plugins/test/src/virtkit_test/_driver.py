@@ -1,16 +1,12 @@
 """The in-memory hypervisor: one driver connection per open, every catalogue operation.
 
-One lock guards all state. Events are queued under that lock (so their order is the order of
-the changes) and delivered after it is released, by whichever thread gets the dispatch guard
-first: a callback may call back into the driver, and a slow callback never holds the state.
+One lock guards all state. Each domain's state is a ``Dom`` (``_dom``); events are queued under
+the lock and delivered after it is released (``_events``); statistics are ``_stats``'s.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import itertools
-import logging
 import threading
 import time
 import uuid as _uuid
@@ -19,7 +15,6 @@ from collections.abc import Callable
 from virtkit import (
     ConnectionClosed,
     DomainConfig,
-    DomainEvent,
     DomainEventType,
     DomainInfo,
     DomainRef,
@@ -34,13 +29,13 @@ from virtkit import (
     check_flags,
 )
 
+from ._dom import Dom
+from ._events import Callback, EventHub
 from ._host import HostSpec, check_config
-from ._stats import StatsMixin, devices_of, vcpu_times
+from ._stats import StatsMixin, vcpu_times
 from ._version import __version__
 
 __all__ = ["Driver"]
-
-log = logging.getLogger("virtkit.test")
 
 _RUNNING = DomainState.RUNNING
 _PAUSED = DomainState.PAUSED
@@ -48,56 +43,6 @@ _SHUTOFF = DomainState.SHUTOFF
 _ACTIVE = frozenset({_RUNNING, _PAUSED})
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
 _VERSION = Version.parse(__version__)
-
-Callback = Callable[[DomainEvent], None]
-
-
-class _Dom:
-    """One domain's mutable state. Hot fields live here; the rest of its config in ``config``."""
-
-    __slots__ = (
-        "config",
-        "cpu_ns",
-        "disks",
-        "id",
-        "max_memory",
-        "max_vcpus",
-        "memory",
-        "name",
-        "nets",
-        "persistent",
-        "reason",
-        "ref",
-        "since",
-        "state",
-        "uuid",
-        "vcpu_base",
-        "vcpu_t0",
-        "vcpus",
-    )
-
-    def __init__(self, config: DomainConfig, uuid: _uuid.UUID, persistent: bool) -> None:
-        assert config.max_memory is not None and config.max_vcpus is not None  # check_config filled them
-        self.config = config
-        self.name = config.name
-        self.uuid = uuid
-        self.persistent = persistent
-        self.memory = config.memory
-        self.max_memory = config.max_memory
-        self.vcpus = config.vcpus
-        self.max_vcpus = config.max_vcpus
-        self.id: int | None = None
-        self.state = _SHUTOFF
-        self.reason = "unknown"
-        self.cpu_ns = 0  # cpu time used up to ``since``
-        self.since: int | None = None  # monotonic ns when it last started running; None unless RUNNING
-        self.ref = DomainRef(self.name, uuid, None)
-        self.disks, self.nets = devices_of(config, uuid)
-        self.vcpu_base: list[int] = []  # each vcpu's cpu time (ns) when the vcpu count last changed
-        self.vcpu_t0 = 0  # the domain's cpu time then
-
-    def cpu_time(self, now: int) -> int:
-        return self.cpu_ns if self.since is None else self.cpu_ns + (now - self.since)
 
 
 class Driver(StatsMixin):
@@ -107,16 +52,12 @@ class Driver(StatsMixin):
         "_active",
         "_by_name",
         "_by_uuid",
-        "_callbacks",
         "_closed",
-        "_dispatching",
+        "_events",
         "_hostname",
         "_lock",
         "_next_id",
         "_node",
-        "_pending",
-        "_subs",
-        "_tokens",
         "uri",
     )
 
@@ -126,18 +67,14 @@ class Driver(StatsMixin):
         self._node = host.node
         self._lock = threading.Lock()
         self._closed = False
-        self._by_uuid: dict[_uuid.UUID, _Dom] = {}
-        self._by_name: dict[str, _Dom] = {}
-        self._active: dict[int, _Dom] = {}  # id -> running or paused domain
-        self._callbacks: dict[int, Callback] = {}
-        self._subs: tuple[tuple[int, Callback], ...] = ()  # snapshot of _callbacks taken per event
-        self._tokens = itertools.count(1)
-        self._pending: collections.deque[tuple[DomainEvent, tuple[tuple[int, Callback], ...]]] = collections.deque()
-        self._dispatching = threading.Lock()
+        self._by_uuid: dict[_uuid.UUID, Dom] = {}
+        self._by_name: dict[str, Dom] = {}
+        self._active: dict[int, Dom] = {}  # id -> running or paused domain
+        self._events = EventHub(self._lock)
         now = time.monotonic_ns()
         for spec in host.domains:
             assert spec.config.uuid is not None
-            d = _Dom(spec.config, spec.config.uuid, spec.persistent)
+            d = Dom(spec.config, spec.config.uuid, spec.persistent)
             self._by_uuid[d.uuid] = self._by_name[d.name] = d
             if spec.state in _ACTIVE:
                 assert spec.id is not None
@@ -151,7 +88,7 @@ class Driver(StatsMixin):
 
     # -- internals (call with the lock held) ---------------------------------------------------
 
-    def _set_id(self, d: _Dom, dom_id: int | None) -> None:
+    def _set_id(self, d: Dom, dom_id: int | None) -> None:
         if d.id is not None:
             del self._active[d.id]
         d.id = dom_id
@@ -159,7 +96,7 @@ class Driver(StatsMixin):
             self._active[dom_id] = d
         d.ref = DomainRef(d.name, d.uuid, dom_id)
 
-    def _find(self, ref: DomainRef) -> _Dom:
+    def _find(self, ref: DomainRef) -> Dom:
         if self._closed:
             raise ConnectionClosed("the test driver connection is closed")
         try:
@@ -174,19 +111,15 @@ class Driver(StatsMixin):
         if self._closed:
             raise ConnectionClosed("the test driver connection is closed")
 
-    def _emit(self, kind: DomainEventType, d: _Dom, detail: str) -> None:
-        if self._subs:
-            self._pending.append((DomainEvent(kind, d.ref, detail, time.time()), self._subs))
-
-    def _boot(self, d: _Dom) -> None:
+    def _boot(self, d: Dom) -> None:
         d.state, d.reason = _RUNNING, "booted"
         d.cpu_ns, d.since = 0, time.monotonic_ns()
         d.vcpu_base, d.vcpu_t0 = [], 0  # a new boot is a new series of counters
         self._set_id(d, self._next_id)
         self._next_id += 1
-        self._emit(DomainEventType.STARTED, d, "booted")
+        self._events.emit(DomainEventType.STARTED, d.ref, "booted")
 
-    def _stop(self, d: _Dom, reason: str) -> None:
+    def _stop(self, d: Dom, reason: str) -> None:
         """Shut a domain off: a persistent one stays defined, a transient one is gone."""
         d.state, d.reason = _SHUTOFF, reason
         d.cpu_ns, d.since = 0, None
@@ -194,13 +127,13 @@ class Driver(StatsMixin):
         self._set_id(d, None)
         if not d.persistent:
             del self._by_uuid[d.uuid], self._by_name[d.name]
-        self._emit(DomainEventType.STOPPED, d, reason)
+        self._events.emit(DomainEventType.STOPPED, d.ref, reason)
 
-    def _require_active(self, d: _Dom, op: str) -> None:
+    def _require_active(self, d: Dom, op: str) -> None:
         if d.state not in _ACTIVE:
             raise InvalidOperation(f"cannot {op} domain {d.name!r}: it is not running")
 
-    def _new(self, config: object, *, persistent: bool) -> _Dom:
+    def _new(self, config: object, *, persistent: bool) -> Dom:
         try:
             cfg = check_config(config)
         except ValueError as exc:
@@ -211,30 +144,9 @@ class Driver(StatsMixin):
             raise InvalidArgument(f"a domain named {cfg.name!r} already exists (uuid {self._by_name[cfg.name].uuid})")
         if uuid in self._by_uuid:
             raise InvalidArgument(f"a domain with uuid {uuid} already exists ({self._by_uuid[uuid].name!r})")
-        d = _Dom(dataclasses.replace(cfg, uuid=uuid), uuid, persistent)
+        d = Dom(dataclasses.replace(cfg, uuid=uuid), uuid, persistent)
         self._by_uuid[uuid] = self._by_name[d.name] = d
         return d
-
-    def _dispatch(self) -> None:
-        """Deliver queued events in order, outside the state lock; one thread delivers at a time."""
-        while self._pending:
-            if not self._dispatching.acquire(blocking=False):
-                return  # the thread holding it delivers ours too (it re-checks before leaving)
-            try:
-                while True:
-                    with self._lock:
-                        if not self._pending:
-                            break
-                        event, subs = self._pending.popleft()
-                    for token, callback in subs:
-                        if token not in self._callbacks:  # cancelled after the event was queued
-                            continue
-                        try:
-                            callback(event)
-                        except Exception:
-                            log.exception("test driver: event callback %r raised on %s", callback, event)
-            finally:
-                self._dispatching.release()
 
     # -- connection --------------------------------------------------------------------------
 
@@ -242,9 +154,7 @@ class Driver(StatsMixin):
         """Forget callbacks and pending events; later calls raise ConnectionClosed. Idempotent."""
         with self._lock:
             self._closed = True
-            self._callbacks.clear()
-            self._subs = ()
-            self._pending.clear()
+            self._events.clear()
 
     def connect_get_type(self, *, flags: int = 0) -> str:
         check_flags(flags)
@@ -334,16 +244,7 @@ class Driver(StatsMixin):
             raise InvalidArgument(f"callback must be callable, got {type(callback).__name__}")
         with self._lock:
             self._open()
-            token = next(self._tokens)
-            self._callbacks[token] = callback
-            self._subs = tuple(self._callbacks.items())
-
-        def cancel() -> None:
-            with self._lock:
-                if self._callbacks.pop(token, None) is not None:
-                    self._subs = tuple(self._callbacks.items())
-
-        return cancel
+            return self._events.subscribe(callback)
 
     # -- domain queries ------------------------------------------------------------------------
 
@@ -402,8 +303,8 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot suspend domain {d.name!r}: it is {d.state.label}, not running")
             d.cpu_ns, d.since = d.cpu_time(time.monotonic_ns()), None
             d.state, d.reason = _PAUSED, "user"
-            self._emit(DomainEventType.SUSPENDED, d, "paused")
-        self._dispatch()
+            self._events.emit(DomainEventType.SUSPENDED, d.ref, "paused")
+        self._events.dispatch()
 
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -413,8 +314,8 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot resume domain {d.name!r}: it is {d.state.label}, not paused")
             d.since = time.monotonic_ns()
             d.state, d.reason = _RUNNING, "unpaused"
-            self._emit(DomainEventType.RESUMED, d, "unpaused")
-        self._dispatch()
+            self._events.emit(DomainEventType.RESUMED, d.ref, "unpaused")
+        self._events.dispatch()
 
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         # The guest cooperates at once, as in libvirt's test driver: running or paused -> shut off.
@@ -422,9 +323,9 @@ class Driver(StatsMixin):
         with self._lock:
             d = self._find(dom)
             self._require_active(d, "shut down")
-            self._emit(DomainEventType.SHUTDOWN, d, "finished")
+            self._events.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
             self._stop(d, "shutdown")
-        self._dispatch()
+        self._events.dispatch()
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -432,14 +333,14 @@ class Driver(StatsMixin):
             d = self._find(dom)
             self._require_active(d, "reboot")
             if d.config.on_reboot == "destroy":  # the config says a reboot ends the domain
-                self._emit(DomainEventType.SHUTDOWN, d, "finished")
+                self._events.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
                 self._stop(d, "shutdown")
             else:  # same id, like libvirt's test driver; cpu time keeps counting
                 if d.since is None:
                     d.since = time.monotonic_ns()
                 d.state, d.reason = _RUNNING, "booted"
-                self._emit(DomainEventType.REBOOTED, d, "")
-        self._dispatch()
+                self._events.emit(DomainEventType.REBOOTED, d.ref, "")
+        self._events.dispatch()
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -447,7 +348,7 @@ class Driver(StatsMixin):
             d = self._find(dom)
             self._require_active(d, "destroy")
             self._stop(d, "destroyed")
-        self._dispatch()
+        self._events.dispatch()
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)
@@ -455,16 +356,16 @@ class Driver(StatsMixin):
             d = self._new(config, persistent=False)
             self._boot(d)
             ref = d.ref
-        self._dispatch()
+        self._events.dispatch()
         return ref
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)
         with self._lock:
             d = self._new(config, persistent=True)
-            self._emit(DomainEventType.DEFINED, d, "added")
+            self._events.emit(DomainEventType.DEFINED, d.ref, "added")
             ref = d.ref
-        self._dispatch()
+        self._events.dispatch()
         return ref
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
@@ -475,7 +376,7 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot start domain {d.name!r}: it is already {d.state.label}")
             self._boot(d)
             ref = d.ref
-        self._dispatch()
+        self._events.dispatch()
         return ref
 
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
@@ -488,8 +389,8 @@ class Driver(StatsMixin):
             d.persistent = False
             if d.id is None:
                 del self._by_uuid[d.uuid], self._by_name[d.name]
-            self._emit(DomainEventType.UNDEFINED, d, "removed")
-        self._dispatch()
+            self._events.emit(DomainEventType.UNDEFINED, d.ref, "removed")
+        self._events.dispatch()
 
     # -- resources -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from virtkit import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 
-    from ._driver import _Dom
+    from ._dom import Dom
 
 # The stats records are taken from virtkit when first needed (virtkit.BlockStats, ...): opening
 # test:/// for anything else then never loads them.
@@ -109,7 +109,7 @@ def _sum_block(stats: Sequence[BlockStats]) -> BlockStats:
     return virtkit.BlockStats("", rd, rd_b, wr, wr_b, fl, rd_t, wr_t, fl_t, err)
 
 
-def vcpu_times(d: _Dom, t: int) -> list[int]:
+def vcpu_times(d: Dom, t: int) -> list[int]:
     """Each online vcpu's share of ``t``: its time at the last change of the vcpu count, plus an
     even split (Hermite's identity: the shares sum to what elapsed) of the time since."""
     n = d.vcpus
@@ -125,11 +125,11 @@ class StatsMixin:
 
     if TYPE_CHECKING:
         _lock: threading.Lock
-        _active: dict[int, _Dom]
-        _by_uuid: dict[_uuid.UUID, _Dom]
+        _active: dict[int, Dom]
+        _by_uuid: dict[_uuid.UUID, Dom]
         _node: NodeInfo
 
-        def _find(self, ref: DomainRef) -> _Dom: ...
+        def _find(self, ref: DomainRef) -> Dom: ...
         def _open(self) -> None: ...
 
     def connect_get_all_domain_stats(
@@ -151,7 +151,7 @@ class StatsMixin:
                 doms = [d for r in domains if (d := self._by_uuid.get(r.uuid)) is not None]
             return [record(d, now) for d in doms]
 
-    def _live(self, dom: DomainRef, what: str) -> tuple[_Dom, int]:
+    def _live(self, dom: DomainRef, what: str) -> tuple[Dom, int]:
         d = self._find(dom)
         if d.state not in _ACTIVE:
             raise InvalidOperation(f"cannot read {what} of {d.name!r}: it is {d.state.label}, not running")
@@ -190,13 +190,13 @@ class StatsMixin:
             return _vcpus(d, t, self._node.cpus)
 
 
-def _vcpus(d: _Dom, t: int, cpus: int) -> list[VcpuInfo]:
+def _vcpus(d: Dom, t: int, cpus: int) -> list[VcpuInfo]:
     state = virtkit.VcpuState.RUNNING if d.state is DomainState.RUNNING else virtkit.VcpuState.BLOCKED
     info = virtkit.VcpuInfo
     return [info(i, state, ns, i % cpus) for i, ns in enumerate(vcpu_times(d, t))]
 
 
-def _recorder(want: frozenset[str], cpus: int) -> Callable[[_Dom, int], DomainStats]:
+def _recorder(want: frozenset[str], cpus: int) -> Callable[[Dom, int], DomainStats]:
     """One domain's record of the wanted groups; the group tests are taken once per bulk call."""
     g_state, g_cpu, g_balloon = "state" in want, "cpu" in want, "balloon" in want
     g_vcpu, g_block, g_net = "vcpu" in want, "block" in want, "net" in want
@@ -207,7 +207,7 @@ def _recorder(want: frozenset[str], cpus: int) -> Callable[[_Dom, int], DomainSt
         virtkit.VcpuStats,
     )
 
-    def record(d: _Dom, now: int) -> DomainStats:
+    def record(d: Dom, now: int) -> DomainStats:
         t = d.cpu_ns if d.since is None else d.cpu_ns + (now - d.since)
         active = d.id is not None
         user = t * 3 // 4

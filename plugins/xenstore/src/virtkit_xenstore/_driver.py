@@ -9,12 +9,11 @@ business (xen_hyper): this driver's ``domain_get_info`` is partial and ranks bel
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import virtkit
@@ -34,9 +33,18 @@ from virtkit import (
 from ._client import Client, Transaction
 from ._wire import PathNotFound
 
+if TYPE_CHECKING:
+    import logging
+
 __all__ = ["BETTER", "Driver"]
 
-log = logging.getLogger("virtkit.xenstore")
+
+def log() -> logging.Logger:
+    """The plugin's logger; logging is imported on the first record, not by a cold start."""
+    import logging
+
+    return logging.getLogger("virtkit.xenstore")
+
 
 #: Per-operation priority where xenstore is the better source than hypercalls: names and uuids
 #: live here, shutdown/reboot are cooperative requests to the guest (a hypercall can only force
@@ -396,7 +404,7 @@ class _EventSubscription:
                 with self._driver.xs.deadline():
                     self._rescan()
             except VirtError as exc:
-                log.debug("xenstore event rescan failed (retrying on the next event): %s", exc)
+                log().debug("xenstore event rescan failed (retrying on the next event): %s", exc)
 
     def _rescan(self) -> None:
         drv = self._driver
@@ -427,4 +435,5 @@ class _EventSubscription:
         try:
             self._callback(event)
         except Exception:  # a subscriber's bug must not end the others' events
-            log.exception("virtkit domain event callback failed")
+            logger = log()
+            logger.exception("virtkit domain event callback failed")
