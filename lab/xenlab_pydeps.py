@@ -22,21 +22,7 @@ from xenlab_build import BuildError, log
 
 CHECKOUT = B.LAB_DIR.parent
 PYTEST_SPEC = "pytest>=7"
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "venv",
-    "build",
-    "dist",
-    "node_modules",
-    "__pycache__",
-    "*.pyc",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "*.egg-info",
-)
+#: What the project's packages do not depend on: never hashed, never copied to build them.
 HASH_SKIP_DIRS = {
     ".git",
     ".venv",
@@ -50,6 +36,7 @@ HASH_SKIP_DIRS = {
     ".ruff_cache",
     ".hypothesis",
 }
+COPY_IGNORE = shutil.ignore_patterns(*sorted(HASH_SKIP_DIRS), "*.pyc", "*.egg-info")
 
 
 def project_dirs() -> list[Path]:
