@@ -12,6 +12,7 @@ Every call has one total deadline.
 
 The reader thread holds only the link's state, never the :class:`Link` the driver holds: when
 the driver is dropped unclosed, ``weakref.finalize`` ends the child (also at interpreter exit).
+The child itself (starting it, its stderr, why it ended, ending it) is ``_child.py``'s.
 """
 
 from __future__ import annotations
@@ -22,25 +23,23 @@ import logging
 import os
 import queue
 import select
-import signal
-import subprocess
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from virtkit import ConnectionClosed, DomainEvent, DriverError, NoDriver, PermissionDenied, ProtocolError, VirtError
+from virtkit import ConnectionClosed, DomainEvent, DriverError, ProtocolError, VirtError
 from virtkit import TimeoutError as VirtTimeout
 from virtkit.rpc import PROTOCOL, FrameReader, decode_error, decode_event, encode_frame
 
+from ._child import Child, ms
 from ._transport import Endpoint
 
 __all__ = ["Link"]
 
 log = logging.getLogger("virtkit.remote")
 
-_STDERR_KEEP = 8192
 _GRACE = 2.0  # seconds a closed child gets to end on its own before it is signalled
 #: How often the link's thread looks whether the read role is free while callers hold it
 #: briefly (it is not woken for it: calls back to back would pay a wake-up each), and how long
@@ -71,31 +70,12 @@ class _Pending:
         return self._lock.acquire(timeout=max(0.0, timeout))
 
 
-def _classify(rc: int | None, stderr: str, ep: Endpoint) -> VirtError:
-    """The child ended before or while we spoke: the typed error its words and status mean."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    said = "; ".join(lines[-4:])[-600:] or "(nothing on stderr)"
-    status = f"exit status {rc}" if rc is not None and rc >= 0 else f"signal {-rc}" if rc is not None else "no status"
-    if "Permission denied" in stderr or "Too many authentication failures" in stderr:
-        return PermissionDenied(f"{ep.where}: authentication refused: {said}")
-    if "Host key verification failed" in stderr or "HOST IDENTIFICATION HAS CHANGED" in stderr:
-        return PermissionDenied(f"{ep.where}: the host key is not trusted: {said}")
-    if rc == 127 or "command not found" in stderr:
-        return NoDriver(
-            f"{ep.where}: the far side cannot run {ep.command!r} ({said}): install virtkit there, "
-            "or name it with ?command=/path/to/virtkit"
-        )
-    if "invalid choice: 'serve'" in stderr:
-        return NoDriver(f"{ep.where}: {ep.command!r} on the far side has no 'serve' command (virtkit too old?)")
-    return ConnectionClosed(f"{ep.where} ended ({status}): {said}")
-
-
 class _State:
     """Everything the reader thread and callers share; the Link is a thin handle on it."""
 
-    def __init__(self, ep: Endpoint, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        self.ep = ep
-        self.proc = proc
+    def __init__(self, child: Child, timeout: float) -> None:
+        self.child = child
+        self.ep: Endpoint = child.ep
         self.timeout = timeout
         self.interval = min(max(timeout / 3, 0.2), 10.0)
         self.lock = threading.Lock()
@@ -106,10 +86,8 @@ class _State:
         self.dead: VirtError | None = None
         self.closed = False
         self.greeted = False
-        self.stderr = bytearray()
         self.events: queue.Queue[tuple[Callable[[Any], None], DomainEvent | VirtError] | None] | None = None
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        self.wfd, self.rfd, self.efd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
+        self.wfd, self.rfd, self.efd = child.wfd, child.rfd, child.efd
         os.set_blocking(self.wfd, False)
         self.wpoll = select.poll()  # used under wlock only
         self.wpoll.register(self.wfd, select.POLLOUT)
@@ -130,7 +108,7 @@ class _State:
             self.rpoll.register(fd, select.POLLIN)
         self.last_rx = time.monotonic()
         self.ping_sent: float | None = None
-        self.reader = threading.Thread(target=self.read_loop, name=f"virtkit-remote {ep.where}", daemon=True)
+        self.reader = threading.Thread(target=self.read_loop, name=f"virtkit-remote {self.ep.where}", daemon=True)
 
     # -- failure -----------------------------------------------------------------------------
 
@@ -149,52 +127,7 @@ class _State:
             hook = getattr(callback, "virtkit_error", None)
             if callable(hook):
                 self.post(hook, _copy(self.dead))
-        self.kill_child()
-
-    def kill_child(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGCONT):  # SIGCONT: a stopped child must see its SIGTERM
-            try:
-                os.killpg(self.proc.pid, sig)  # its own session: ssh's ProxyCommand children too
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            self.proc.wait(1.0)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-
-    def ended(self) -> VirtError:
-        """Why the child's stdout ended: wait briefly for its status and last words."""
-        deadline = time.monotonic() + 1.0
-        poller = select.poll()  # poll, not select: a process with many links has fds above 1024
-        poller.register(self.efd, select.POLLIN)
-        while time.monotonic() < deadline:
-            if not poller.poll(_ms(deadline - time.monotonic())):
-                break
-            try:
-                chunk = os.read(self.efd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.keep_stderr(chunk)
-        try:
-            rc: int | None = self.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            rc = None
-        return _classify(rc, self.stderr.decode("utf-8", "replace"), self.ep)
-
-    def keep_stderr(self, chunk: bytes) -> None:
-        self.stderr += chunk
-        del self.stderr[:-_STDERR_KEEP]
-        for line in chunk.decode("utf-8", "replace").splitlines():
-            if line.strip():
-                log.debug("%s: %s", self.ep.where, line.rstrip())
+        self.child.kill()
 
     # -- reading: the role, and what its holder does ---------------------------------------------
 
@@ -229,14 +162,14 @@ class _State:
             elif fd == self.efd:
                 chunk = os.read(self.efd, 4096)
                 if chunk:
-                    self.keep_stderr(chunk)
+                    self.child.keep_stderr(chunk)
                 else:
                     self.rpoll.unregister(self.efd)
         for fd, _ev in ready:
             if fd == self.rfd:
                 data = os.read(self.rfd, 1 << 16)
                 if not data:
-                    self.fail(ConnectionClosed(f"{self.ep.where}: closed") if self.closed else self.ended())
+                    self.fail(ConnectionClosed(f"{self.ep.where}: closed") if self.closed else self.child.ended())
                     return
                 self.last_rx, self.ping_sent = time.monotonic(), None
                 for msg in self.frames.feed(data):
@@ -246,7 +179,7 @@ class _State:
         """One poll and what it found, as holder of the read role; a broken stream fails the
         link. True when the link is dead."""
         try:
-            self.pump(self.rpoll.poll(_ms(timeout)))
+            self.pump(self.rpoll.poll(ms(timeout)))
         except VirtError as exc:  # garbage, an oversized frame, a write that failed
             self.fail(exc)
         except OSError as exc:
@@ -409,7 +342,7 @@ class _State:
                     err = VirtTimeout(f"{self.ep.where}: could not send within {self.timeout:g}s")
                     self.fail(err)
                     raise _copy(err)
-                self.wpoll.poll(_ms(left))
+                self.wpoll.poll(ms(left))
 
     def request(self, call_id: int, msg: dict[str, Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -439,19 +372,10 @@ class _State:
             if self.closed:
                 return
             self.closed = True
-        proc = self.proc
-        assert proc.stdin is not None
-        try:
-            proc.stdin.close()  # EOF: the far serve closes its connection and ends, then ssh ends
-        except OSError:
-            pass
-        try:
-            proc.wait(min(_GRACE, self.timeout))
-        except subprocess.TimeoutExpired:
-            pass
+        self.child.hang_up(min(_GRACE, self.timeout))
         if self.dead is None:
             self.fail(ConnectionClosed(f"{self.ep.where}: closed"))
-        self.kill_child()
+        self.child.kill()
         if self.reader.is_alive() and self.reader is not threading.current_thread():
             self.reader.join(2.0)
         if not self.reader.is_alive():  # else it may still poll them: left to the process's end
@@ -459,14 +383,7 @@ class _State:
                 os.close(fd)
         if self.events is not None:
             self.events.put(None)
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
-
-
-def _ms(seconds: float) -> int:
-    """poll()'s timeout: milliseconds, rounded up so a wait never ends early and spins."""
-    return max(0, int(seconds * 1000) + 1)
+        self.child.close_pipes()
 
 
 def _copy(err: VirtError) -> VirtError:
@@ -480,17 +397,7 @@ class Link:
     __slots__ = ("__weakref__", "_finalizer", "_state", "hello")
 
     def __init__(self, ep: Endpoint, *, timeout: float, readonly: bool) -> None:
-        try:
-            proc = subprocess.Popen(
-                ep.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # our own signals; a terminal's Ctrl-C is ours to handle
-            )
-        except OSError as exc:
-            raise NoDriver(f"{ep.where}: cannot run {ep.argv[0]!r}: {exc.strerror or exc}") from None
-        state = self._state = _State(ep, proc, timeout)
+        state = self._state = _State(Child(ep), timeout)
         self._finalizer = weakref.finalize(self, state.close)
         state.reader.start()
         hello = {"k": "hello", "proto": PROTOCOL, "readonly": readonly, "timeout": timeout}
@@ -529,7 +436,7 @@ class Link:
     @property
     def pid(self) -> int:
         """The local child's process id (ssh, or the ``+ext`` command)."""
-        return self._state.proc.pid
+        return self._state.child.pid
 
     @property
     def alive(self) -> bool:
