@@ -24,10 +24,9 @@ CONSOLE_TAIL = 40
 #: A boot whose dom0 is not ready after this many seconds has failed (lab/README.md: timings).
 BOOT_TIMEOUT = float(os.environ.get("VIRTKIT_LAB_BOOT_TIMEOUT", "90"))
 #: The emulated CPU under TCG. Not "max,-smap" (../shared/lab/NOTES.md): with it, dom0's
-#: toolstack processes died of heap corruption in 4 of 5 runs that created 8 guests (virsh
-#: SIGSEGV/SIGABRT, the loader failing, oxenstored dropping its clients), and C code got slow
-#: where glibc picks ERMS/AVX2 string functions (xc.domain_getinfo 5x slower). Nehalem (SSE4.2,
-#: no XSAVE, AVX, ERMS or SMAP): no such crash seen, the full lab suite passes. Override with
+#: toolstack processes died of heap corruption in runs that created several guests, and C code
+#: got slow where glibc picks ERMS/AVX2 string functions (lab/README.md, Pitfalls, has the
+#: figures). Nehalem (SSE4.2, no XSAVE, AVX, ERMS or SMAP) shows neither. Override with
 #: VIRTKIT_LAB_CPU.
 TCG_CPU = os.environ.get("VIRTKIT_LAB_CPU", "Nehalem")
 
