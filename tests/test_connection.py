@@ -126,3 +126,21 @@ def test_concurrent_calls_share_one_connection() -> None:
         for t in threads:
             t.join(timeout=30)
     assert errors == []
+
+
+def test_domains_from_one_bulk_state_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the stats' state group is served, domains() is one bulk call (libvirt's
+    listAllDomains), and selects what the per-domain lookups select."""
+    with virtkit.open("test:///default") as conn:
+        calls: list[str] = []
+        for op in ("connect_get_all_domain_stats", "domain_lookup_by_id", "domain_lookup_by_name"):
+            real = conn._vt[op]
+            monkeypatch.setitem(conn._vt, op, lambda *a, _op=op, _real=real, **k: calls.append(_op) or _real(*a, **k))
+        bulk = {a: [(d.id, d.name, d.uuid) for d in conn.domains(all=a)] for a in (False, True)}
+        assert calls == ["connect_get_all_domain_stats"] * 2
+        monkeypatch.setattr(type(conn), "served_by", lambda self, op: None)
+        for a, expected in bulk.items():
+            assert [(d.id, d.name, d.uuid) for d in conn.domains(all=a)] == expected
+        assert "domain_lookup_by_id" in calls
+    assert [name for _, name, _ in bulk[True]] == ["test", "web", "paused-vm", "defined-vm"]
+    assert [i for i, _, _ in bulk[False]] == [1, 2, 3]

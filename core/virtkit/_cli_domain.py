@@ -33,16 +33,9 @@ def listing(
     round trip, not a lookup and an info per domain), else the catalogue's lookups and ``info``.
     """
     want_active, want_inactive = all or not inactive, all or inactive
-    if conn.served_by("connect_get_all_domain_stats"):
-        try:
-            stats = conn.all_domain_stats(["state"])
-        except Unsupported:  # the state group is not among those served here
-            pass
-        else:
-            running = [s for s in stats if s.domain.id is not None] if want_active else []
-            running.sort(key=lambda s: s.domain.id or 0)
-            defined = [s for s in stats if s.domain.id is None] if want_inactive else []
-            return [(s.domain, s.state.state if s.state else DomainState.NOSTATE) for s in running + defined]
+    listed = conn._listed_states(active=want_active, inactive=want_inactive)
+    if listed is not None:
+        return listed
     if want_active:
         doms = conn.domains(all=want_inactive)
     else:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._compose import ComposeOptions, compose, probe_default_uri
-from ._errors import ConnectionClosed, DriverError, NoDriver, NoSuchDomain, PermissionDenied, VirtError
+from ._errors import ConnectionClosed, DriverError, NoDriver, NoSuchDomain, PermissionDenied, Unsupported, VirtError
 from ._explain import Explanation
 from ._input import check_timeout
 from ._methods import ConnectionMethods, DomainMethods
@@ -245,7 +245,11 @@ class Connection(ConnectionMethods):
         return self.lookup_by_name(text)
 
     def domains(self, *, all: bool = False) -> list[Domain]:  # noqa: A002 - virsh's --all
-        """Running domains (by id); with ``all``, defined inactive ones after them."""
+        """Running domains (by id); with ``all``, defined inactive ones after them: one bulk call
+        where the stats' ``state`` group is served, else a lookup per domain."""
+        listed = self._listed_states(active=True, inactive=all)
+        if listed is not None:
+            return [Domain(self, ref) for ref, _ in listed]
         doms: list[Domain] = []
         for i in self.list_domains():
             try:
@@ -259,6 +263,25 @@ class Connection(ConnectionMethods):
                 except NoSuchDomain:
                     continue
         return doms
+
+    def _listed_states(
+        self, *, active: bool = True, inactive: bool = False
+    ) -> list[tuple[DomainRef, DomainState]] | None:
+        """Running domains by id (``active``), then defined inactive ones (``inactive``), with
+        their states, from one bulk call of the stats' ``state`` group (on a remote host one round
+        trip; libvirt's listAllDomains). None where that group is not served here: then the
+        catalogue's lookups are the way (:meth:`domains`)."""
+        if self.served_by("connect_get_all_domain_stats") is None:
+            return None
+        try:
+            stats = self.all_domain_stats(["state"])
+        except Unsupported:  # the state group is not among those served here
+            return None
+        running = (
+            sorted((s for s in stats if s.domain.id is not None), key=lambda s: s.domain.id or 0) if active else []
+        )
+        defined = [s for s in stats if s.domain.id is None] if inactive else []
+        return [(s.domain, s.state.state if s.state else DomainState.NOSTATE) for s in running + defined]
 
     def events(self, *, maxsize: int = 1000) -> EventStream:
         """A stream of domain events; use as a context manager and iterate with a timeout."""
