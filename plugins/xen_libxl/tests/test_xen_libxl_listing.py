@@ -102,3 +102,49 @@ def test_xls_renamed_old_run_is_listed_under_its_xenstore_uuid(
     rec_events.expect(virtkit.DomainEventType.REBOOTED, dom.uuid, 10)
     # the old run is not a domain that started: no event of its own
     assert not [e for e in rec_events.events if e.domain.uuid == fresh]
+
+
+class _Namer:
+    """Stands in for xenstore: knows names (lookups at 90) and serves the block stats group."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @virtkit.priority(90)
+    def domain_lookup_by_uuid(self, uuid: uuid.UUID, *, flags: int = 0) -> DomainRef:
+        raise virtkit.NoSuchDomain(str(uuid))
+
+    @virtkit.stats_groups("block")
+    def connect_get_all_domain_stats(
+        self, groups: object, domains: object = None, *, flags: int = 0
+    ) -> list[virtkit.DomainStats]:
+        self.calls += 1
+        return []
+
+
+class _NamerPlugin:
+    virtkit_catalogue = "1.1"
+    virtkit_name = "xenstore"
+
+    def __init__(self) -> None:
+        self.driver = _Namer()
+
+    @virtkit.hookimpl
+    def priority(self, uri: virtkit.URI) -> int:
+        return 10
+
+    @virtkit.hookimpl
+    def open(self, uri: virtkit.URI, options: virtkit.OpenOptions) -> object:
+        return self.driver
+
+
+def test_the_inner_state_read_is_the_hypercall_plugins_alone(tmp_path: Path) -> None:
+    # With xenstore's stats composed in, the core would ask it first to name the domains.
+    host = Host(tmp_path)
+    namer = _NamerPlugin()
+    host.plugin.inner_plugins = (host.host_plugin, namer)
+    with host.open() as conn:
+        conn.define(cfg("off"))
+        assert [(n, i) for n, i, _s in _rows(conn)] == [("Domain-0", 0), ("off", None)]
+        assert conn.list_defined_domains() == ["off"] and conn.lookup_by_name("off").id is None
+    assert namer.driver.calls == 0
