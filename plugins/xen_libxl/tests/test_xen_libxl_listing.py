@@ -148,3 +148,11 @@ def test_the_inner_state_read_is_the_hypercall_plugins_alone(tmp_path: Path) -> 
         assert [(n, i) for n, i, _s in _rows(conn)] == [("Domain-0", 0), ("off", None)]
         assert conn.list_defined_domains() == ["off"] and conn.lookup_by_name("off").id is None
     assert namer.driver.calls == 0
+
+
+def test_asked_for_no_group_it_names_the_domains_only(conn: virtkit.Connection) -> None:
+    # what the core asks of the provider ranking highest for lookups before others' groups
+    conn.define(cfg("off"))
+    driver = dict(conn._drivers)["xen_libxl"]  # type: ignore[attr-defined]
+    got = driver.connect_get_all_domain_stats((), None)
+    assert [(r.domain.name, r.domain.id, r.state) for r in got] == [("Domain-0", 0, None), ("off", None, None)]

@@ -155,7 +155,9 @@ class ListingMixin:
         self, groups: Iterable[str], domains: list[DomainRef] | None = None, *, flags: int = 0
     ) -> list[DomainStats]:
         """Every running domain (by id, named from xenstore) then every definition not running
-        (SHUTOFF, id None); with ``domains``, those of them that exist, as they are now."""
+        (SHUTOFF, id None); with ``domains``, those of them that exist, as they are now. Asked
+        for no group (the core asks this plugin first to name the domains of a call whose groups
+        others serve), the records carry the domains only."""
         check_flags(flags)
         running = self._running_states()
         up = {r.domain.uuid for r in running}
@@ -164,9 +166,8 @@ class ListingMixin:
             for rec in self.state.records()
             if rec.config.uuid is not None and rec.config.uuid not in up
         ]
-        if domains is None:
-            return running + defined
-        return _select(domains, running, defined)
+        out = running + defined if domains is None else _select(domains, running, defined)
+        return out if "state" in frozenset(groups) else [r._replace(state=None) for r in out]
 
 
 def _select(domains: list[DomainRef], running: list[DomainStats], defined: list[DomainStats]) -> list[DomainStats]:
