@@ -105,9 +105,9 @@ def test_groups_split_between_plugins_and_merged(mix: Mix) -> None:
         assert {r.cpu for r in records} == {CpuStats(42)}  # cpuonly's figure
         assert records[0].balloon == virtkit.BalloonStats(524288, 1048576)  # full's
         assert records[1].block is not None and [b.device for b in records[1].block] == ["xvda", "xvdb"]
-        # one call each: cpuonly names the domains, full is asked about exactly those
+        # one call each: full names the domains (it serves the lookups), cpuonly is asked about those
         assert mix.cpu.calls == [("state", "cpu")]
-        assert mix.full.calls == [(("balloon", "vcpu", "block", "net"), [r.domain for r in records])]
+        assert mix.full.calls == [(("balloon", "vcpu", "block", "net"), None)]
         text = conn.explain().render()
         assert "connect_get_all_domain_stats by group:" in text and "lost: full(10)" in text
         assert [g["plugin"] for g in conn.explain().to_dict()["stats_groups"]] == ["cpuonly"] * 2 + ["full"] * 4
@@ -115,11 +115,40 @@ def test_groups_split_between_plugins_and_merged(mix: Mix) -> None:
 
 def test_one_plugin_serving_the_groups_asked_is_called_alone(mix: Mix) -> None:
     with mix.open() as conn:
-        (rec, *_) = conn.all_domain_stats(["cpu"])
-        assert rec.cpu == CpuStats(42) and rec.balloon is None and rec.state is None
         assert conn.all_domain_stats("net")[0].net is not None  # one group as a plain string
-        assert mix.cpu.calls == [("cpu",)]
-        assert mix.full.calls == [(("net",), None)]
+        assert mix.full.calls == [(("net",), None)] and mix.cpu.calls == []
+
+
+def test_the_plugin_naming_domains_is_asked_first_even_for_no_group(mix: Mix) -> None:
+    """cpuonly's records would carry whatever names it makes up; full serves the lookups, so it
+    names the records, asked for no group when it won none of those asked."""
+    mix.cpu.inner = Renamed(mix.cpu.inner)
+    with mix.open() as conn:
+        records = conn.all_domain_stats(["cpu"])
+        assert [r.domain.name for r in records] == ["test", "web", "paused-vm", "defined-vm"]
+        assert {r.cpu for r in records} == {CpuStats(42)} and records[0].balloon is None
+        assert mix.full.calls == [((), None)] and mix.cpu.calls == [("cpu",)]
+
+
+def test_without_a_namer_serving_stats_the_winner_is_called_alone() -> None:
+    cpu = CpuOnly(Driver(DEFAULT_HOST, "mix:///"))
+    plugins = [Part("names", 10, Driver(DEFAULT_HOST, "mix:///"), catalogue="1.0"), Part("cpuonly", 50, cpu)]
+    with virtkit.open("mix:///", entry_points=False, plugins=plugins) as conn:
+        assert {r.cpu for r in conn.all_domain_stats(["cpu"])} == {CpuStats(42)}
+        assert cpu.calls == [("cpu",)]
+
+
+class Renamed:
+    """A stats source that knows ids and UUIDs only, as a hypervisor does."""
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+
+    def connect_get_all_domain_stats(self, groups: Any, domains: Any = None, **kw: Any) -> list[DomainStats]:
+        records = self.inner.connect_get_all_domain_stats(groups, domains, **kw)
+        if domains is not None:
+            return records
+        return [r._replace(domain=r.domain._replace(name=f"domain-{r.domain.id}")) for r in records]
 
 
 def test_a_domain_gone_from_a_later_part_is_left_out(mix: Mix) -> None:
@@ -222,3 +251,32 @@ def test_a_remote_driver_serves_the_groups_its_far_side_serves() -> None:
         assert far.calls == [(("state", "cpu"), None)] and rec.balloon is None
         with pytest.raises(virtkit.Unsupported, match="block"):
             conn.all_domain_stats(["block"])
+
+
+class RunningStateOnly:
+    """A hypervisor-like stats source: the state group of running domains only."""
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+
+    @virtkit.stats_groups("state")
+    def connect_get_all_domain_stats(
+        self, groups: Any, domains: list[DomainRef] | None = None, *, flags: int = 0
+    ) -> list[DomainStats]:
+        return [r for r in self.inner.connect_get_all_domain_stats(groups, domains) if r.domain.id is not None]
+
+
+def test_list_all_adds_the_definitions_another_plugin_keeps() -> None:
+    from virtkit._cli_domain import listing
+
+    keeper = Driver(DEFAULT_HOST, "mix:///")
+    plugins = [Part("keeper", 10, keeper, catalogue="1.0"), Part("hyper", 50, RunningStateOnly(keeper))]
+    with virtkit.open("mix:///", entry_points=False, plugins=plugins) as conn:
+        names = [(ref.name, state) for ref, state in listing(conn, True)]
+        assert names == [
+            ("test", virtkit.DomainState.RUNNING),
+            ("web", virtkit.DomainState.RUNNING),
+            ("paused-vm", virtkit.DomainState.PAUSED),
+            ("defined-vm", virtkit.DomainState.SHUTOFF),
+        ]
+        assert [ref.name for ref, _ in listing(conn, False, inactive=True)] == ["defined-vm"]

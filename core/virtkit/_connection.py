@@ -281,7 +281,28 @@ class Connection(ConnectionMethods):
             sorted((s for s in stats if s.domain.id is not None), key=lambda s: s.domain.id or 0) if active else []
         )
         defined = [s for s in stats if s.domain.id is None] if inactive else []
-        return [(s.domain, s.state.state if s.state else DomainState.NOSTATE) for s in running + defined]
+        out = [(s.domain, s.state.state if s.state else DomainState.NOSTATE) for s in running + defined]
+        if inactive:
+            out += self._defined_elsewhere({s.domain.uuid for s in stats})
+        return out
+
+    def _defined_elsewhere(self, seen: set[_uuid.UUID]) -> list[tuple[DomainRef, DomainState]]:
+        """Defined domains the bulk call cannot see: where the state group is served by a plugin
+        that sees running domains only (the hypervisor's) while another keeps the definitions.
+        Nothing to add (and no call) when one plugin serves both."""
+        keeper = self.served_by("connect_list_defined_domains")
+        state = next((r.plugin for r in self.explain().groups if r.operation == "state"), None)
+        if keeper is None or keeper == state:
+            return []
+        out = []
+        for name in self.list_defined_domains():
+            try:
+                ref = self.lookup_by_name(name).ref
+            except NoSuchDomain:  # undefined between the list and the lookup
+                continue
+            if ref.uuid not in seen:
+                out.append((ref, DomainState.SHUTOFF))
+        return out
 
     def events(self, *, maxsize: int = 1000) -> EventStream:
         """A stream of domain events; use as a context manager and iterate with a timeout."""

@@ -17,15 +17,21 @@ from virtkit_xen_libxl import Plugin
 
 
 class Host:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, stats: bool = True) -> None:
         self.world = tmp / "world.json"
         fakexen.new_world(self.world)
         self.xl = fakexen.xl_wrapper(tmp, self.world)
         caps = tmp / "capabilities"
         caps.write_text("control_d\n")
         self.state_dir = tmp / "state"
-        self.host_plugin = fakexen.FakeHostPlugin(self.world)
-        self.plugin = Plugin(str(caps), xl_path=self.xl, inner_plugins=(self.host_plugin,), entry_points=False)
+        self.host_plugin = fakexen.FakeHostPlugin(self.world, stats=stats)
+        self.plugin = Plugin(
+            str(caps),
+            xl_path=self.xl,
+            inner_plugins=(self.host_plugin,),
+            entry_points=False,
+            idents=fakexen.idents_reader(self.world),
+        )
 
     def open(self, readonly: bool = False) -> virtkit.Connection:
         return virtkit.open(

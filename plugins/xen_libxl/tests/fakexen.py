@@ -12,13 +12,22 @@ import fcntl
 import json
 import sys
 import uuid as _uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import virtkit
-from virtkit import Declined, DomainInfo, DomainRef, DomainState, DomainStateInfo, NoSuchDomain, VcpuFlags
+from virtkit import (
+    Declined,
+    DomainInfo,
+    DomainRef,
+    DomainState,
+    DomainStateInfo,
+    DomainStats,
+    NoSuchDomain,
+    VcpuFlags,
+)
 
 HOST_MIB = 1024  # free memory of the pretend host
 
@@ -150,8 +159,14 @@ def _sizes(s: dict[str, Any]) -> dict[str, Any]:
 # -- the inner plugin (hypercalls + xenstore) ----------------------------------------------------
 
 
+def _xs_uuid(d: dict[str, Any]) -> _uuid.UUID:
+    """The uuid xenstore's ``vm`` link names: ``vm_uuid`` if set (the hypervisor has ``uuid``)."""
+    return _uuid.UUID(d.get("vm_uuid") or d["uuid"])
+
+
 class FakeHost:
-    """What xen_hyper and xenstore would read and do on the pretend host."""
+    """What xen_hyper (the stats: hypervisor handles) and xenstore (lookups, names, ``vm``
+    links) would read and do on the pretend host."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -159,7 +174,7 @@ class FakeHost:
     def _find(self, dom: DomainRef) -> tuple[str, dict[str, Any]]:
         with world(self.path) as w:
             d = w["doms"].get(str(dom.id))
-        if d is None or (dom.uuid.int and d["uuid"] != str(dom.uuid)):
+        if d is None or (dom.uuid.int and str(dom.uuid) not in (d["uuid"], d.get("vm_uuid"))):
             raise NoSuchDomain(f"no domain {dom}")
         return str(dom.id), d
 
@@ -179,21 +194,38 @@ class FakeHost:
             d = w["doms"].get(str(id))
         if d is None:
             raise NoSuchDomain(f"no domain {id}")
-        return DomainRef(d["name"], _uuid.UUID(d["uuid"]), id)
+        return DomainRef(d["name"], _xs_uuid(d), id)
 
     def domain_lookup_by_name(self, name: str, *, flags: int = 0) -> DomainRef:
         with world(self.path) as w:
             for k, d in w["doms"].items():
                 if d["name"] == name:
-                    return DomainRef(name, _uuid.UUID(d["uuid"]), int(k))
+                    return DomainRef(name, _xs_uuid(d), int(k))
         raise NoSuchDomain(name)
 
     def domain_lookup_by_uuid(self, uuid: _uuid.UUID, *, flags: int = 0) -> DomainRef:
         with world(self.path) as w:
             for k, d in w["doms"].items():
-                if d["uuid"] == str(uuid):
+                if _xs_uuid(d) == uuid:
                     return DomainRef(d["name"], uuid, int(k))
         raise NoSuchDomain(str(uuid))
+
+    @virtkit.stats_groups("state")
+    def connect_get_all_domain_stats(
+        self, groups: Iterable[str], domains: list[DomainRef] | None = None, *, flags: int = 0
+    ) -> list[DomainStats]:
+        """xen_hyper's state group: every domain from one hypercall, with synthetic names."""
+        assert tuple(groups) == ("state",) and domains is None, (groups, domains)
+        with world(self.path) as w:
+            doms = sorted((int(k), d) for k, d in w["doms"].items())
+        state = DomainState.__getitem__
+        return [
+            DomainStats(
+                DomainRef(f"domain-{k}", _uuid.UUID(d["uuid"]), k),
+                DomainStateInfo(state(d["state"].upper()), d["reason"]),
+            )
+            for k, d in doms
+        ]
 
     def domain_get_info(self, dom: DomainRef, *, flags: int = 0) -> DomainInfo:
         _k, d = self._find(dom)
@@ -238,14 +270,33 @@ class FakeHost:
         self._set(k, max=memory - 1024)
 
 
+class OldFakeHost(FakeHost):
+    """A hypercall plugin from before catalogue 1.1: no stats."""
+
+    connect_get_all_domain_stats = None  # type: ignore[assignment]
+
+
+def idents_reader(path: Path) -> Callable[[Sequence[int]], list[tuple[str | None, _uuid.UUID | None]]]:
+    """What xen_libxl reads from xenstore in one round trip: each id's name and the uuid of its
+    ``vm`` link (``vm_uuid`` in the world: xl's rename-restart gives the old run a new one)."""
+
+    def idents(domids: Sequence[int]) -> list[tuple[str | None, _uuid.UUID | None]]:
+        with world(path) as w:
+            doms = [w["doms"].get(str(i), {}) for i in domids]
+        return [(d.get("name"), _uuid.UUID(d.get("vm_uuid") or d["uuid"]) if d else None) for d in doms]
+
+    return idents
+
+
 class FakeHostPlugin:
     """Serves xen:/// from the world file (stands in for xen_hyper and xenstore)."""
 
-    virtkit_catalogue = "1.0"
+    virtkit_catalogue = "1.1"
     virtkit_name = "fake_host"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, stats: bool = True) -> None:
         self.path = path
+        self.stats = stats
 
     @virtkit.hookimpl
     def priority(self, uri: virtkit.URI) -> int:
@@ -255,7 +306,7 @@ class FakeHostPlugin:
     def open(self, uri: virtkit.URI, options: virtkit.OpenOptions) -> object:
         if uri.scheme != "xen":
             return Declined("not xen")
-        return FakeHost(self.path)
+        return FakeHost(self.path) if self.stats else OldFakeHost(self.path)
 
 
 def xl_wrapper(tmp: Path, world_path: Path) -> str:

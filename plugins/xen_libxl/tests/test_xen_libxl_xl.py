@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,26 @@ def test_timeout_is_typed(tmp_path: Path) -> None:
     xl = Xl(script(tmp_path, "sleep 5\n"), timeout=0.3)
     with pytest.raises(virtkit.TimeoutError, match="did not finish"):
         xl.run("list")
+
+
+def test_create_timeout_is_typed_and_kills_xl(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    xl = Xl(script(tmp_path, f"echo $$ > {pidfile}\nexec sleep 30\n"), timeout=0.3)
+    with pytest.raises(virtkit.TimeoutError, match="did not finish"):
+        xl.create(tmp_path / "x.cfg")
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left behind
+        os.kill(pid, 0)
+
+
+def test_create_does_not_wait_for_the_babysitter(tmp_path: Path) -> None:
+    # xl create forks the domain's babysitter, which outlives it with xl's stdout and stderr:
+    # create returns when xl exits (a pipe would keep it waiting until the timeout).
+    body = 'echo "Parsing config from $2"\n(sleep 3 &)\necho "libxl: error: boom" >&2\nexit 3\n'
+    xl = Xl(script(tmp_path, body), timeout=2)
+    with pytest.raises(XlError) as caught:
+        xl.create(tmp_path / "x.cfg")
+    assert caught.value.xl_message == "libxl: error: boom"
 
 
 def test_missing_binary_is_typed(tmp_path: Path) -> None:

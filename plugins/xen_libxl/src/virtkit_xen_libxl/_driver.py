@@ -38,6 +38,7 @@ from virtkit import (
 
 from . import _xlcfg
 from ._libxljson import config_from_libxl
+from ._listing import PRIORITY, Idents, ListingMixin, XenstoreIdents, serves_state
 from ._state import Record, State
 from ._xl import Xl
 
@@ -46,19 +47,20 @@ __all__ = ["PRIORITY", "Driver"]
 log = logging.getLogger("virtkit.xen_libxl")
 T = TypeVar("T")
 
-#: Above xenstore's 90 and xen_hyper's 50 for the operations a defined domain can be asked.
-PRIORITY = 95
 _NIL = _uuid.UUID(int=0)
 
 
-class Driver:
-    """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory."""
+class Driver(ListingMixin):
+    """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory;
+    ``idents`` reads running domains' names and uuids in bulk (default: from xenstore)."""
 
-    def __init__(self, inner: Connection, xl: Xl, state: State) -> None:
+    def __init__(self, inner: Connection, xl: Xl, state: State, idents: Idents | None = None) -> None:
         self.inner = inner
         self._vt = inner.vtable
         self.xl = xl
         self.state = state
+        self._by_stats = serves_state(inner)
+        self._idents = idents or XenstoreIdents(xl.timeout)
         self._subs: list[Any] = []
         self._subs_lock = threading.Lock()
 
@@ -70,39 +72,15 @@ class Driver:
             subs, self._subs = self._subs, []
         for s in subs:
             s.cancel()
+        close = getattr(self._idents, "close", None)
+        if close is not None:
+            close()
         self.inner.close()
 
     # -- resolving ---------------------------------------------------------------------------
 
     def _inner(self, op: str, *args: Any, flags: int = 0) -> Any:
         return self._vt[op](*args, flags=flags)
-
-    def _running_uuids(self) -> dict[_uuid.UUID, int]:
-        """uuid -> id of every running domain: the ids in one call of the inner plugins (a
-        hypercall), then one lookup per id (xenstore reads name and uuid in one round trip)."""
-        out: dict[_uuid.UUID, int] = {}
-        for domid in self._inner("connect_list_domains"):
-            try:
-                ref: DomainRef = self._inner("domain_lookup_by_id", domid)
-            except NoSuchDomain:  # gone between the list and the lookup
-                continue
-            out[ref.uuid] = domid
-        return out
-
-    def _running_by_uuid(self, uuid: _uuid.UUID) -> DomainRef | None:
-        """The running domain with ``uuid``, or None."""
-        try:
-            ref: DomainRef = self._inner("domain_lookup_by_uuid", uuid)
-            return ref
-        except NoSuchDomain:
-            return None
-
-    def _running_by_name(self, name: str) -> DomainRef | None:
-        try:
-            ref: DomainRef = self._inner("domain_lookup_by_name", name)
-            return ref
-        except NoSuchDomain:
-            return None
 
     def _record(self, dom: DomainRef) -> Record | None:
         if dom.uuid is not None and dom.uuid != _NIL:
@@ -185,7 +163,7 @@ class Driver:
 
     def connect_list_defined_domains(self, *, flags: int = 0) -> list[str]:
         check_flags(flags)
-        running = self._running_uuids()
+        running = self._running_ids()
         out = []
         for rec in self.state.records():
             uid = rec.config.uuid

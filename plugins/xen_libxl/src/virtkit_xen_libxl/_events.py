@@ -38,6 +38,7 @@ REBOOT_GRACE_S = 20.0
 #: A new domain seen paused is being built (libxl builds paused); after this it is reported anyway.
 BUILD_GRACE_S = 10.0
 _ACTIVE = {DomainState.RUNNING, DomainState.BLOCKED, DomainState.NOSTATE}
+_OVER = {DomainState.SHUTDOWN, DomainState.CRASHED}
 E = DomainEventType
 _NOTE_DETAIL = {
     E.DEFINED: "added",
@@ -122,9 +123,11 @@ class Watcher:
         destroyed it): report it now and take it as known. A change undone within one scan
         period (a define and an undefine, a pause and a resume) would otherwise go unseen, and a
         domain paused right after its create would look like one still being built. A scan
-        begun before the note does not override it (``_noted``)."""
+        begun before the note does not override it (``_noted``). A change a scan reported
+        already (a create takes a while to return after xl unpaused the guest) is not again."""
         t = time.time()
         with self._lock:
+            known = self._known(kind, ref)
             self._noted[ref.uuid] = time.monotonic()
             if kind is E.DEFINED:
                 self._defined = {**self._defined, ref.uuid: ref.name}
@@ -136,9 +139,24 @@ class Watcher:
                 self._building.pop(ref.uuid, None)
                 state = DomainState.PAUSED if kind is E.SUSPENDED else DomainState.RUNNING
                 self._running = {**self._running, ref.uuid: _Seen(ref, state, None)}
+        if known:
+            return
         if kind in (E.DEFINED, E.UNDEFINED):
             ref = DomainRef(ref.name, ref.uuid, None)
         self._emit(DomainEvent(kind, ref, _NOTE_DETAIL[kind], t))
+
+    def _known(self, kind: DomainEventType, ref: DomainRef) -> bool:
+        """Whether the last scan already left things as ``kind`` on ``ref`` makes them."""
+        if kind is E.DEFINED:
+            return ref.uuid in self._defined
+        if kind is E.UNDEFINED:
+            return ref.uuid not in self._defined
+        seen = self._running.get(ref.uuid)
+        if kind is E.STOPPED:
+            return seen is None or seen.ref.id != ref.id
+        if seen is None or seen.ref.id != ref.id:
+            return False
+        return seen.state is DomainState.PAUSED if kind is E.SUSPENDED else seen.state in _ACTIVE
 
     def _diff(self) -> list[DomainEvent]:
         begun = time.monotonic()
@@ -174,6 +192,8 @@ class Watcher:
             out.append(DomainEvent(E.DEFINED, DomainRef(defs[uid], uid, None), "added", t))
         for uid, seen in list(now.items()):
             old = before.get(uid)
+            if old is None and seen.state in _OVER:
+                continue  # first seen already shut down (xl's renamed old run): it never started
             if old is None or old.ref.id != seen.ref.id:
                 if seen.state is DomainState.PAUSED and t - self._building.setdefault(uid, t) < BUILD_GRACE_S:
                     if old is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import virtkit
 from virtkit import InvalidArgument, InvalidOperation, NoSuchDomain, PermissionDenied, VirtError
@@ -70,27 +71,32 @@ class Xl:
         """stdout of ``xl ARGS``; a non-zero exit raises the typed error for xl's message."""
         limit = self.timeout if timeout is None else timeout
         argv = [self.path, *args]
+        creating = args[0] == "create"
         with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as err:
             try:
-                proc = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE if args[0] != "create" else err,
-                    stderr=err,
-                    env=self._env,
-                    timeout=limit,
-                    check=False,
-                    text=True,
-                )
+                if creating:  # no pipe for the babysitter to inherit: stdout in the file too
+                    out, code = "", _run_to_files(argv, err, self._env, limit)
+                else:
+                    proc = subprocess.run(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        env=self._env,
+                        timeout=limit,
+                        check=False,
+                        text=True,
+                    )
+                    out, code = proc.stdout or "", proc.returncode
             except subprocess.TimeoutExpired:
                 raise virtkit.TimeoutError(f"xl {' '.join(args[:2])} did not finish within {limit:g}s") from None
             except OSError as exc:
                 raise PermissionDenied(f"cannot run {self.path}: {exc.strerror}") from None
             err.seek(0)
             diag = err.read()
-        if proc.returncode != 0:
-            raise classify(_message(diag), what or f"xl {args[0]}", creating=args[0] == "create" or "-N" in args)
-        return proc.stdout or ""
+        if code != 0:
+            raise classify(_message(diag), what or f"xl {args[0]}", creating=creating or "-N" in args)
+        return out
 
     def create(self, cfg_path: Path) -> None:
         self.run("create", "-q", str(cfg_path), what="xl create")
@@ -115,6 +121,29 @@ class Xl:
             raise NoSuchDomain(f"no domain with id {domid}")
         entry: dict[str, Any] = data[0]
         return entry
+
+
+def _run_to_files(argv: list[str], out: IO[str], env: dict[str, str], limit: float) -> int:
+    """Run ``argv`` with stdout and stderr to ``out``; its exit code. Woken by the exit itself
+    (a pidfd): with no pipe to read, subprocess's own wait polls, sleeping up to 50 ms a turn,
+    so an exit would be seen up to 50 ms late. On timeout it is killed (TimeoutExpired)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    try:
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:  # a kernel before 5.3: subprocess's polling wait
+            return proc.wait(limit)
+        try:
+            ready, _w, _x = select.select([fd], [], [], limit)
+        finally:
+            os.close(fd)
+        if not ready:
+            raise subprocess.TimeoutExpired(argv, limit)
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def classify(message: str, what: str, *, creating: bool = False) -> VirtError:

@@ -1,12 +1,57 @@
 """Lab tests run only inside the xenlab dom0 (``lab/xenlab test``), never on the host.
 
 On the host this conftest makes pytest ignore every file here, so they are not even
-imported. The same two lines go into every ``plugins/*/tests/lab/conftest.py``.
+imported. The same two lines go into every ``plugins/*/tests/lab/conftest.py``. In the lab it
+gives the tests ``made``: names for the guests a test makes, destroyed in teardown.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+
+import pytest
 
 if os.environ.get("VIRTKIT_IN_LAB") != "1":
     collect_ignore_glob = ["*"]
+else:
+    import pytest_xenlab  # on PYTHONPATH in dom0 only
+
+
+class Made:
+    """Names of guests a test made; teardown destroys them and what xl renamed them to
+    (``NAME-<time>``: rename-restart's old run)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, name: str | None = None) -> str:
+        name = name or pytest_xenlab.unique_name("vkx")
+        self.names.append(name)
+        return name
+
+    def left(self) -> list[str]:
+        return [x for x in pytest_xenlab.xl_list() if any(x == n or x.startswith(f"{n}-") for n in self.names)]
+
+    def cleanup(self) -> None:
+        # A restart action can bring a guest back while it is destroyed (its babysitter was
+        # between the old run and the new one, or dumping core): done when none is seen twice,
+        # 3 s apart.
+        quiet = 0
+        for _ in range(10):
+            left = self.left()
+            quiet = 0 if left else quiet + 1
+            if quiet == 2:
+                return
+            for name in left:
+                pytest_xenlab.sh("xl", "destroy", name, timeout=60, check=False)
+            time.sleep(3)
+        pytest.fail(f"guests still there after 10 rounds of xl destroy: {left}", pytrace=False)
+
+
+@pytest.fixture
+def made() -> Iterator[Made]:
+    m = Made()
+    yield m
+    m.cleanup()

@@ -25,6 +25,8 @@ from virtkit.testing import EventRecorder
 from virtkit_xen_libxl import config_from_xl, load_xl_file, parse
 
 pytestmark = pytest.mark.lab
+#: The ``made`` fixture (conftest): names a guest, destroyed in teardown.
+Made = Callable[..., str]
 T = TypeVar("T")
 E = DomainEventType
 DATA = Path(__file__).parent.parent / "data"
@@ -65,35 +67,6 @@ def guest(name: str, **kw: object) -> DomainConfig:
         "cmdline": CMDLINE,
     }
     return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
-
-
-class Made:
-    """Names of guests a test made: destroyed in teardown."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def __call__(self, name: str | None = None) -> str:
-        name = name or unique_name("vkx")
-        self.names.append(name)
-        return name
-
-    def cleanup(self) -> None:
-        # A guest whose on_* action is restart can come back while it is destroyed: until gone.
-        for _ in range(5):
-            left = [n for n in self.names if n in pytest_xenlab.xl_list()]
-            if not left:
-                return
-            for name in left:
-                sh("xl", "destroy", name, timeout=60, check=False)
-        pytest.fail(f"guests still there after 5 rounds of xl destroy: {left}", pytrace=False)
-
-
-@pytest.fixture
-def made() -> Iterator[Made]:
-    m = Made()
-    yield m
-    m.cleanup()
 
 
 @pytest.fixture
