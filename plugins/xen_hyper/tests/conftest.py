@@ -61,6 +61,14 @@ class FakeDomain:
     online: int = 1
     max_vcpu_id: int = 0
     pause_count: int = 0
+    # per vcpu (online, blocked, running, cpu_time ns, physical cpu); empty: derived from the above
+    vcpus: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+
+    def vcpu(self, n: int) -> tuple[int, int, int, int, int]:
+        if self.vcpus:
+            return self.vcpus[n]
+        share = self.cpu_time // max(1, self.online)
+        return (1, 1, 0, share, n % 2) if n < self.online else (0, 0, 0, 0, 0)
 
 
 @dataclass
@@ -174,6 +182,15 @@ class FakeXen:
             dom.pause_count -= 1
         elif cmd == 2:  # destroy
             del self.domains[domid]
+        elif cmd == 14:  # getvcpuinfo: the reference's 24-byte layout, "<IBBBxQI4x" written out
+            (vcpu,) = struct.unpack_from("<I", mem, off + 16)
+            if vcpu > dom.max_vcpu_id or dom.max_vcpu_id == 0xFFFFFFFF:
+                raise OSError(errno.EINVAL, "vcpu >= max_vcpus")
+            online, blocked, running, cpu_time, cpu = dom.vcpu(vcpu)
+            struct.pack_into("<I", mem, off + 16, vcpu)
+            mem[off + 20], mem[off + 21], mem[off + 22] = online, blocked, running
+            struct.pack_into("<Q", mem, off + 24, cpu_time)
+            struct.pack_into("<I", mem, off + 32, cpu)
         elif cmd == 11:  # max_mem
             (kib,) = struct.unpack_from("<Q", mem, off + 16)
             dom.max_pages = kib >> 2

@@ -18,7 +18,7 @@ def test_entry_point_and_metadata() -> None:
     eps = [ep for ep in entry_points(group="virtkit.drivers") if ep.name == "xen.hyper"]
     assert len(eps) == 1 and eps[0].value == "virtkit_xen_hyper:plugin"
     assert eps[0].load() is plugin
-    assert plugin.virtkit_catalogue == "1.0" and plugin.virtkit_name == "xen_hyper"
+    assert plugin.virtkit_catalogue == "1.1" and plugin.virtkit_name == "xen_hyper"
     assert plugin.priority(parse_uri("xen:///")) == PRIORITY == 50
 
 

@@ -20,6 +20,7 @@ from virtkit import DomainState
 __all__ = [
     "DOMCTL_VERSIONS",
     "DOMINFO_LAYOUTS",
+    "GETVCPUINFO",
     "HYPERVISOR_DOMCTL",
     "HYPERVISOR_SCHED_OP",
     "HYPERVISOR_SYSCTL",
@@ -56,6 +57,7 @@ DOMCTL_PAUSEDOMAIN = 3
 DOMCTL_UNPAUSEDOMAIN = 4
 DOMCTL_GETDOMAININFO = 5
 DOMCTL_MAX_MEM = 11
+DOMCTL_GETVCPUINFO = 14
 SYSCTL_PHYSINFO = 3
 SYSCTL_GETDOMAININFOLIST = 6
 
@@ -68,6 +70,10 @@ SYSCTL_UNION = 8
 # xen_sysctl_getdomaininfolist: first_domain, max_domains, buffer handle, num_domains (OUT).
 GETDOMAININFOLIST = struct.Struct("<HxxIQI4x")
 MAX_MEM = struct.Struct("<Q")
+# xen_domctl_getvcpuinfo, the same 24 bytes in every 4.x release: vcpu (IN), then online,
+# blocked, running (u8 each), cpu_time (ns, 8-aligned), cpu (the physical cpu it is mapped to).
+GETVCPUINFO = struct.Struct("<IBBBxQI4x")
+GETVCPUINFO_IN = struct.Struct("<I")
 
 DOMID_FIRST_RESERVED = 0x7FF0
 

@@ -28,6 +28,7 @@ from virtkit import (
 
 from . import _abi as A
 from ._hyper import Hypervisor
+from ._stats import StatsMixin
 
 __all__ = ["LOOKUP_PRIORITY", "Driver"]
 
@@ -47,7 +48,7 @@ def _ref(info: A.DomInfo) -> DomainRef:
     return DomainRef(_name(info.domid), _uuid.UUID(bytes=info.handle), info.domid)
 
 
-class Driver:
+class Driver(StatsMixin):
     """One open privcmd connection; thread-safe through the Hypervisor's lock."""
 
     __slots__ = ("_hv", "_node", "_physinfo", "_uri")

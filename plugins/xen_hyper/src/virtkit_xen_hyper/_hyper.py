@@ -296,6 +296,23 @@ class Hypervisor:
                     return out
                 first = out[-1].domid + 1
 
+    def vcpus(self, domid: int, count: int) -> list[tuple[int, int, int, int, int, int]]:
+        """``getvcpuinfo`` of vcpus 0..count-1: (vcpu, online, blocked, running, cpu_time ns,
+        physical cpu) each, one domctl per vcpu under one hold of the lock; NoSuchDomain when
+        the domain is gone (Xen says ESRCH for a missing domain and a missing vcpu alike, and
+        ``count`` comes from the domain's own max_vcpu_id)."""
+        out = []
+        mem, unpack, at, pack = self.buf.mem, A.GETVCPUINFO.unpack_from, A.DOMCTL_UNION, A.GETVCPUINFO_IN.pack
+        with self._lock:
+            for vcpu in range(count):
+                try:
+                    self._domctl(A.DOMCTL_GETVCPUINFO, domid, pack(vcpu))
+                except OSError as exc:
+                    raise _error(exc, "getvcpuinfo", domid) from exc
+                _n, online, blocked, running, cpu_time, cpu = unpack(mem, at)
+                out.append((vcpu, online, blocked, running, cpu_time, cpu))
+        return out
+
     def _simple(self, cmd: int, what: str, domid: int, fill: bytes | None = None) -> None:
         with self._lock:
             try:

@@ -32,7 +32,7 @@ class Plugin:
 
     __slots__ = ("capabilities", "privcmd_paths")
 
-    virtkit_catalogue = "1.0"
+    virtkit_catalogue = "1.1"
     virtkit_name = "xen_hyper"
     virtkit_default_uri = "xen:///"
     # a string: the support matrix reads the driver's methods without importing the hypercall layer
