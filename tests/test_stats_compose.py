@@ -105,9 +105,9 @@ def test_groups_split_between_plugins_and_merged(mix: Mix) -> None:
         assert {r.cpu for r in records} == {CpuStats(42)}  # cpuonly's figure
         assert records[0].balloon == virtkit.BalloonStats(524288, 1048576)  # full's
         assert records[1].block is not None and [b.device for b in records[1].block] == ["xvda", "xvdb"]
-        # one call each: cpuonly names the domains, full is asked about exactly those
+        # one call each: full names the domains (it serves the lookups), cpuonly is asked about those
         assert mix.cpu.calls == [("state", "cpu")]
-        assert mix.full.calls == [(("balloon", "vcpu", "block", "net"), [r.domain for r in records])]
+        assert mix.full.calls == [(("balloon", "vcpu", "block", "net"), None)]
         text = conn.explain().render()
         assert "connect_get_all_domain_stats by group:" in text and "lost: full(10)" in text
         assert [g["plugin"] for g in conn.explain().to_dict()["stats_groups"]] == ["cpuonly"] * 2 + ["full"] * 4
@@ -115,11 +115,40 @@ def test_groups_split_between_plugins_and_merged(mix: Mix) -> None:
 
 def test_one_plugin_serving_the_groups_asked_is_called_alone(mix: Mix) -> None:
     with mix.open() as conn:
-        (rec, *_) = conn.all_domain_stats(["cpu"])
-        assert rec.cpu == CpuStats(42) and rec.balloon is None and rec.state is None
         assert conn.all_domain_stats("net")[0].net is not None  # one group as a plain string
-        assert mix.cpu.calls == [("cpu",)]
-        assert mix.full.calls == [(("net",), None)]
+        assert mix.full.calls == [(("net",), None)] and mix.cpu.calls == []
+
+
+def test_the_plugin_naming_domains_is_asked_first_even_for_no_group(mix: Mix) -> None:
+    """cpuonly's records would carry whatever names it makes up; full serves the lookups, so it
+    names the records, asked for no group when it won none of those asked."""
+    mix.cpu.inner = Renamed(mix.cpu.inner)
+    with mix.open() as conn:
+        records = conn.all_domain_stats(["cpu"])
+        assert [r.domain.name for r in records] == ["test", "web", "paused-vm", "defined-vm"]
+        assert {r.cpu for r in records} == {CpuStats(42)} and records[0].balloon is None
+        assert mix.full.calls == [((), None)] and mix.cpu.calls == [("cpu",)]
+
+
+def test_without_a_namer_serving_stats_the_winner_is_called_alone() -> None:
+    cpu = CpuOnly(Driver(DEFAULT_HOST, "mix:///"))
+    plugins = [Part("names", 10, Driver(DEFAULT_HOST, "mix:///"), catalogue="1.0"), Part("cpuonly", 50, cpu)]
+    with virtkit.open("mix:///", entry_points=False, plugins=plugins) as conn:
+        assert {r.cpu for r in conn.all_domain_stats(["cpu"])} == {CpuStats(42)}
+        assert cpu.calls == [("cpu",)]
+
+
+class Renamed:
+    """A stats source that knows ids and UUIDs only, as a hypervisor does."""
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+
+    def connect_get_all_domain_stats(self, groups: Any, domains: Any = None, **kw: Any) -> list[DomainStats]:
+        records = self.inner.connect_get_all_domain_stats(groups, domains, **kw)
+        if domains is not None:
+            return records
+        return [r._replace(domain=r.domain._replace(name=f"domain-{r.domain.id}")) for r in records]
 
 
 def test_a_domain_gone_from_a_later_part_is_left_out(mix: Mix) -> None:

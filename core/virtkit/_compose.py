@@ -348,11 +348,16 @@ def _route_stats(
 
     excluded = set(opts.exclude.get("*", ())) | set(opts.exclude.get(STATS_OP, ()))
     cands = []
+    namer: tuple[str, int] | None = None  # the stats provider ranking highest for lookups by UUID
     for name, driver, prio in opened:
         found = _method_priority(driver, STATS_OP, prio)
         if found is not None and name not in excluded:
             cands.append((name, found[0], found[1], driver))
-    return route_groups(cands, opts.prefer.get(STATS_OP) or opts.prefer.get("*"), route, slot)
+            lookup = _method_priority(driver, "domain_lookup_by_uuid", prio)
+            if lookup is not None and (namer is None or lookup[1] > namer[1]):
+                namer = (name, lookup[1])
+    preferred = opts.prefer.get(STATS_OP) or opts.prefer.get("*")
+    return route_groups(cands, preferred, route, slot, namer[0] if namer else None)
 
 
 def _close_quietly(driver: object) -> None:

@@ -11,7 +11,9 @@ undeclared means every group). At open the core routes each group to its highest
 provider, by the same rules as operations (method priority, prefer, exclude). When one plugin
 wins every group its method is called directly; otherwise the call fans out, one call per plugin
 with its groups, the first part naming the domains the others are asked about, and records are
-merged by UUID (a domain missing from any part vanished meanwhile and is left out).
+merged by UUID (a domain missing from any part vanished meanwhile and is left out). The first
+part is the provider ranking highest for ``domain_lookup_by_uuid`` (asked for no group if it won
+none of those asked), so that records carry real names where another provider knows only ids.
 """
 
 from __future__ import annotations

@@ -95,12 +95,20 @@ def served_groups(driver: object, method: object) -> frozenset[str]:
 
 
 def route_groups(
-    cands: Sequence[tuple[str, Slot, int, object]], preferred: str | None, route: Route, slot: Slot
+    cands: Sequence[tuple[str, Slot, int, object]],
+    preferred: str | None,
+    route: Route,
+    slot: Slot,
+    namer: str | None = None,
 ) -> tuple[tuple[Route, ...], Slot]:
     """Per-group routes and the bulk operation's slot.
 
     ``cands``: (plugin, method, priority, driver) of every opened, not excluded provider, in open
-    order; ``route``/``slot``: what ordinary routing chose for the operation as a whole."""
+    order; ``route``/``slot``: what ordinary routing chose for the operation as a whole;
+    ``namer``: of the providers, the one ranking highest for ``domain_lookup_by_uuid``. A
+    fanned-out call asks it first (with the groups it won, possibly none) so that the records
+    carry the names it knows: on xen:/// the hypervisor (xen_hyper) knows only ids and UUIDs,
+    xenstore knows names."""
     routes: list[Route] = []
     winners: dict[str, tuple[str, Slot]] = {}
     serves = [served_groups(driver, m) for _n, m, _p, driver in cands]
@@ -121,7 +129,10 @@ def route_groups(
         winners[group] = (top[2], top[3])
     served = frozenset(winners)
     plugins = {name for name, _m in winners.values()}
-    if plugins <= {route.plugin}:
+    namer_slot = next((c[1] for c in cands if c[0] == namer), None)
+    if namer_slot is None or (namer == route.plugin and plugins <= {namer}):
+        namer = None
+    if plugins <= {route.plugin} and namer is None:
         inner = slot  # one plugin serves every group: its own slot (a fallback chain, if asked)
         single = True
     else:
@@ -134,16 +145,23 @@ def route_groups(
         refs = check_domains(domains)
         if single:
             return inner(wanted, refs, flags=flags)
-        return _fan_out(wanted, refs, flags, winners)
+        return _fan_out(wanted, refs, flags, winners, namer, namer_slot)
 
     get_all_domain_stats.__name__ = OP
     return tuple(routes), get_all_domain_stats
 
 
 def _fan_out(
-    wanted: tuple[str, ...], refs: list[DomainRef] | None, flags: int, winners: dict[str, tuple[str, Slot]]
+    wanted: tuple[str, ...],
+    refs: list[DomainRef] | None,
+    flags: int,
+    winners: dict[str, tuple[str, Slot]],
+    namer: str | None = None,
+    namer_slot: Slot | None = None,
 ) -> list[DomainStats]:
     parts: dict[str, tuple[Slot, list[str]]] = {}
+    if namer is not None and namer_slot is not None:
+        parts[namer] = (namer_slot, [])  # first: its records name the domains
     for group in wanted:
         name, method = winners[group]
         parts.setdefault(name, (method, []))[1].append(group)
