@@ -196,4 +196,4 @@ def test_entry_point_is_registered() -> None:
 
     eps = [ep for ep in entry_points(group="virtkit.drivers") if ep.name == "xen.xenstore"]
     assert len(eps) == 1 and eps[0].value == "virtkit_xenstore:plugin"
-    assert virtkit_xenstore.plugin.virtkit_catalogue == "1.0"
+    assert virtkit_xenstore.plugin.virtkit_catalogue == "1.1"

@@ -32,6 +32,7 @@ from virtkit import (
 )
 
 from ._client import Client, Transaction
+from ._stats import StatsMixin
 from ._wire import PathNotFound
 
 __all__ = ["BETTER", "Driver"]
@@ -79,14 +80,16 @@ def _name_of(domid: int, raw: bytes | None) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class Driver:
-    """A driver connection (see docs/plugins.md) backed by one :class:`Client`."""
+class Driver(StatsMixin):
+    """A driver connection (see docs/plugins.md) backed by one :class:`Client`; ``sysfs_root``
+    is where dom0's sysfs is mounted (the stats read backend counters there)."""
 
     #: xenstore sees domains come and go, not pauses or reboots: the kit checks only these.
     virtkit_event_types = frozenset({DomainEventType.STARTED, DomainEventType.STOPPED})
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, sysfs_root: str = "/sys") -> None:
         self.xs = client
+        self.sysfs_root = sysfs_root
         self._subs: list[_EventSubscription] = []
         self._subs_lock = threading.Lock()
 

@@ -18,7 +18,7 @@ _LOCAL_PATHS = ("", "/", "/system")
 class Plugin:
     """virtkit plugin ``xenstore``: scheme ``xen``, entry point ``xen.xenstore``."""
 
-    virtkit_catalogue = "1.0"
+    virtkit_catalogue = "1.1"
     virtkit_name = "xenstore"
     # a string: the support matrix reads the driver's methods without opening xenstored
     virtkit_driver_class = "virtkit_xenstore._driver:Driver"
@@ -62,4 +62,4 @@ class Plugin:
             return Declined(f"no xenstored reachable: {exc.message}")
         from ._driver import Driver
 
-        return Driver(client)
+        return Driver(client, str(options.params.get("sysfs_root") or "/sys"))
