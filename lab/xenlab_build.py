@@ -90,6 +90,8 @@ PRUNE_MODULES = [
 ]
 #: Modules of the stage-1 initramfs, in the order given; dependencies are resolved by modprobe.
 STAGE1_MODULES = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"]
+#: The PV guests' disk and network frontends (loaded by the guest role only: modules/guest-order).
+GUEST_MODULES = ["xen-blkfront", "xen-netfront"]
 PRUNE_ROOTFS = [
     "usr/share/doc",
     "usr/share/man",
@@ -425,10 +427,10 @@ def download(pkgs: dict[str, str], dest: Path, logfile: Path) -> dict[str, Path]
     return result
 
 
-def stage1_modules(kroot: Path, release: str) -> list[Path]:
+def stage1_modules(kroot: Path, release: str, modules: list[str] | None = None) -> list[Path]:
     """Module files for the stage-1 initramfs, in a load order modprobe approves."""
     order: list[Path] = []
-    for mod in STAGE1_MODULES:
+    for mod in STAGE1_MODULES if modules is None else modules:
         out = run(
             ["modprobe", "-d", kroot, "-S", release, "--show-depends", mod],
             timeout=60,
@@ -488,6 +490,10 @@ def build_initramfs(work: Path, kroot: Path, bbroot: Path, release: str, logfile
         shutil.copy2(mod, root / "modules" / mod.name)
         lines.append(mod.name)
     (root / "modules" / "order").write_text("\n".join(lines) + "\n")
+    guest = [m for m in stage1_modules(kroot, release, GUEST_MODULES) if m.name not in lines]
+    for mod in guest:
+        shutil.copy2(mod, root / "modules" / mod.name)
+    (root / "modules" / "guest-order").write_text("".join(f"{m.name}\n" for m in guest))
     init = root / "init"
     shutil.copy2(IMAGE_SRC / "stage1-init", init)
     init.chmod(0o755)
