@@ -247,3 +247,32 @@ def test_a_remote_driver_serves_the_groups_its_far_side_serves() -> None:
         assert far.calls == [(("state", "cpu"), None)] and rec.balloon is None
         with pytest.raises(virtkit.Unsupported, match="block"):
             conn.all_domain_stats(["block"])
+
+
+class RunningStateOnly:
+    """A hypervisor-like stats source: the state group of running domains only."""
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+
+    @virtkit.stats_groups("state")
+    def connect_get_all_domain_stats(
+        self, groups: Any, domains: list[DomainRef] | None = None, *, flags: int = 0
+    ) -> list[DomainStats]:
+        return [r for r in self.inner.connect_get_all_domain_stats(groups, domains) if r.domain.id is not None]
+
+
+def test_list_all_adds_the_definitions_another_plugin_keeps() -> None:
+    from virtkit._cli_domain import listing
+
+    keeper = Driver(DEFAULT_HOST, "mix:///")
+    plugins = [Part("keeper", 10, keeper, catalogue="1.0"), Part("hyper", 50, RunningStateOnly(keeper))]
+    with virtkit.open("mix:///", entry_points=False, plugins=plugins) as conn:
+        names = [(ref.name, state) for ref, state in listing(conn, True)]
+        assert names == [
+            ("test", virtkit.DomainState.RUNNING),
+            ("web", virtkit.DomainState.RUNNING),
+            ("paused-vm", virtkit.DomainState.PAUSED),
+            ("defined-vm", virtkit.DomainState.SHUTOFF),
+        ]
+        assert [ref.name for ref, _ in listing(conn, False, inactive=True)] == ["defined-vm"]
