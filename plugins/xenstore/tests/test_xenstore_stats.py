@@ -156,6 +156,8 @@ def test_a_gone_domain_and_a_bad_counter(conn: virtkit.Connection, host: Any, sy
     host.remove("/local/domain/3")  # the whole subtree: the domain is gone
     with pytest.raises(NoSuchDomain):
         a.block_stats("xvda")
+    with pytest.raises(NoSuchDomain):  # before the device's own check, as the kit expects
+        a.interface_stats("")
     assert "guest-a" not in by_name(conn.all_domain_stats(["block"]))
 
 

@@ -172,10 +172,10 @@ class StatsMixin:
 
     def domain_block_stats(self, dom: DomainRef, device: str, *, flags: int = 0) -> BlockStats:
         check_flags(flags)
-        if not isinstance(device, str):
-            raise InvalidArgument(f"device must be a disk's name, got {type(device).__name__}")
         with self.xs.deadline():
-            domid = self._live(dom)
+            domid = self._live(dom)  # a missing domain is NoSuchDomain whatever the device
+            if not isinstance(device, str):
+                raise InvalidArgument(f"device must be a disk's name, got {type(device).__name__}")
             devs = self._devices("vbd", _VBD_KEYS, (domid,)).get(domid, [])
         if device:
             devs = [d for d in devs if device in (d[1], d[2], str(d[0]))]
@@ -192,10 +192,10 @@ class StatsMixin:
 
     def domain_interface_stats(self, dom: DomainRef, device: str, *, flags: int = 0) -> InterfaceStats:
         check_flags(flags)
-        if not isinstance(device, str) or not device:
-            raise InvalidArgument(f"device must be an interface's name or MAC address, got {device!r:.60}")
         with self.xs.deadline():
-            domid = self._live(dom)
+            domid = self._live(dom)  # a missing domain is NoSuchDomain whatever the device
+            if not isinstance(device, str) or not device:
+                raise InvalidArgument(f"device must be an interface's name or MAC address, got {device!r:.60}")
             devs = self._devices("vif", _VIF_KEYS, (domid,)).get(domid, [])
         low = device.lower()
         devs = [d for d in devs if device == _ifname(domid, d) or low == (d[2] or "").lower()]
