@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,10 @@ if os.environ.get("VIRTKIT_IN_LAB") != "1":
     collect_ignore_glob = ["*"]
 else:
     import pytest_xenlab  # on PYTHONPATH in dom0 only
+
+
+#: xl's XEN_DUMP_DIR on Debian: where coredump-destroy / coredump-restart write core files.
+DUMP_DIR = Path("/var/lib/xen/dump")
 
 
 class Made:
@@ -35,6 +40,17 @@ class Made:
         return [x for x in pytest_xenlab.xl_list() if any(x == n or x.startswith(f"{n}-") for n in self.names)]
 
     def cleanup(self) -> None:
+        try:
+            self._destroy_all()
+        finally:
+            # Their core files (coredump-* actions) are the size of their memory, on dom0's
+            # small root file system: left behind, a few starve the next tests' domain creation.
+            if DUMP_DIR.is_dir():
+                for dump in DUMP_DIR.iterdir():
+                    if any(n in dump.name for n in self.names):
+                        dump.unlink(missing_ok=True)
+
+    def _destroy_all(self) -> None:
         # A restart action can bring a guest back while it is destroyed (its babysitter was
         # between the old run and the new one, or dumping core): done when none is seen twice,
         # 3 s apart.
