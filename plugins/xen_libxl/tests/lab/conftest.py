@@ -2,7 +2,8 @@
 
 On the host this conftest makes pytest ignore every file here, so they are not even
 imported. The same two lines go into every ``plugins/*/tests/lab/conftest.py``. In the lab it
-gives the tests ``made``: names for the guests a test makes, destroyed in teardown.
+gives the tests ``made``: names for the guests a test makes, destroyed in teardown, and ``conn``:
+``xen:///`` with the plugin's state directory in the test's temporary directory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import virtkit
 
 if os.environ.get("VIRTKIT_IN_LAB") != "1":
     collect_ignore_glob = ["*"]
@@ -71,3 +74,10 @@ def made() -> Iterator[Made]:
     m = Made()
     yield m
     m.cleanup()
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[virtkit.Connection]:
+    c = virtkit.open("xen:///", timeout=60, params={"xen_libxl_state_dir": str(tmp_path / "state")})
+    yield c
+    c.close()

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,13 +67,6 @@ def guest(name: str, **kw: object) -> DomainConfig:
         "cmdline": CMDLINE,
     }
     return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[virtkit.Connection]:
-    c = virtkit.open("xen:///", timeout=60, params={"xen_libxl_state_dir": str(tmp_path / "state")})
-    yield c
-    c.close()
 
 
 def same_as_xl(dom: virtkit.Domain) -> pytest_xenlab.XlDomain:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +31,6 @@ DUMP_DIR = Path("/var/lib/xen/dump")  # xl's XEN_DUMP_DIR on Debian
 def guest(name: str, **kw: object) -> DomainConfig:
     base: dict[str, object] = {"name": name, "memory": 131072, "kernel": GUEST_KERNEL, "initrd": GUEST_RAMDISK}
     return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[virtkit.Connection]:
-    c = virtkit.open("xen:///", timeout=60, params={"xen_libxl_state_dir": str(tmp_path / "state")})
-    yield c
-    c.close()
 
 
 def _new_id(name: str, old: int | None) -> pytest_xenlab.XlDomain | None:
