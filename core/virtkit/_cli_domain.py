@@ -12,7 +12,7 @@ from typing import Any
 from ._cli_args import parse_size
 from ._cli_output import emit, fields, safe, table
 from ._connection import Connection, Domain
-from ._errors import InvalidArgument, NoSuchDomain, Unsupported
+from ._errors import InvalidArgument, Unsupported
 from ._types import DomainConfig, DomainEvent, DomainRef, DomainState, VcpuFlags
 
 __all__ = ["list_columns", "listing"]
@@ -36,15 +36,7 @@ def listing(
     listed = conn._listed_states(active=want_active, inactive=want_inactive)
     if listed is not None:
         return listed
-    if want_active:
-        doms = conn.domains(all=want_inactive)
-    else:
-        doms = []
-        for name in conn.list_defined_domains():
-            try:
-                doms.append(conn.lookup_by_name(name))
-            except NoSuchDomain:  # undefined between the list and the lookup
-                continue
+    doms = conn._looked_up(active=want_active, inactive=want_inactive)
     return [(d.ref, d.info().state) for d in doms]
 
 

@@ -250,18 +250,22 @@ class Connection(ConnectionMethods):
         listed = self._listed_states(active=True, inactive=all)
         if listed is not None:
             return [Domain(self, ref) for ref, _ in listed]
+        return self._looked_up(active=True, inactive=all)
+
+    def _looked_up(self, *, active: bool, inactive: bool) -> list[Domain]:
+        """Running domains by id (``active``), then defined ones (``inactive``), by the
+        catalogue's listings and a lookup each; a domain gone in between is left out."""
         doms: list[Domain] = []
-        for i in self.list_domains():
+        for i in self.list_domains() if active else ():
             try:
                 doms.append(self.lookup_by_id(i))
             except NoSuchDomain:  # went away between list and lookup
                 continue
-        if all:
-            for name in self.list_defined_domains():
-                try:
-                    doms.append(self.lookup_by_name(name))
-                except NoSuchDomain:
-                    continue
+        for name in self.list_defined_domains() if inactive else ():
+            try:
+                doms.append(self.lookup_by_name(name))
+            except NoSuchDomain:  # undefined between the list and the lookup
+                continue
         return doms
 
     def _listed_states(
@@ -294,15 +298,9 @@ class Connection(ConnectionMethods):
         state = next((r.plugin for r in self.explain().groups if r.operation == "state"), None)
         if keeper is None or keeper == state:
             return []
-        out = []
-        for name in self.list_defined_domains():
-            try:
-                ref = self.lookup_by_name(name).ref
-            except NoSuchDomain:  # undefined between the list and the lookup
-                continue
-            if ref.uuid not in seen:
-                out.append((ref, DomainState.SHUTOFF))
-        return out
+        return [
+            (d.ref, DomainState.SHUTOFF) for d in self._looked_up(active=False, inactive=True) if d.uuid not in seen
+        ]
 
     def events(self, *, maxsize: int = 1000) -> EventStream:
         """A stream of domain events; use as a context manager and iterate with a timeout."""
