@@ -29,14 +29,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import xenlab_apt
 import xenlab_build as B
+import xenlab_common as C
 import xenlab_host as H
-from xenlab_build import BuildError, log
+from xenlab_common import BuildError, log
 from xenlab_pydeps import build_pydeps
 from xenlab_qemu import Boot, boot_once, on_signal
 from xenlab_run import EXIT_TIMEOUT, EXIT_VM_DIED, choose_accel, image_for_run, new_run_dir, run_in_lab
 
-CHECKOUT = B.LAB_DIR.parent
+CHECKOUT = C.LAB_DIR.parent
 EXIT_SETUP = 2
 LAB_TEST_DIRS = ("tests/lab", "plugins/*/tests/lab")
 
@@ -175,7 +177,7 @@ def cmd_test(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def cmd_key(_args: argparse.Namespace) -> int:
-    versions = B.resolve_versions(allow_update=False)
+    versions = xenlab_apt.resolve_versions(allow_update=False)
     key = B.cache_key(versions)
     img = B.image_dir(key)
     print(json.dumps({"key": key, "image": str(img), "cached": img.is_dir(), "versions": versions.__dict__}, indent=2))
@@ -185,7 +187,7 @@ def cmd_key(_args: argparse.Namespace) -> int:
 def cmd_probe_kvm(_args: argparse.Namespace) -> int:
     image = image_for_run()
     with contextlib.suppress(FileNotFoundError):
-        (B.cache_dir() / "kvm-probe.json").unlink()
+        (C.cache_dir() / "kvm-probe.json").unlink()
     os.environ["VIRTKIT_LAB_ACCEL"] = "auto"
     accel = choose_accel(image)
     print(accel)
@@ -193,8 +195,8 @@ def cmd_probe_kvm(_args: argparse.Namespace) -> int:
 
 
 def cmd_clean(_args: argparse.Namespace) -> int:
-    cache = B.cache_dir()
-    with B.locked(cache / "build.lock", timeout=60, what="image build"):
+    cache = C.cache_dir()
+    with C.locked(cache / "build.lock", timeout=60, what="image build"):
         for sub in ("images", "pydeps", "runs"):
             shutil.rmtree(cache / sub, ignore_errors=True)
     log(f"removed images, pydeps and runs under {cache} (downloaded .debs kept in debs/)")

@@ -22,8 +22,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-import xenlab_build as B
-from xenlab_build import BuildError, log
+import xenlab_common as C
+from xenlab_common import BuildError, log
 
 LAB_HOST_TEST_DIRS = ("tests/lab_host", "plugins/*/tests/lab_host")
 #: Seconds for the whole host phase (pytest on the host); dom0 waits this long plus slack.
@@ -45,7 +45,7 @@ def make_key(directory: Path) -> tuple[Path, str]:
     """A fresh ed25519 key for this run: (private key path, public key line)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = directory / "id_ed25519"
-    B.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenlab-host", "-f", key], timeout=30)
+    C.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenlab-host", "-f", key], timeout=30)
     return key, key.with_suffix(".pub").read_text()
 
 
@@ -83,7 +83,7 @@ class HostPhase:
                 "XENLAB_IO": str(io),
             }
             # Its own session: a timeout kills pytest and every ssh it started, nothing else.
-            self.proc = subprocess.Popen(self.argv, env=env, cwd=B.LAB_DIR.parent, start_new_session=True)
+            self.proc = subprocess.Popen(self.argv, env=env, cwd=C.LAB_DIR.parent, start_new_session=True)
             self.deadline = time.monotonic() + self.timeout
             return
         rc = self.proc.poll()
@@ -119,8 +119,8 @@ def pytest_argv(junit: Path, options: Sequence[str], paths: Sequence[str]) -> li
         "pytest",
         "-c",
         "lab/pytest.ini",
-        f"--rootdir={B.LAB_DIR.parent}",
-        f"--confcutdir={B.LAB_DIR.parent}",
+        f"--rootdir={C.LAB_DIR.parent}",
+        f"--confcutdir={C.LAB_DIR.parent}",
         "-p",
         "no:cacheprovider",
         f"--junitxml={junit}",
@@ -134,7 +134,7 @@ def pytest_argv(junit: Path, options: Sequence[str], paths: Sequence[str]) -> li
 def pytest_env(pydeps: Path) -> dict[str, str]:
     """The host phase uses the packages built for dom0 (same Python 3.11, same sources)."""
     return {
-        "PYTHONPATH": os.pathsep.join([str(pydeps), str(B.LAB_DIR)]),
+        "PYTHONPATH": os.pathsep.join([str(pydeps), str(C.LAB_DIR)]),
         "PATH": os.pathsep.join([str(pydeps / "bin"), os.environ.get("PATH", "/usr/bin:/bin")]),
         "PYTHONDONTWRITEBYTECODE": "1",
     }

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import xenlab_build as B
-from xenlab_build import BuildError, log
+import xenlab_common as C
+from xenlab_common import BuildError, log
 
-CHECKOUT = B.LAB_DIR.parent
+CHECKOUT = C.LAB_DIR.parent
 PYTEST_SPEC = "pytest>=7"
 #: What the project's packages do not depend on: never hashed, never copied to build them.
 HASH_SKIP_DIRS = {
@@ -109,7 +109,7 @@ def read_project(path: Path) -> Project:
 
 
 def _pip(target: Path, args: Sequence[str], *, env: dict[str, str] | None = None) -> None:
-    B.run(
+    C.run(
         [
             sys.executable,
             "-m",
@@ -156,12 +156,12 @@ def build_pydeps() -> Path:
         log(f"warning: host Python is {sys.version.split()[0]}, dom0 has 3.11: only pure-Python dependencies will work")
     projects = [read_project(p) for p in project_dirs()]
     key = pydeps_key([p.path for p in projects])
-    root = B.cache_dir() / "pydeps"
+    root = C.cache_dir() / "pydeps"
     final = root / key
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)
-    with B.locked(root / "lock", timeout=600, what="pydeps install"):
+    with C.locked(root / "lock", timeout=600, what="pydeps install"):
         if final.is_dir():
             return final
         for stale in root.glob(".tmp-*"):

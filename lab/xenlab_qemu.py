@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xenlab_host as H
-from xenlab_build import BuildError
+from xenlab_common import BuildError
 
 CONSOLE_TAIL = 40
 #: A boot whose dom0 is not ready after this many seconds has failed (lab/README.md: timings).

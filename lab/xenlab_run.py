@@ -16,13 +16,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import xenlab_apt
 import xenlab_build as B
+import xenlab_common as C
 import xenlab_host as H
-from xenlab_build import BuildError, log
+from xenlab_common import BuildError, log
 from xenlab_pydeps import build_pydeps
 from xenlab_qemu import Boot, Outcome, boot_once, console_tail
 
-CHECKOUT = B.LAB_DIR.parent
+CHECKOUT = C.LAB_DIR.parent
 EXIT_TIMEOUT = 124
 EXIT_VM_DIED = 125
 BOOT_RETRIES = int(os.environ.get("VIRTKIT_LAB_BOOT_RETRIES", "1"))
@@ -31,7 +33,7 @@ PASS_ENV = ("VIRTKIT_LAB_TIMEOUT_SCALE",)
 
 
 def image_for_run(*, allow_build: bool = True) -> Path:
-    versions = B.resolve_versions(allow_update=False)
+    versions = xenlab_apt.resolve_versions(allow_update=False)
     img = B.image_dir(B.cache_key(versions))
     if img.is_dir():
         return img
@@ -60,12 +62,12 @@ def choose_accel(image: Path) -> str:
         return wanted
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
-    qemu_version = B.run(["qemu-system-x86_64", "--version"], timeout=30, capture=True)
+    qemu_version = C.run(["qemu-system-x86_64", "--version"], timeout=30, capture=True)
     ident = {
         "boot_id": _boot_id(),
         "qemu": qemu_version.splitlines()[0] if qemu_version else "",
     }
-    cache = B.cache_dir() / "kvm-probe.json"
+    cache = C.cache_dir() / "kvm-probe.json"
     with contextlib.suppress(OSError, ValueError):
         known = json.loads(cache.read_text())
         if known.get("ident") == ident:
@@ -78,7 +80,7 @@ def choose_accel(image: Path) -> str:
 
 def probe_kvm(image: Path) -> tuple[bool, str]:
     """Boot the lab once under KVM with a short timeout; only a clean 'true' counts."""
-    runs = B.cache_dir() / "runs"
+    runs = C.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="kvm-probe-", dir=runs))
     limit = float(os.environ.get("VIRTKIT_LAB_KVM_PROBE_TIMEOUT", "30"))
@@ -97,7 +99,7 @@ def probe_kvm(image: Path) -> tuple[bool, str]:
 
 
 def new_run_dir() -> Path:
-    runs = B.cache_dir() / "runs"
+    runs = C.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for old in runs.iterdir():  # failed runs are kept for a day for post-mortems
