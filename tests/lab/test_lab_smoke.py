@@ -10,13 +10,13 @@ import pytest
 from pytest_xenlab import (
     Libvirtd,
     XenGuest,
-    XenstoredControl,
     is_paused,
     is_running,
     sh,
     xl_list,
     xl_state,
 )
+from pytest_xenlab_rigs import XenstoredControl
 
 pytestmark = pytest.mark.lab
 

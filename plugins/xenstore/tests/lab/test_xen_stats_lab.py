@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 import pytest
-from pytest_xenlab import IoRig, Libvirtd, LibvirtGuest, sh, wait_console
+from pytest_xenlab import Libvirtd, LibvirtGuest, sh
+from pytest_xenlab_rigs import IoRig, wait_console
 
 import virtkit
 from virtkit import DomainStats

@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from pytest_xenlab import DEFAULT_XENSTORED, GuestFactory, XenstoredControl, sh, wait_for, xl_list
+from pytest_xenlab import DEFAULT_XENSTORED, GuestFactory, sh, wait_for, xl_list
+from pytest_xenlab_rigs import XenstoredControl
 
 import virtkit
 import virtkit_xenstore
