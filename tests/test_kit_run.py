@@ -6,61 +6,27 @@ installed from examples/toy by scripts/setup --dev). The lab runs the same comma
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from typing import NamedTuple
 
 import pytest
 
 import virtkit
+from virtkit.testing import KitRun, run_kit
 from virtkit.testing._contract import MUTATORS, OPS, QUERIES
 
 
-class KitRun(NamedTuple):
-    rc: int
-    output: str
-    outcomes: dict[str, str]  # test name -> passed / failed / error / skipped
-    skips: dict[str, str]  # test name -> skip message
-
-
 def run_pytest(tmp_path: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> KitRun:
-    """A pytest in an empty directory with a strict config of its own: only the kit runs."""
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
-    junit = tmp_path / "junit.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))} | (env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    outcomes: dict[str, str] = {}
-    skips: dict[str, str] = {}
-    if junit.exists():
-        for case in ET.parse(junit).getroot().iter("testcase"):
-            name = case.get("name", "")
-            outcome = "passed"
-            for child in case:
-                if child.tag in ("failure", "error", "skipped"):
-                    outcome = {"failure": "failed"}.get(child.tag, child.tag)
-                    if child.tag == "skipped":
-                        skips[name] = child.get("message", "")
-            outcomes[name] = outcome
-    return KitRun(proc.returncode, proc.stdout + proc.stderr, outcomes, skips)
+    """The kit's own runner with pytest arguments given as a user types them."""
+    return run_kit(None, tmp_path, pytest_args=args, env=env)
 
 
 def count(run: KitRun, outcome: str) -> int:
-    return sum(1 for o in run.outcomes.values() if o == outcome)
+    return run.count(outcome)
 
 
 def test_kit_passes_on_test_default_with_mutating_checks(tmp_path: pathlib.Path) -> None:
     run = run_pytest(tmp_path, "--virtkit-uri=test:///default", "--virtkit-mutating", "--virtkit-timeout=10")
-    assert run.rc == 0, run.output[-4000:]
+    assert run.returncode == 0, run.output[-4000:]
     # the embedded hypervisor provides every operation: nothing is skipped, everything runs
     assert count(run, "failed") == 0 and count(run, "error") == 0
     assert count(run, "skipped") == 0, run.skips
@@ -78,7 +44,7 @@ def test_kit_passes_on_test_default_with_mutating_checks(tmp_path: pathlib.Path)
 
 def test_kit_without_mutating_flag_changes_nothing(tmp_path: pathlib.Path) -> None:
     run = run_pytest(tmp_path, "--virtkit-uri=test:///default")
-    assert run.rc == 0, run.output[-4000:]
+    assert run.returncode == 0, run.output[-4000:]
     assert count(run, "passed") >= 60
     assert run.outcomes["test_suspend_resume"] == "skipped"
     assert "--virtkit-mutating" in run.skips["test_suspend_resume"]
@@ -90,7 +56,7 @@ def test_kit_on_the_example_out_of_tree_plugin(tmp_path: pathlib.Path) -> None:
     """examples/toy, installed from its own folder: a new scheme with no core change."""
     pytest.importorskip("virtkit_toy", reason="examples/toy is installed by scripts/setup --dev")
     run = run_pytest(tmp_path, "--virtkit-uri=toy:///", "--virtkit-mutating", "--virtkit-timeout=10")
-    assert run.rc == 0, run.output[-4000:]
+    assert run.returncode == 0, run.output[-4000:]
     assert count(run, "passed") >= 50
     # what the toy leaves out is reported as such, never failed
     assert run.skips["test_signature[domain_create]"].startswith("not provided: domain_create")
@@ -103,7 +69,7 @@ def test_kit_on_the_example_out_of_tree_plugin(tmp_path: pathlib.Path) -> None:
 
 def test_kit_reports_a_uri_nobody_opens(tmp_path: pathlib.Path) -> None:
     run = run_pytest(tmp_path, "--virtkit-uri=nosuchscheme:///")
-    assert run.rc == 1
+    assert run.returncode == 1
     assert "no plugin can open nosuchscheme:///" in run.output
     assert count(run, "passed") == 0
 
@@ -112,7 +78,7 @@ def test_plugin_is_inert_without_uri(tmp_path: pathlib.Path) -> None:
     """Auto-loaded in every pytest run of this venv: without --virtkit-uri it adds no test."""
     (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
     run = run_pytest(tmp_path)
-    assert run.rc == 0, run.output
+    assert run.returncode == 0, run.output
     assert run.outcomes == {"test_one": "passed"}
     collected = run_pytest(tmp_path, "--collect-only")
     assert "virtkit-kit" not in collected.output
@@ -123,7 +89,7 @@ def test_kit_by_name_when_autoload_is_off(tmp_path: pathlib.Path) -> None:
     run = run_pytest(
         tmp_path, "-p", "virtkit", "--virtkit-uri=test:///default", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     )
-    assert run.rc == 0, run.output[-4000:]
+    assert run.returncode == 0, run.output[-4000:]
     assert count(run, "passed") >= 60
 
 

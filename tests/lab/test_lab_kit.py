@@ -12,17 +12,16 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
-import xml.etree.ElementTree as ET
 
 import pytest
 from pytest_xenlab import GUEST_KERNEL, GUEST_RAMDISK, XenGuest, xl_list
+
+from virtkit.testing import run_kit
 
 pytestmark = pytest.mark.lab
 
 
 def test_conformance_kit_passes_on_xen(xen_guest: XenGuest, tmp_path: pathlib.Path) -> None:
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
     guest = {
         "name": "kit",
         "memory": 131072,
@@ -32,39 +31,22 @@ def test_conformance_kit_passes_on_xen(xen_guest: XenGuest, tmp_path: pathlib.Pa
     }
     (tmp_path / "guest.json").write_text(json.dumps(guest))
     before = {d.name for d in xl_list().values()}
-    junit = tmp_path / "kit.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rs",
-            "--durations=12",
-            f"--junitxml={junit}",
-            "--virtkit-uri=xen:///",
-            "--virtkit-mutating",
-            "--virtkit-timeout=60",
-            f"--virtkit-config={tmp_path / 'guest.json'}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    run = run_kit(
+        "xen:///",
+        tmp_path,
+        mutating=True,
+        config=tmp_path / "guest.json",
+        check_timeout=60,
+        pytest_args=("-rs", "--durations=12"),
+        env={k: v for k, v in os.environ.items() if k.startswith("VIRTKIT_")},  # the lab's settings
         timeout=900,
     )
-    print(proc.stdout[-6000:], proc.stderr[-2000:])
+    print(run.output[-8000:])
     left = {d.name for d in xl_list().values()} - before
     for name in left:  # the kit removes what it made; a failed run must not leave guests behind
         subprocess.run(["xl", "destroy", name], capture_output=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert run.returncode == 0, run.output[-6000:]
     assert not left, f"the kit left guests behind: {sorted(left)}"
-    cases = list(ET.parse(junit).getroot().iter("testcase"))
-    passed = [c for c in cases if not any(x.tag in ("failure", "error", "skipped") for x in c)]
-    skipped = [c.get("name") for c in cases if any(x.tag == "skipped" for x in c)]
     # 68 ran before xen_libxl (the lifecycle/event checks skipped); with it they run too
-    assert len(passed) >= 95, f"only {len(passed)} kit checks passed on xen:///; skipped: {skipped}"
+    assert run.count("passed") >= 95, f"only {run.count('passed')} kit checks passed on xen:///; skipped: {run.skips}"
     assert xen_guest.name in subprocess.run(["xl", "list"], capture_output=True, text=True, timeout=30).stdout

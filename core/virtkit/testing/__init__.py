@@ -6,7 +6,8 @@ domains) in any environment where virtkit and the plugin are installed: the pyte
 catalogue operation and behaviour; operations the driver does not provide are reported as
 skipped, "not provided". See docs/plugin-guide.md.
 
-The checkers are importable for a plugin's own tests too.
+The checkers are importable for a plugin's own tests too, and :func:`run_kit` runs the kit as
+its users do (pytest in a subprocess) and reads each check's outcome back.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from ._checks import (
     declared_events,
     wait_for,
 )
+from ._run import KitRun, run_kit
 
 __all__ = [
     "RESULT_CHECKS",
     "ContractViolation",
     "EventRecorder",
+    "KitRun",
     "check_result",
     "check_signature",
     "declared_events",
+    "run_kit",
     "wait_for",
 ]

@@ -20,13 +20,13 @@ import threading
 import time
 import urllib.parse
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import pytest
 
 import virtkit
+from virtkit.testing import run_kit
 
 SSHD = "/usr/sbin/sshd"
 HERE = pathlib.Path(__file__).resolve().parent
@@ -185,26 +185,11 @@ def test_cli_list_through_ssh(ssh_env: Sshd) -> None:
     assert "paused-vm" in out.stdout
 
 
-def _kit_args(sshd: Sshd) -> list[str]:
-    return [f"--virtkit-uri={sshd.uri()}", "--virtkit-mutating", "--virtkit-timeout=10"]
-
-
 def test_the_conformance_kit_passes_through_ssh(sshd: Sshd, tmp_path: pathlib.Path) -> None:
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
-    junit = tmp_path / "junit.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))} | sshd.env
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", *_kit_args(sshd)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    outcomes = [next((c.tag for c in case), "passed") for case in ET.parse(junit).getroot().iter("testcase")]
-    assert outcomes.count("passed") >= 100 and "failure" not in outcomes and "error" not in outcomes
-    assert "skipped" not in outcomes  # the far test driver provides every operation
+    run = run_kit(sshd.uri(), tmp_path, mutating=True, check_timeout=10, env=sshd.env)
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.count("passed") >= 100 and run.count("failed") == 0 and run.count("error") == 0
+    assert run.count("skipped") == 0, run.skips  # the far test driver provides every operation
 
 
 def test_a_wrong_key_is_permission_denied_with_ssh_words(ssh_env: Sshd) -> None:

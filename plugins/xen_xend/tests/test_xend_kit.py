@@ -3,36 +3,15 @@ in a subprocess, mutating checks included; its stats checks must run, not be ski
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 
+from virtkit.testing import run_kit
 from virtkit_xen_xend.emulator import XendEmulator
 
 
 def test_kit_passes_against_the_emulator(tmp_path: pathlib.Path, emu: XendEmulator) -> None:
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTKIT_", "PYTEST_"))}
-    junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}",
-            f"--virtkit-uri={emu.uri}", "--virtkit-mutating", "--virtkit-timeout=30",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    outcomes: dict[str, str] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
-        outcomes[case.get("name", "")] = kinds[0] if kinds else "passed"
+    run = run_kit(emu.uri, tmp_path, mutating=True, check_timeout=30, timeout=280)
+    assert run.returncode == 0, run.output[-6000:]
     stats = ("test_stats_bulk_groups", "test_stats_bulk_named_domains", "test_stats_counters_monotonic")
     for name in (*stats, "test_stats_unknown_group", "test_stats_domain_ops"):
-        assert outcomes.get(name) == "passed", (name, outcomes.get(name), out[-3000:])
+        assert run.outcomes.get(name) == "passed", (name, run.outcomes.get(name), run.output[-3000:])
