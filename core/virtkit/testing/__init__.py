@@ -21,6 +21,7 @@ from ._checks import (
     declared_events,
     wait_for,
 )
+from ._peer import ScriptedPeer, no_threads_left
 from ._run import KitRun, run_kit
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "ContractViolation",
     "EventRecorder",
     "KitRun",
+    "ScriptedPeer",
     "check_result",
     "check_signature",
     "declared_events",
+    "no_threads_left",
     "run_kit",
     "wait_for",
 ]

@@ -5,46 +5,23 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from virtkit.testing import ScriptedPeer
 
 __all__ = ["Behave", "Peer"]
 
 Behave = Callable[["Peer", socket.socket], None]
 
 
-class Peer:
+class Peer(ScriptedPeer):
     """A unix socket server in a thread; each connection is handled by ``behave(peer, conn)``
-    on a thread of its own, until ``stop``. ``honest`` switches later connections to ``then``."""
+    on a thread of its own, until ``close``."""
 
     def __init__(self, path: str, behave: Behave) -> None:
         self.behave = behave
-        self.stop = threading.Event()
-        self.conns: list[socket.socket] = []
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.listener.settimeout(0.1)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn: socket.socket) -> None:
-        try:
-            self.behave(self, conn)
-        except OSError:
-            pass
+        super().__init__(path, lambda conn: behave(self, conn))
 
     def drip(self, conn: socket.socket, data: bytes) -> None:
         """One byte a second (the first at once)."""
@@ -64,9 +41,6 @@ class Peer:
         msg: dict[str, Any] = json.loads(buf.split(b"\n")[0])
         return msg
 
-    def freeze(self) -> None:
-        self.stop.wait(30)
-
     def closed_by_client(self, conn: socket.socket, timeout: float = 5) -> bool:
         conn.settimeout(timeout)
         try:
@@ -77,10 +51,3 @@ class Peer:
         except OSError:
             pass
         return True
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        self.thread.join(5)
-        for c in self.conns:
-            c.close()

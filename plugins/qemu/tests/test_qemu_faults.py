@@ -26,6 +26,7 @@ import pytest
 from _peer import Behave, Peer  # beside this file (conftest puts the directory on sys.path)
 
 import virtkit
+from virtkit.testing import no_threads_left
 from virtkit_qemu._driver import Driver
 from virtkit_qemu._qmp import CommandLink, Loop
 from virtkit_qemu._relay import RELAY
@@ -58,15 +59,8 @@ def rundir() -> Iterator[pathlib.Path]:
 
 @pytest.fixture
 def no_thread_left() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = [t for t in threading.enumerate() if t not in before and t.name.startswith("virtkit-qemu")]
-        if not left:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads left behind: {left}")
+    with no_threads_left("virtkit-qemu"):
+        yield
 
 
 def _batch_reply(msg: dict[str, Any]) -> bytes:

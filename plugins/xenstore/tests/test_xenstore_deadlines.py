@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import virtkit
+from virtkit.testing import ScriptedPeer, no_threads_left
 from virtkit_xenstore import Client, Driver, Op
 from virtkit_xenstore._conn import Channel, Conn
 
@@ -39,33 +40,14 @@ def within(timeout: float, started: float) -> None:
     assert elapsed <= timeout * 1.1 + SLACK, f"took {elapsed:.2f} s for a {timeout} s timeout"
 
 
-class Scripted:
+class Scripted(ScriptedPeer):
     """A daemon in a thread: accepts connections and answers each request as ``behave`` says."""
 
     def __init__(self, path: str, behave: Callable[[Scripted, socket.socket, tuple[int, int, int, bytes]], None]):
-        self.path = path
         self.behave = behave
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.listener.settimeout(0.1)
-        self.stop = threading.Event()
         self.eof = threading.Event()  # the client closed (shut down) a connection
-        self.conns: list[socket.socket] = []
         self.requests: list[tuple[int, int, int, bytes]] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+        super().__init__(path, self._conn)
 
     def _conn(self, conn: socket.socket) -> None:
         conn.settimeout(0.1)
@@ -87,17 +69,6 @@ class Scripted:
                 buf = buf[16 + ln :]
                 self.requests.append(pkt)
                 self.behave(self, conn, pkt)
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped; False once stopped."""
-        return not self.stop.wait(seconds)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        self.thread.join(5)
-        for c in self.conns:
-            c.close()
 
 
 def reply_bytes(pkt: tuple[int, int, int, bytes], payload: bytes) -> bytes:
@@ -153,15 +124,8 @@ def sock_path(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def no_thread_left() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = [t for t in threading.enumerate() if t not in before and t.name.startswith("xenstore")]
-        if not left:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads left behind: {left}")
+    with no_threads_left("xenstore"):
+        yield
 
 
 # Every operation of the client, each waiting for the (misbehaving) reply to its first request.
