@@ -195,7 +195,7 @@ def test_kit_catches_every_violation(tmp_path: pathlib.Path) -> None:
         "--virtkit-mutating",
         "--virtkit-timeout=1",
     )
-    assert run.rc == 1, run.output[-4000:]
+    assert run.returncode == 1, run.output[-4000:]
     failed = {name for name, outcome in run.outcomes.items() if outcome in ("failed", "error")}
     missed = {name: why for name, why in EXPECTED_FAILURES.items() if name not in failed}
     assert not missed, f"the kit missed: {missed}\n{run.output[-4000:]}"
