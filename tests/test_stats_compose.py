@@ -158,6 +158,31 @@ def test_a_domain_gone_from_a_later_part_is_left_out(mix: Mix) -> None:
         assert names == ["test", "paused-vm", "defined-vm"]
 
 
+class RunningOnly(CpuOnly):
+    """A hypervisor's view: figures of running domains only, a shut-off one is unknown to it."""
+
+    @virtkit.stats_groups("cpu")
+    def connect_get_all_domain_stats(
+        self, groups: Any, domains: list[DomainRef] | None = None, *, flags: int = 0
+    ) -> list[DomainStats]:
+        records = super().connect_get_all_domain_stats(groups, domains, flags=flags)
+        return [r for r in records if r.domain.id is not None]
+
+
+def test_a_shut_off_domain_is_kept_when_a_later_part_knows_running_domains_only() -> None:
+    full, cpu = Counting(), RunningOnly(Driver(DEFAULT_HOST, "mix:///"))
+    plugins = [Part("full", 10, full), Part("running", 50, cpu)]
+    with virtkit.open("mix:///", entry_points=False, plugins=plugins) as conn:
+        records = {r.domain.name: r for r in conn.all_domain_stats(["state", "cpu", "balloon"])}
+        assert list(records) == ["test", "web", "paused-vm", "defined-vm"]
+        off = records["defined-vm"]
+        assert off.domain.id is None and off.state is not None and off.state.state is virtkit.DomainState.SHUTOFF
+        assert off.cpu is None  # no figure for a domain that does not run
+        assert records["web"].cpu == CpuStats(42)
+        full.drop = "web"  # a running domain gone from the first part's read is still left out
+        assert "web" not in {r.domain.name for r in conn.all_domain_stats(["state", "cpu"])}
+
+
 def test_prefer_and_exclude_apply_per_group() -> None:
     mix = Mix()
     with mix.open(prefer={"connect_get_all_domain_stats": "full"}) as conn:

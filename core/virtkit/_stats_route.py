@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import DriverError, InvalidArgument, Unsupported, VirtError
 from ._explain import Candidate, Explanation, Route
-from ._types import DomainRef
+from ._types import DomainRef, DomainState, DomainStateInfo
 
 if TYPE_CHECKING:
     from ._stats import DomainStats
@@ -83,6 +83,7 @@ def groups_of(method: object) -> frozenset[str]:
 
 Slot = Callable[..., Any]
 OP = "connect_get_all_domain_stats"
+_SHUT_OFF = DomainStateInfo(DomainState.SHUTOFF, None)
 
 
 def served_groups(driver: object, method: object) -> frozenset[str]:
@@ -177,8 +178,13 @@ def _fan_out(
         got = {r.domain.uuid: r for r in _part(name, method, groups, asked, flags)}
         for uuid, rec in list(merged.items()):
             other = got.get(uuid)
-            if other is None:  # vanished between the parts' reads
-                del merged[uuid]
+            if other is None:
+                if rec.domain.id is not None:  # a running domain that vanished between the reads
+                    del merged[uuid]
+                elif "state" in groups:
+                    merged[uuid] = rec._replace(state=_SHUT_OFF)
+                # a shut-off domain (no id), which a source of running domains' figures (the
+                # hypervisor's) does not know: kept, without the groups only a running one has
             else:
                 merged[uuid] = rec._replace(**{g: getattr(other, g) for g in groups})
     return [merged[r.domain.uuid] for r in records if r.domain.uuid in merged]
