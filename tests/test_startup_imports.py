@@ -48,11 +48,12 @@ def test_a_plain_list_imports_no_logging() -> None:
 
 
 # Off the path of a plain list since session 5: the records are made by virtkit._record, the test
-# plugin's descriptions are namedtuples (see docs/contract.md, "Record types").
-_OFF_THE_LIST_PATH = ("typing", "dataclasses", "inspect", "ast", "dis", "tokenize")
+# plugin's descriptions are namedtuples (see docs/contract.md, "Record types"), and a local URI
+# is parsed without urllib.parse (_uri._LOCAL).
+_OFF_THE_LIST_PATH = ("typing", "dataclasses", "inspect", "ast", "dis", "tokenize", "urllib.parse", "ipaddress")
 
 
-def test_a_plain_list_imports_neither_typing_nor_dataclasses() -> None:
+def test_a_plain_list_imports_neither_typing_nor_dataclasses_nor_urllib() -> None:
     """The modules are dropped from sys.modules first: an interpreter's site (an editable
     install's finder) may have loaded some, and the check is about what the command loads."""
     r = _run(
