@@ -83,6 +83,7 @@ def test_replace_and_the_defaults_are_the_dataclass_ones() -> None:
     assert (cfg.vcpus, cfg.os_type, cfg.on_reboot, cfg.devices) == (1, "linux", "restart", ())
     copy_ = dataclasses.replace(cfg, name="copy", uuid=U)
     assert (copy_.name, copy_.uuid, copy_.memory) == ("copy", U, 1024) and type(copy_) is DomainConfig
+    assert cfg.__replace__(name="copy", uuid=U) == copy_  # copy.replace's hook (Python 3.13)
     with pytest.raises(TypeError):
         DomainConfig("web")  # type: ignore[call-arg]
     with pytest.raises(TypeError):

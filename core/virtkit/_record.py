@@ -15,9 +15,10 @@ type stays visible to users' mypy; at run time the names come from here::
 with the class body's methods and docstring (``__annotations__`` keep the strings written,
 as a dataclass's do). :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
 methods ``dataclasses`` would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen
-``__setattr__``, ``__match_args__``, pickling); ``__dataclass_fields__`` is computed by the
-real ``dataclasses`` on first access, so ``dataclasses.fields``, ``replace``, ``asdict`` and
-``is_dataclass`` work on these classes as on any dataclass.
+``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``); the real
+``dataclasses`` computes ``__dataclass_fields__`` on first access, so ``dataclasses.fields``,
+``replace``, ``asdict`` and ``is_dataclass`` work on these classes as on any dataclass.
+tests/test_records.py compares each record with the class ``dataclasses`` makes of it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def _frozen_delattr(self: object, name: str) -> None:
 
 def _getstate(self: object) -> list[Any]:
     return [getattr(self, n) for n in type(self).__match_args__]  # type: ignore[attr-defined]
+
+
+def _replace(self: object, **changes: Any) -> object:
+    """``copy.replace`` (Python 3.13), as dataclasses 3.13 write it: ``dataclasses.replace``."""
+    values = {n: getattr(self, n) for n in type(self).__match_args__}  # type: ignore[attr-defined]
+    return type(self)(**{**values, **changes})
 
 
 def _setstate(self: object, state: list[Any]) -> None:
@@ -182,6 +189,7 @@ def _make_dataclass(cls: type) -> type:
         __delattr__=_frozen_delattr,
         __getstate__=_getstate,
         __setstate__=_setstate,
+        __replace__=_replace,
         __dataclass_fields__=_DataclassInfo(spec),
         __dataclass_params__=_DataclassInfo(spec),
     )
