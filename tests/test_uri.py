@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import virtkit
-from virtkit import InvalidURI, parse_uri
+from virtkit import InvalidURI, _uri, parse_uri
 
 
 @pytest.mark.parametrize(
@@ -187,3 +187,27 @@ def test_fuzz_password_never_shown(before: str, after: str, host: str, tail: str
         shown = f"{u} {u!r}"
         assert parse_uri(u.unredacted()) == u
     assert _MARK not in shown
+
+
+# The local form (scheme[+transport]:///path) is parsed without urllib.parse at start-up: its
+# result must be exactly the general parser's, for every text the shortcut takes.
+@pytest.mark.parametrize(
+    "text", ["xen:///", "test:///default", "xen+ssh:///", "qemu:///system", "test:////x", "a-1+b-2:///a.b_c~d/-/"]
+)
+def test_the_local_form_is_the_general_parsers_result(text: str) -> None:
+    assert _uri._LOCAL.match(text)
+    assert parse_uri(text) == _uri._parse(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["xen://", "Xen:///", "xen:///a b", "xen:///%41", "xen:///?a=1", "xen:///#f", "xen+:///", "x.y:///"]
+)
+def test_other_texts_take_the_general_parser(text: str) -> None:
+    assert not _uri._LOCAL.match(text)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(st.from_regex(_uri._LOCAL, fullmatch=True) | st.from_regex(r"[a-z+\-]{1,8}:///[^\s]{0,20}", fullmatch=True))
+def test_fuzz_the_local_form_is_the_general_parsers_result(text: str) -> None:
+    if _uri._LOCAL.match(text):
+        assert parse_uri(text) == _uri._parse(text)

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ._catalogue import CATALOGUE, CATALOGUE_VERSION, Operation, Param, public_name
 from ._connection import Connection, Domain, open
 from ._discovery import ENTRY_POINT_GROUP
@@ -62,6 +60,7 @@ from ._types import (
 from ._uri import URI, parse_uri
 from ._version import __version__
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
     from ._events import EventStream
     from ._plugin import hookspec

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Mapping
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ._record import NamedTuple
 
 __all__ = [
     "CATALOGUE",

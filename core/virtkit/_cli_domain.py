@@ -7,13 +7,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from ._cli_args import parse_size
 from ._cli_output import emit, fields, safe, table
 from ._connection import Connection, Domain
 from ._errors import InvalidArgument, Unsupported
 from ._types import DomainConfig, DomainEvent, DomainRef, DomainState, VcpuFlags
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["list_columns", "listing"]
 

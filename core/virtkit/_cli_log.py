@@ -17,10 +17,11 @@ import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 __all__ = ["OpenLog", "setup_logging"]
 

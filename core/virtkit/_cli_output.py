@@ -8,7 +8,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["columns", "emit", "fields", "safe", "table"]
 

@@ -12,9 +12,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from ._cli_table import BY_NAME, COMMANDS, GLOBAL_OPTIONS, VALUED
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = ["build_parser", "guess_command", "parse_args"]
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, NamedTuple
 
 from ._cli_args import event_seconds, seconds
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any, Final, Literal, NamedTuple
+else:
+    from ._record import NamedTuple
 
 __all__ = [
     "BY_NAME",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NamedTuple
 
 from ._catalogue import CATALOGUE, Operation
 from ._discovery import (
@@ -31,6 +30,14 @@ from ._explain import Attempt, Candidate, Explanation, Outcome, Route
 from ._plugin import Declined, OpenOptions, call_hook, priority_of, register, release
 from ._uri import URI
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
+    Slot = Callable[..., Any]
+else:
+    from ._record import NamedTuple
+
 __all__ = ["ComposeOptions", "Composition", "compose", "probe_default_uri"]
 
 _INFO, _WARNING = 20, 30  # logging's levels
@@ -47,7 +54,6 @@ def _log(level: int, msg: str, *args: object) -> None:
     logging.getLogger("virtkit.open").log(level, msg, *args)
 
 
-Slot = Callable[..., Any]
 STATS_OP = "connect_get_all_domain_stats"
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 

@@ -13,7 +13,6 @@ import threading
 import types
 import uuid as _uuid
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
 
 from ._compose import ComposeOptions, compose, probe_default_uri
 from ._errors import ConnectionClosed, DriverError, NoDriver, NoSuchDomain, PermissionDenied, Unsupported, VirtError
@@ -23,7 +22,10 @@ from ._methods import ConnectionMethods, DomainMethods
 from ._types import DomainRef, DomainState
 from ._uri import URI, parse_uri
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._events import EventStream
 
 __all__ = ["Connection", "Domain", "open"]

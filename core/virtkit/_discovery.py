@@ -30,12 +30,15 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._catalogue import CATALOGUE_VERSION, catalogue_compatible
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
     import importlib.metadata
+    from typing import Any, NamedTuple
+else:
+    from ._record import NamedTuple
 
 __all__ = [
     "ANY_SCHEME",

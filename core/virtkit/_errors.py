@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "ConnectionClosed",

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from ._record import NamedTuple
 
 __all__ = ["Attempt", "Candidate", "Explanation", "Outcome", "Route"]
 

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, overload
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["SPECS", "HookimplMarker", "plain_hooks"]
 
@@ -28,7 +33,6 @@ _MARK = "virtkit_impl"  # pluggy's HookimplMarker("virtkit") stores its options 
 _ORDERING = ("wrapper", "hookwrapper", "optionalhook", "tryfirst", "trylast")
 _DESCRIPTORS = (staticmethod, classmethod, types.MethodType)
 _HOOKABLE = (types.FunctionType, *_DESCRIPTORS)
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class HookimplMarker:
@@ -39,21 +43,23 @@ class HookimplMarker:
     __slots__ = ()
     project_name = "virtkit"
 
-    @overload
-    def __call__(self, function: _F) -> _F: ...
+    if TYPE_CHECKING:  # the overloads, for type checkers only
 
-    @overload
-    def __call__(
-        self,
-        function: None = ...,
-        *,
-        hookwrapper: bool = ...,
-        optionalhook: bool = ...,
-        tryfirst: bool = ...,
-        trylast: bool = ...,
-        specname: str | None = ...,
-        wrapper: bool = ...,
-    ) -> Callable[[_F], _F]: ...
+        @overload
+        def __call__(self, function: _F) -> _F: ...
+
+        @overload
+        def __call__(
+            self,
+            function: None = ...,
+            *,
+            hookwrapper: bool = ...,
+            optionalhook: bool = ...,
+            tryfirst: bool = ...,
+            trylast: bool = ...,
+            specname: str | None = ...,
+            wrapper: bool = ...,
+        ) -> Callable[[_F], _F]: ...
 
     def __call__(
         self,

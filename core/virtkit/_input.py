@@ -11,10 +11,13 @@ import os
 import re
 import stat
 import uuid as _uuid
-from typing import Any
 
 from ._errors import InvalidArgument
 from ._types import DomainConfig, DomainRef
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_CONFIG_BYTES",

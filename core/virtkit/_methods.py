@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid as _uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from ._input import as_domain_refs, as_uuid, check_domain_config, check_memory, check_vcpus
 from ._types import DomainConfig, DomainEvent, DomainInfo, DomainRef, DomainStateInfo, NodeInfo, Version
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._connection import Connection, Domain
     from ._stats import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 

@@ -65,12 +65,14 @@ from __future__ import annotations
 
 import uuid as _uuid
 from collections.abc import {abc}
-from typing import TYPE_CHECKING, Any
 
 from ._input import {checks}
 from ._types import {types}
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._connection import Connection, Domain
     from ._stats import {stats_types}
 

@@ -18,14 +18,20 @@ from __future__ import annotations
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._errors import InvalidArgument
 from ._hookscan import HookimplMarker, plain_hooks
 from ._uri import URI
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple, TypeVar
+
     import pluggy
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+else:
+    from ._record import NamedTuple
 
 __all__ = [
     "PROJECT",
@@ -62,7 +68,6 @@ def __getattr__(name: str) -> object:
     return marker
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 _PRIORITY_ATTR = "__virtkit_priority__"
 
 

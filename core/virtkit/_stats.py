@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
 
 from ._stats_route import STATS_GROUPS, check_groups, stats_groups
 from ._types import DomainRef, DomainState, DomainStateInfo
+
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from ._record import NamedTuple
 
 __all__ = [
     "STATS_GROUPS",

@@ -7,14 +7,19 @@ class it does not need; see ``_stats`` for the rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import DriverError, InvalidArgument, Unsupported, VirtError
 from ._explain import Candidate, Explanation, Route
 from ._types import DomainRef, DomainState, DomainStateInfo
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from ._stats import DomainStats
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+    Slot = Callable[..., Any]
 
 __all__ = ["STATS_GROUPS", "check_domains", "check_groups", "groups_of", "route_groups", "stats_groups"]
 
@@ -23,8 +28,6 @@ __all__ = ["STATS_GROUPS", "check_domains", "check_groups", "groups_of", "route_
 STATS_GROUPS: tuple[str, ...] = ("state", "cpu", "balloon", "vcpu", "block", "net")
 _GROUP_SET = frozenset(STATS_GROUPS)
 _GROUPS_ATTR = "virtkit_stats_groups"
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def check_groups(groups: Iterable[str] | str | None, served: Collection[str] = STATS_GROUPS) -> tuple[str, ...]:
@@ -81,7 +84,6 @@ def groups_of(method: object) -> frozenset[str]:
     return frozenset(found) & _GROUP_SET if isinstance(found, Collection) else _GROUP_SET
 
 
-Slot = Callable[..., Any]
 OP = "connect_get_all_domain_stats"
 _SHUT_OFF = DomainStateInfo(DomainState.SHUTOFF, None)
 

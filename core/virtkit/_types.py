@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import uuid as _uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+
+# The records are made by ._record at run time (no typing, no dataclasses on the start-up
+# path); type checkers see typing.NamedTuple and dataclasses.dataclass (docs/contract.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, NamedTuple
+else:
+    from ._record import NamedTuple, dataclass, field
 
 __all__ = [
     "DomainConfig",
@@ -129,7 +136,7 @@ class Version(NamedTuple):
         return cls(*[*parts, 0, 0][:3])
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DomainConfig:
     """A hypervisor-neutral domain description; ``extra`` carries backend-specific keys.
 
@@ -150,10 +157,10 @@ class DomainConfig:
     on_reboot: str = "restart"
     on_crash: str = "destroy"
     devices: tuple[Mapping[str, Any], ...] = ()
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d: dict[str, Any] = {name: getattr(self, name) for name in self.__match_args__}
         d["uuid"] = str(self.uuid) if self.uuid else None
         d["devices"] = [dict(x) for x in self.devices]
         d["extra"] = dict(self.extra)
@@ -170,8 +177,7 @@ class DomainConfig:
 
         if not isinstance(data, Mapping):
             raise InvalidArgument(f"a domain config must be an object, not {type(data).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(map(str, set(data) - fields))
+        unknown = sorted(map(str, set(data) - set(cls.__match_args__)))
         if unknown:
             raise InvalidArgument(f"unknown domain config key(s): {', '.join(unknown)}"[:200])
         kw = dict(data)
@@ -216,7 +222,7 @@ class DomainEventType(enum.Enum):
     REBOOTED = "rebooted"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DomainEvent:
     """One lifecycle change of one domain, as a driver hands it to each registered callback."""
 

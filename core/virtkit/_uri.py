@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import urllib.parse
 
 from ._errors import InvalidURI
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from ._record import dataclass, field  # no dataclasses at start-up: see _record
 
 __all__ = ["URI", "parse_uri"]
 
 _SCHEME = re.compile(r"[a-z][a-z0-9-]*\Z")  # no dot: entry-point names use it as separator
 _TRANSPORT = re.compile(r"[a-z][a-z0-9-]*\Z")
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)\Z")
+# A local URI with a plain path (``xen:///``, ``test:///default``): what a command line names
+# most. urllib.parse (with ipaddress) is not on the start-up path for it: this form's result is
+# exactly the general parser's (a test compares the two), and any other text takes that parser.
+_LOCAL = re.compile(r"([a-z][a-z0-9-]*)(?:\+([a-z][a-z0-9-]*))?://(/[A-Za-z0-9._~/-]*)\Z")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class URI:
     """A parsed connection URI. ``str()`` never contains the password.
 
@@ -26,7 +34,7 @@ class URI:
     scheme: str
     transport: str | None = None
     user: str | None = None
-    password: str | None = dataclasses.field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
     host: str | None = None
     port: int | None = None
     path: str = ""
@@ -48,6 +56,8 @@ class URI:
         return f"{self.scheme}+{self.transport}" if self.transport else self.scheme
 
     def _render(self, password: str | None) -> str:
+        if self.user is not None or self.query:
+            import urllib.parse
         auth = ""
         if self.user is not None:
             auth = urllib.parse.quote(self.user, safe="")
@@ -103,6 +113,17 @@ def parse_uri(text: str) -> URI:
         raise InvalidURI(f"a URI must be a string, not {type(text).__name__}")
     if not text:
         raise InvalidURI("invalid URI '': empty")
+    local = _LOCAL.match(text)
+    if local is not None:
+        scheme, transport, path = local.groups()
+        return URI(scheme=scheme, transport=transport, path=path)
+    return _parse(text)
+
+
+def _parse(text: str) -> URI:
+    """The general parser: every form, every defect."""
+    import urllib.parse
+
     if any(c.isspace() or not c.isprintable() for c in text):
         raise _fail(text, "contains whitespace or control characters")
     if "://" not in text:

@@ -6,7 +6,6 @@ the lock and delivered after it is released (``_events``); statistics are ``_sta
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid as _uuid
@@ -31,7 +30,7 @@ from virtkit import (
 
 from ._dom import Dom
 from ._events import Callback, EventHub
-from ._host import HostSpec, check_config
+from ._host import HostSpec, check_config, with_changes
 from ._stats import StatsMixin, vcpu_times
 from ._version import __version__
 
@@ -144,7 +143,7 @@ class Driver(StatsMixin):
             raise InvalidArgument(f"a domain named {cfg.name!r} already exists (uuid {self._by_name[cfg.name].uuid})")
         if uuid in self._by_uuid:
             raise InvalidArgument(f"a domain with uuid {uuid} already exists ({self._by_uuid[uuid].name!r})")
-        d = Dom(dataclasses.replace(cfg, uuid=uuid), uuid, persistent)
+        d = Dom(with_changes(cfg, uuid=uuid), uuid, persistent)
         self._by_uuid[uuid] = self._by_name[d.name] = d
         return d
 
@@ -289,7 +288,7 @@ class Driver(StatsMixin):
         check_flags(flags)
         with self._lock:
             d = self._find(dom)
-            return dataclasses.replace(
+            return with_changes(
                 d.config, memory=d.memory, max_memory=d.max_memory, vcpus=d.vcpus, max_vcpus=d.max_vcpus
             )
 

@@ -7,10 +7,9 @@ same validation as a file, so the README's format and the default can't drift ap
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import uuid as _uuid
 from collections.abc import Mapping
-from typing import Any
 
 from virtkit import (
     MAX_MEMORY_KIB,
@@ -23,6 +22,32 @@ from virtkit import (
     load_json_file,
 )
 
+# Neither typing nor dataclasses is imported at run time (a CLI's start-up path, issue 14):
+# the descriptions are namedtuples, typed for checkers by the classes below.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
+    class DomainSpec(NamedTuple):
+        config: DomainConfig
+        state: DomainState
+        id: int | None
+        persistent: bool
+        cpu_time: int
+
+    class HostSpec(NamedTuple):
+        hostname: str
+        node: NodeInfo
+        domains: tuple[DomainSpec, ...]
+
+else:
+    DomainSpec = collections.namedtuple("DomainSpec", "config state id persistent cpu_time")
+    HostSpec = collections.namedtuple("HostSpec", "hostname node domains")
+
+DomainSpec.__doc__ = """One domain as a description starts it: ``config`` is complete (max memory/vcpus and
+uuid set), ``cpu_time`` the ns already used when the host is opened."""
+HostSpec.__doc__ = """A host: its name, its node (free_memory is computed live, so None here), its domains."""
+
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_HOST_DATA",
@@ -31,6 +56,7 @@ __all__ = [
     "check_config",
     "load_host",
     "parse_host",
+    "with_changes",
 ]
 
 #: libvirt's accepted on_poweroff / on_reboot / on_crash actions.
@@ -62,28 +88,10 @@ DEFAULT_NODE: Mapping[str, Any] = {
     "threads": 2,
 }
 
-_CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(DomainConfig))
+_CONFIG_KEYS = frozenset(DomainConfig.__match_args__)
 _DOMAIN_KEYS = _CONFIG_KEYS | {"id", "state", "persistent", "cpu_time"}
 _NODE_KEYS = frozenset({"model", "memory", "cpus", "mhz", "nodes", "sockets", "cores", "threads"})
 _HOST_KEYS = frozenset({"hostname", "node", "domains"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DomainSpec:
-    """One domain as a description starts it. ``config`` is complete (max memory/vcpus and uuid set)."""
-
-    config: DomainConfig
-    state: DomainState
-    id: int | None
-    persistent: bool
-    cpu_time: int  # ns already used when the host is opened
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HostSpec:
-    hostname: str
-    node: NodeInfo  # free_memory is computed live, so None here
-    domains: tuple[DomainSpec, ...]
 
 
 class _Bad(ValueError):
@@ -162,7 +170,14 @@ def check_config(config: object, where: str = "config") -> DomainConfig:
         raise _Bad(f"{where}.extra: must be an object, got {type(config.extra).__name__}")
     if max_memory == config.max_memory and max_vcpus == config.max_vcpus:
         return config
-    return dataclasses.replace(config, max_memory=max_memory, max_vcpus=max_vcpus)
+    return with_changes(config, max_memory=max_memory, max_vcpus=max_vcpus)
+
+
+def with_changes(config: DomainConfig, **changes: Any) -> DomainConfig:
+    """``dataclasses.replace(config, **changes)`` without importing dataclasses."""
+    values: dict[str, Any] = {name: getattr(config, name) for name in DomainConfig.__match_args__}
+    values.update(changes)
+    return DomainConfig(**values)
 
 
 def _parse_uuid(value: object, where: str) -> _uuid.UUID:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
-
 from virtkit import URI, Declined, InvalidURI, OpenOptions, hookimpl
 
 from ._driver import Driver
@@ -48,6 +46,8 @@ class Plugin:
             raise InvalidURI(f"{uri}: test:/// URIs take no query or fragment", uri=str(uri))
         if uri.path == "/default":
             return Driver(DEFAULT_HOST, str(uri))
+        import urllib.parse  # only for a file's path: not on test:///default's start-up path
+
         path = urllib.parse.unquote(uri.path)
         if path in ("", "/") or path.endswith("/"):
             raise InvalidURI(

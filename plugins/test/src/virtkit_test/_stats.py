@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 import virtkit
 from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidArgument, InvalidOperation, NodeInfo, check_flags
 
+TYPE_CHECKING = False  # typing is not imported at run time (a CLI's start-up path)
 if TYPE_CHECKING:
     import threading
+    from typing import Any
 
     from virtkit import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
 

@@ -1,0 +1,65 @@
+"""Cold start of whole commands, taken in turn: median wall and CPU time of each, and each one's
+ratio to the first command, pair by pair (issue 14; the lab's figure: run it in dom0 with
+``lab/xenlab run 'python3 bench/cold_cli.py ...'``).
+
+    python3 bench/cold_cli.py -n 7 'virsh -c test:///default list --all' \
+        'virtkit -c test:///default list --all' 'python3 -c pass' 'python3 -S -c pass'
+
+Each command runs once unmeasured, then the commands run one after another, ``-n`` rounds. CPU
+time is the child's user + system time as the kernel accounts it (``os.wait4``); output goes
+to /dev/null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import time
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """(wall s, cpu s) of one run of argv."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{shlex.join(argv)} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=7, help="rounds (default 7)")
+    ap.add_argument("commands", nargs="+", help="each command as one shell-quoted string; the first is the base")
+    args = ap.parse_args()
+    argvs = [shlex.split(c) for c in args.commands]
+    for argv in argvs:
+        run(argv)
+    walls: list[list[float]] = [[] for _ in argvs]
+    cpus: list[list[float]] = [[] for _ in argvs]
+    for _ in range(args.n):
+        for i, argv in enumerate(argvs):
+            wall, cpu = run(argv)
+            walls[i].append(wall)
+            cpus[i].append(cpu)
+    with open("/proc/loadavg", encoding="ascii") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"{args.n} rounds, load average {load}")
+    print("| command | wall ms (median) | cpu ms (median) | wall / first (median of pairs) |")
+    print("|---|---|---|---|")
+    for i, command in enumerate(args.commands):
+        ratio = statistics.median(w / b for w, b in zip(walls[i], walls[0], strict=True))
+        print(
+            f"| `{command}` | {statistics.median(walls[i]) * 1e3:,.0f} | {statistics.median(cpus[i]) * 1e3:,.0f} "
+            f"| {ratio:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

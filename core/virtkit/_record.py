@@ -1,0 +1,202 @@
+"""Record classes made without importing ``typing`` or ``dataclasses`` (issue 14: cold start).
+
+A CLI command that lists domains needs a dozen record types but not those two modules:
+``typing`` brings ``contextlib`` and its own weight, and ``dataclasses`` imports ``inspect``
+(with ``ast``, ``dis``, ``tokenize``). Type checkers see the standard names, so every field
+type stays visible to users' mypy; at run time the names come from here::
+
+    TYPE_CHECKING = False
+    if TYPE_CHECKING:
+        from typing import NamedTuple
+    else:
+        from ._record import NamedTuple
+
+:class:`NamedTuple` builds the class ``typing.NamedTuple`` builds: ``collections.namedtuple``
+with the class body's methods and docstring (``__annotations__`` keep the strings written,
+as a dataclass's do). :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
+methods ``dataclasses`` would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen
+``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``); the real
+``dataclasses`` computes ``__dataclass_fields__`` on first access, so ``dataclasses.fields``,
+``replace``, ``asdict`` and ``is_dataclass`` work on these classes as on any dataclass.
+tests/test_records.py compares each record with the class ``dataclasses`` makes of it.
+"""
+
+from __future__ import annotations
+
+import collections
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = ["NamedTuple", "dataclass", "field"]
+
+# What typing.NamedTuple refuses in a class body, and what it does not copy onto the class.
+_PROHIBITED = frozenset(
+    {"__new__", "__init__", "__slots__", "__getnewargs__", "_fields", "_field_defaults"}
+    | {"_make", "_replace", "_asdict", "_source"}
+)
+_NOT_COPIED = frozenset({"__module__", "__name__", "__annotations__"})
+
+
+class _NamedTupleMeta(type):
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> type:
+        if not bases:  # the NamedTuple base itself
+            return super().__new__(mcls, name, bases, ns)
+        if bases != (NamedTuple,):
+            raise TypeError("a record can only inherit from NamedTuple")
+        fields: dict[str, Any] = ns.get("__annotations__", {})
+        with_default = [n for n in fields if n in ns]
+        if with_default != list(fields)[len(fields) - len(with_default) :]:
+            raise TypeError(f"{name}: a field without a default follows one with a default")
+        defaults = [ns[n] for n in with_default]
+        cls: type = collections.namedtuple(name, fields, defaults=defaults, module=ns["__module__"])  # type: ignore[misc]
+        cls.__annotations__ = dict(fields)
+        for key, value in ns.items():
+            if key in _PROHIBITED:
+                raise AttributeError(f"cannot overwrite NamedTuple attribute {key}")
+            if key not in _NOT_COPIED and key not in fields:
+                setattr(cls, key, value)
+        return cls
+
+
+class NamedTuple(metaclass=_NamedTupleMeta):
+    """Base of ``class Name(NamedTuple): field: type = default``; the class made is a plain
+    subclass of ``tuple``, as with ``typing.NamedTuple``."""
+
+
+_MISSING: Any = object()
+
+
+class _Field:
+    __slots__ = ("default", "default_factory", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, shown: bool) -> None:
+        self.default, self.default_factory, self.repr = default, default_factory, shown
+
+
+def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, repr: bool = True) -> Any:  # noqa: A002
+    """``dataclasses.field`` for the arguments records use."""
+    if default is not _MISSING and default_factory is not _MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return _Field(default, default_factory, repr)
+
+
+def _frozen_setattr(self: object, name: str, value: object) -> None:
+    from dataclasses import FrozenInstanceError  # an error path: dataclasses only now
+
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: object, name: str) -> None:
+    from dataclasses import FrozenInstanceError
+
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _getstate(self: object) -> list[Any]:
+    return [getattr(self, n) for n in type(self).__match_args__]  # type: ignore[attr-defined]
+
+
+def _replace(self: object, **changes: Any) -> object:
+    """``copy.replace`` (Python 3.13), as dataclasses 3.13 write it: ``dataclasses.replace``."""
+    values = {n: getattr(self, n) for n in type(self).__match_args__}  # type: ignore[attr-defined]
+    return type(self)(**{**values, **changes})
+
+
+def _setstate(self: object, state: list[Any]) -> None:
+    for name, value in zip(type(self).__match_args__, state, strict=True):  # type: ignore[attr-defined]
+        object.__setattr__(self, name, value)
+
+
+class _DataclassInfo:
+    """``__dataclass_fields__`` / ``__dataclass_params__``, made by ``dataclasses`` itself on
+    first access from a twin class with the same fields, then stored on the record class."""
+
+    def __init__(self, spec: list[tuple[str, Any, _Field]]) -> None:
+        self.spec = spec
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        import dataclasses
+
+        ns: dict[str, Any] = {"__annotations__": {n: t for n, t, _ in self.spec}, "__module__": owner.__module__}
+        for n, _, f in self.spec:
+            kw: dict[str, Any] = {"repr": f.repr}
+            if f.default is not _MISSING:
+                kw["default"] = f.default
+            if f.default_factory is not _MISSING:
+                kw["default_factory"] = f.default_factory
+            ns[n] = dataclasses.field(**kw)
+        twin: Any = dataclasses.dataclass(frozen=True)(type(owner.__name__, (), ns))
+        owner.__dataclass_fields__ = twin.__dataclass_fields__  # type: ignore[attr-defined]
+        owner.__dataclass_params__ = twin.__dataclass_params__  # type: ignore[attr-defined]
+        return getattr(owner, self.name)
+
+
+def dataclass(*, frozen: bool, slots: bool) -> Callable[[type], type]:
+    """``dataclasses.dataclass(frozen=True, slots=True)``, the only form records use."""
+    if not (frozen and slots):
+        raise TypeError("virtkit records are frozen, with slots")
+    return _make_dataclass
+
+
+def _make_dataclass(cls: type) -> type:
+    annotations: dict[str, Any] = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - inspect is what we avoid
+    spec: list[tuple[str, Any, _Field]] = []
+    for name, hint in annotations.items():
+        value = cls.__dict__.get(name, _MISSING)
+        f = value if isinstance(value, _Field) else _Field(value, _MISSING, True)
+        if spec and f.default is _MISSING and f.default_factory is _MISSING and not _required(spec[-1][2]):
+            raise TypeError(f"non-default argument {name!r} follows default argument")
+        spec.append((name, hint, f))
+    names = [n for n, _, _ in spec]
+    env: dict[str, Any] = {"_MISSING": _MISSING, "_set": object.__setattr__}
+    params, body = [], []
+    for n, _, f in spec:
+        if f.default_factory is not _MISSING:
+            env[f"_factory_{n}"] = f.default_factory
+            params.append(f"{n}=_MISSING")
+            body.append(f"_set(self, {n!r}, _factory_{n}() if {n} is _MISSING else {n})")
+        else:
+            if f.default is not _MISSING:
+                env[f"_default_{n}"] = f.default
+            params.append(n if f.default is _MISSING else f"{n}=_default_{n}")
+            body.append(f"_set(self, {n!r}, {n})")
+    shown = " + ', ' + ".join(f"'{n}=' + repr(self.{n})" for n, _, f in spec if f.repr) or "''"
+    values = "".join(f"self.{n}, " for n in names)
+    other = "".join(f"other.{n}, " for n in names)
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n    {'; '.join(body) or 'pass'}\n"
+        f"def __repr__(self):\n    return type(self).__qualname__ + '(' + {shown} + ')'\n"
+        "def __eq__(self, other):\n"
+        f"    if other.__class__ is self.__class__:\n        return ({values}) == ({other})\n"
+        "    return NotImplemented\n"
+        f"def __hash__(self):\n    return hash(({values}))\n"
+    )
+    exec(source, env)  # the source is built above from the class's own field names
+    ns = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
+    for method in ("__init__", "__repr__", "__eq__", "__hash__"):
+        env[method].__qualname__ = f"{cls.__qualname__}.{method}"
+        ns[method] = env[method]
+    ns.update(
+        __slots__=tuple(names),
+        __match_args__=tuple(names),
+        __setattr__=_frozen_setattr,
+        __delattr__=_frozen_delattr,
+        __getstate__=_getstate,
+        __setstate__=_setstate,
+        __replace__=_replace,
+        __dataclass_fields__=_DataclassInfo(spec),
+        __dataclass_params__=_DataclassInfo(spec),
+    )
+    made = type(cls)(cls.__name__, cls.__bases__, ns)
+    made.__qualname__ = cls.__qualname__
+    return made
+
+
+def _required(f: _Field) -> bool:
+    return f.default is _MISSING and f.default_factory is _MISSING
