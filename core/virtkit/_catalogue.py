@@ -341,13 +341,13 @@ _OPS = (
         "list[DomainStats]",
         "Bulk stats of the requested groups per domain; a domain gone meanwhile is left out.",
         since="1.1",
-        note="Never NoSuchDomain: a named domain that does not exist is left out. Fill in exactly the "
-        "groups asked for, the others None; of a defined, shut-off domain (id None) only the state "
-        "group must be filled in (libvirt's rule: the other groups may be None). The core refuses unknown groups (InvalidArgument) and "
-        "groups nobody serves (Unsupported) before you are called. A driver serving only some groups "
-        "declares them on the method: @virtkit.stats_groups('state', 'cpu'); undeclared means every group. "
-        "Of the stats providers, the one ranking highest for domain_lookup_by_uuid names the records: it "
-        "is asked first, possibly for no group at all (return the records with every group None).",
+        note="Never NoSuchDomain: a named domain that does not exist is left out. Fill in exactly the groups asked"
+        " for, the others None; of a defined, shut-off domain (id None) only the state group must be filled "
+        "in (libvirt's rule: the other groups may be None). The core refuses unknown groups (InvalidArgument)"
+        " and groups nobody serves (Unsupported) before you are called. A driver serving only some groups "
+        "declares them on the method: @virtkit.stats_groups('state', 'cpu'); undeclared means every group. Of"
+        " the stats providers, the one ranking highest for domain_lookup_by_uuid names the records: it is "
+        "asked first, possibly for no group at all (return the records with every group None).",
     ),
     _op(
         "domain_block_stats",
