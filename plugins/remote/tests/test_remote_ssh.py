@@ -89,7 +89,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
             return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or exiting while read (ProcessLookupError)
         return False
 
 
