@@ -142,6 +142,12 @@ class Domain(DomainMethods):
         except Exception:
             pass
 
+    def _stopped(self) -> None:
+        """After a destroy: shut off and defined, or gone; either way no id (no lookup needed)."""
+        ref = self._ref
+        if ref.id is not None:
+            self._ref = DomainRef(ref.name, ref.uuid, None)
+
     def is_active(self) -> bool:
         return self.info().state not in (DomainState.SHUTOFF, DomainState.NOSTATE)
 

@@ -150,6 +150,7 @@ class DomainMethods:
         _conn: Connection
 
         def _refresh(self, ref: object = None) -> None: ...
+        def _stopped(self) -> None: ...
 
     def info(self, *, flags: int = 0) -> DomainInfo:
         """State, max/current memory (KiB), vcpus, cpu time (ns)."""
@@ -200,7 +201,7 @@ class DomainMethods:
             self._vt["domain_destroy"](self._ref, flags=flags)
         except Exception as exc:
             raise self._conn._fail("domain_destroy", exc)
-        self._refresh()
+        self._stopped()
 
     def set_memory(self, memory: int, *, flags: int = 0) -> None:
         """Set current memory (balloon)."""

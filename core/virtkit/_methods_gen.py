@@ -106,6 +106,7 @@ class DomainMethods:
         _conn: Connection
 
         def _refresh(self, ref: object = None) -> None: ...
+        def _stopped(self) -> None: ...
 '''
 
 
@@ -134,7 +135,9 @@ def _method(op: Operation) -> str:
         body = call
     else:
         body = f"return {call}  # type: ignore[no-any-return]"
-    if "STOPPED" in op.events:  # the id is gone (or the domain is): ask again by UUID
+    if op.name == "domain_destroy":  # stopped at once: no id afterwards (the contract), no need to ask
+        after = "        self._stopped()\n"
+    elif "STOPPED" in op.events:  # a guest's own shutdown may take a while: ask again by UUID
         after = "        self._refresh()\n"
     doc = op.doc.replace("\\", "\\\\")
     head = f"    def {op.method}({', '.join(parts)}) -> {returns}:"
