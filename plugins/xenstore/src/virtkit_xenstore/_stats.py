@@ -49,7 +49,7 @@ def _text(raw: bytes | None) -> str | None:
 
 
 def _block(domid: int, dev: Device, counters: Sequence[int]) -> BlockStats:
-    rd_req, wr_req, f_req, rd_sect, wr_sect, _oo, _ds = counters
+    rd_req, wr_req, f_req, rd_sect, wr_sect = counters
     devid, name, params = dev
     # oo_req counts waits for a free request slot, not errors: errors stay None
     return virtkit.BlockStats(
