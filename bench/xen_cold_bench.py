@@ -9,9 +9,12 @@ before its first import), and ``virtkit -c xen:/// domstats`` and ``list``.
 virtkit runs two ways: as the lab has it (the packages on the 9p share, the job's PYTHONPATH,
 the checkout as the working directory: every import looks in those directories first, each a
 9p round trip under TCG) and as a dom0 has it after ``pip install`` (the same files copied to
-dom0's own disk, one PYTHONPATH entry, run from /tmp). Prints a Markdown table, the per-module
-medians of ``-X importtime`` over the rounds, an in-process breakdown and, with
-BENCH_PROFILE=1, a cProfile of one local ``domstats``.
+dom0's own disk, one PYTHONPATH entry, run from /tmp). With ``BENCH_BEFORE=build/cold-before``
+(a directory of the checkout holding an older tree's plugin packages: ``git archive REV
+plugins/xenstore/src/virtkit_xenstore ...`` unpacked there, ``python3 -m compileall``ed) those
+run in the same rounds. Prints a Markdown table, the per-module medians of ``-X importtime``
+over the rounds, the in-process breakdowns, where open() and the bulk call spend their time
+and, with BENCH_PROFILE=1, a cProfile of one local ``domstats``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ LOCAL = "/opt/virtkit-bench"  # the packages on dom0's disk
 CLEAN = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 LOCAL_ENV = {**CLEAN, "PYTHONPATH": LOCAL}
 LAB_ENV = dict(os.environ)
+# BENCH_BEFORE=DIR (in the checkout): packages of an older tree, bytecode compiled, laid over a
+# second local copy, so that before and after are measured in one run (machine speed under TCG
+# varies by 15 % from run to run)
+BEFORE_SRC = os.environ.get("BENCH_BEFORE")
+BEFORE = "/opt/virtkit-before"
+BEFORE_ENV = {**CLEAN, "PYTHONPATH": BEFORE}
 VK = ["python3", "-m", "virtkit", "-c", "xen:///"]
 BREAKDOWN = r"""
 import time; t0 = time.perf_counter()
@@ -86,6 +95,12 @@ COMMANDS: list[tuple[str, list[str], dict[str, str], str]] = [
     ("local: -X importtime ... domstats", ["python3", "-X", "importtime", *VK[1:], "domstats"], LOCAL_ENV, "/tmp"),
     ("local: in-process breakdown", ["python3", "-c", BREAKDOWN], LOCAL_ENV, "/tmp"),
 ]
+if BEFORE_SRC:
+    COMMANDS += [
+        ("before: python3 -m virtkit -c xen:/// domstats", [*VK, "domstats"], BEFORE_ENV, "/tmp"),
+        ("before: python3 -m virtkit -c xen:/// list", [*VK, "list"], BEFORE_ENV, "/tmp"),
+        ("before: in-process breakdown", ["python3", "-c", BREAKDOWN], BEFORE_ENV, "/tmp"),
+    ]
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -102,12 +117,18 @@ def main() -> int:
     if Path(LOCAL).exists():
         shutil.rmtree(LOCAL)
     shutil.copytree("/mnt/pydeps", LOCAL, symlinks=True)  # copy2: mtimes kept, the .pyc stay valid
+    if BEFORE_SRC:
+        shutil.rmtree(BEFORE, ignore_errors=True)
+        shutil.copytree(LOCAL, BEFORE, symlinks=True)
+        for pkg in os.listdir(BEFORE_SRC):
+            shutil.rmtree(f"{BEFORE}/{pkg}")
+            shutil.copytree(f"{BEFORE_SRC}/{pkg}", f"{BEFORE}/{pkg}")
     rig = Rig()
     times: dict[str, list[float]] = {c[0]: [] for c in COMMANDS}
     imports: dict[str, list[tuple[int, int]]] = {}
     depth: dict[str, int] = {}
     order_seen: list[str] = []
-    breakdown: list[list[float]] = []
+    breakdown: dict[str, list[list[float]]] = {}
     try:
         rig.guests()
         time.sleep(15)  # the guests' init up, disks and vifs connected
@@ -127,7 +148,7 @@ def main() -> int:
                             depth[name] = len(m.group(3))
                         imports.setdefault(name, []).append((int(m.group(1)), int(m.group(2))))
                 elif "breakdown" in label:
-                    breakdown.append([float(x) for x in out.split()])
+                    breakdown.setdefault(label, []).append([float(x) for x in out.split()])
         print("loadavg after:", Path("/proc/loadavg").read_text().strip())
         for _ in range(2):
             print("\nopen() and the bulk call, per hook and per driver (inner hooks indented):")
@@ -147,10 +168,11 @@ def main() -> int:
     for label, v in times.items():
         m = statistics.median(v)
         print(f"| `{label}` | {m * 1000:.0f} | {m / base:.2f}x |")
-    cols = list(zip(*breakdown, strict=True))
     names = ("modules", "domains", "import virtkit", "import _cli", "open", "all_domain_stats", "close")
-    medians = (f"{n} {statistics.median(c):g}" for n, c in zip(names, cols, strict=True))
-    print("\nin-process breakdown, medians (ms):", ", ".join(medians))
+    for label, rows in breakdown.items():
+        cols = list(zip(*rows, strict=True))
+        medians = (f"{n} {statistics.median(c):g}" for n, c in zip(names, cols, strict=True))
+        print(f"\n{label}, medians (ms):", ", ".join(medians))
     print("\n-X importtime, local domstats, medians over the rounds (self us | cumulative us | module):")
     for name in order_seen:
         v = imports[name]
