@@ -114,3 +114,17 @@ def test_privcmd_errors_at_open_are_typed(tmp_path: Path) -> None:
     assert isinstance(exc.value.__cause__, FileNotFoundError)
     with pytest.raises(virtkit.DriverError, match="privcmd"):
         connect(privcmd_paths=("/dev/null",))  # opens, but knows no hypercall ioctl
+
+
+def test_the_probe_loads_no_codec_module(tmp_path: Path) -> None:
+    """can_handle runs on every cold xen:/// open: reading the capabilities file as text would
+    import encodings.ascii for it."""
+    caps = tmp_path / "capabilities"
+    caps.write_text("control_d\n")
+    code = (
+        "import sys; from virtkit import parse_uri; from virtkit_xen_hyper import Plugin; "
+        f"ok = Plugin(capabilities={str(caps)!r}, privcmd_paths=('/dev/null',)).can_handle(parse_uri('xen:///')); "
+        "print(ok is True, 'encodings.ascii' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["True", "False"]

@@ -72,6 +72,16 @@ def test_big_directory_without_directory_part_says_so(fake_xs_factory: Any) -> N
         c.directory("/big")
 
 
+def test_directory_many_lists_each_node_and_fetches_big_ones_in_parts(xs: Client, fake_xs: Any) -> None:
+    names = [f"child-with-a-long-name-{i:04d}" for i in range(300)]  # E2BIG for one DIRECTORY
+    for n in names:
+        fake_xs.put(f"/big/{n}", "x")
+    xs.write("/small/a", "1")
+    got = xs.directory_many(["/small", "/nope", "/big"])
+    assert got[0] == ["a"] and got[1] is None and sorted(got[2] or ()) == sorted(names)
+    assert xs.directory_many([]) == []
+
+
 def test_perms_round_trip(xs: Client) -> None:
     xs.write("/p", "v")
     perms = [Perm(2, "r"), Perm(4, "n"), Perm(7, "b")]

@@ -262,6 +262,21 @@ def test_read_many_is_one_round_trip(raw_peer: Any, client: Client) -> None:
     assert c.wait() == [b"/A", None, b"/C"]
 
 
+def test_directory_many_is_one_round_trip(raw_peer: Any, client: Client) -> None:
+    """As read_many: every DIRECTORY on the wire before a reply, the listings in ``paths``
+    order, ENOENT as None (the stats' device discovery relies on it)."""
+    c = Call(lambda: client.directory_many(["/a", "/b", "/c"]))
+    raw_peer.accept()
+    pkts = [raw_peer.recv_packet() for _ in range(3)]
+    assert [(p[0], p[3]) for p in pkts] == [(Op.DIRECTORY, b"/a\0"), (Op.DIRECTORY, b"/b\0"), (Op.DIRECTORY, b"/c\0")]
+    for typ, rid, tx, payload in reversed(pkts):
+        if payload == b"/b\0":
+            raw_peer.reply(Op.ERROR, rid, b"ENOENT\0", tx)
+        else:
+            raw_peer.reply(typ, rid, b"x\0" + payload[1:2] + b"\0", tx)
+    assert c.wait() == [["x", "a"], None, ["x", "c"]]
+
+
 def test_read_many_raises_the_first_other_error(raw_peer: Any, client: Client) -> None:
     c = Call(lambda: client.read_many(["/a", "/b"]))
     raw_peer.accept()

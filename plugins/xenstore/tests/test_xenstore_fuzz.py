@@ -10,6 +10,7 @@ does to the deadlines is test_xenstore_deadlines.py's concern.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import time
@@ -23,7 +24,15 @@ from hypothesis import strategies as st
 import virtkit
 from virtkit_xenstore import Client, Driver, Op, Perm, XenStoreError
 from virtkit_xenstore._conn import Conn, socket_channel
-from virtkit_xenstore._wire import REPLY_MAX, REPLY_TYPES, error_from_reply, parse_perms, parse_tx_id, split_packets
+from virtkit_xenstore._wire import (
+    REPLY_MAX,
+    REPLY_TYPES,
+    decimal,
+    error_from_reply,
+    parse_perms,
+    parse_tx_id,
+    split_packets,
+)
 
 HDR = struct.Struct("<IIII")
 FUZZ = settings(max_examples=2000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -136,6 +145,28 @@ def test_perms_and_transaction_ids_parse_or_raise_protocol_error(payload: bytes)
         pass
     else:
         assert 0 < tx_id <= 0xFFFFFFFF
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=24), st.binary(max_size=24)), st.integers(1, 20))
+@example("١٢", 5)  # Arabic-Indic digits: str.isdigit() says yes, [0-9] says no
+@example("12\n", 5)
+def test_decimal_is_the_pattern_it_replaced(text: str | bytes, digits: int) -> None:
+    pattern = rf"[0-9]{{1,{digits}}}\Z"
+    want = re.match(pattern.encode() if isinstance(text, bytes) else pattern, text) is not None
+    assert decimal(text, digits) is want
+
+
+@FUZZ
+@given(st.one_of(payloads, st.from_regex(rb"\A[0-9]{1,11}\0{0,2}\Z")))
+def test_transaction_ids_parse_as_the_pattern_did(payload: bytes) -> None:
+    """parse_tx_id without its pattern accepts what ``[0-9]{1,10}\\0?\\Z`` matched, no more."""
+    old = int(payload.rstrip(b"\0") or b"0") if re.match(rb"[0-9]{1,10}\0?\Z", payload) else 0
+    try:
+        got = parse_tx_id(payload)
+    except virtkit.ProtocolError:
+        got = 0
+    assert got == (old if 0 < old <= 0xFFFFFFFF else 0)
 
 
 # -- a client and the driver over a socketpair --------------------------------------------------

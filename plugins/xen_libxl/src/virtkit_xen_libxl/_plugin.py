@@ -59,8 +59,8 @@ class Plugin:
 
     def _why_not(self) -> str | None:
         try:
-            with open(self.capabilities, encoding="ascii", errors="replace") as f:
-                caps = f.read()
+            with open(self.capabilities, "rb") as f:  # bytes: a text file would load a codec module
+                caps = f.read().decode("ascii", "replace")
         except OSError as exc:
             return f"not running on Xen ({self.capabilities}: {exc.strerror})"
         if "control_d" not in {c.strip() for c in caps.split(",")}:

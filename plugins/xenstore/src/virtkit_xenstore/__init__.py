@@ -13,25 +13,31 @@ domain events.
 
 from __future__ import annotations
 
-from ._client import Client, Transaction, Watch, WatchEvent, default_paths
-from ._driver import Driver
+from typing import TYPE_CHECKING, Any
+
 from ._plugin import PRIORITY, Plugin
 from ._version import __version__
-from ._wire import (
-    PAYLOAD_MAX,
-    AccessDenied,
-    InvalidRequest,
-    LimitExceeded,
-    NotSupportedByDaemon,
-    Op,
-    PathExists,
-    PathNotFound,
-    Perm,
-    QuotaExceeded,
-    ReplyTooBig,
-    TransactionConflict,
-    XenStoreError,
-)
+
+if TYPE_CHECKING:
+    from ._client import Client, default_paths
+    from ._driver import Driver
+    from ._transaction import Transaction
+    from ._watch import Watch, WatchEvent
+    from ._wire import (
+        PAYLOAD_MAX,
+        AccessDenied,
+        InvalidRequest,
+        LimitExceeded,
+        NotSupportedByDaemon,
+        Op,
+        PathExists,
+        PathNotFound,
+        Perm,
+        QuotaExceeded,
+        ReplyTooBig,
+        TransactionConflict,
+        XenStoreError,
+    )
 
 __all__ = [
     "PAYLOAD_MAX",
@@ -58,6 +64,45 @@ __all__ = [
     "default_paths",
     "plugin",
 ]
+
+# Loaded on first use: the entry point's import (every xen:// URI, and a host without xenstored
+# declines at once) costs the plugin object only; the client loads when a connection opens.
+_LAZY = {
+    "Client": "_client",
+    "default_paths": "_client",
+    "Driver": "_driver",
+    "Transaction": "_transaction",
+    "Watch": "_watch",
+    "WatchEvent": "_watch",
+    **dict.fromkeys(
+        (
+            "PAYLOAD_MAX",
+            "AccessDenied",
+            "InvalidRequest",
+            "LimitExceeded",
+            "NotSupportedByDaemon",
+            "Op",
+            "PathExists",
+            "PathNotFound",
+            "Perm",
+            "QuotaExceeded",
+            "ReplyTooBig",
+            "TransactionConflict",
+            "XenStoreError",
+        ),
+        "_wire",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+
 
 #: The object the ``virtkit.drivers`` entry point names.
 plugin = Plugin()

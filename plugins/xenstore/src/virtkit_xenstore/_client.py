@@ -11,19 +11,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError, check_timeout
 from virtkit import TimeoutError as XsTimeout
 
 from ._conn import SLICE, Conn, open_channel
 from ._ops import Ops, domid_bytes, number, text
-from ._transaction import Transaction
-from ._watch import Watch, WatchEvent
 from ._wire import (
     Op,
     PathExists,
@@ -33,7 +30,12 @@ from ._wire import (
     parse_tx_id,
 )
 
-__all__ = ["Client", "Transaction", "Watch", "WatchEvent", "default_paths"]
+if TYPE_CHECKING:
+    # Imported where used: a connection that only reads (the CLI's) never loads them.
+    from ._transaction import Transaction
+    from ._watch import Watch
+
+__all__ = ["Client", "default_paths"]
 
 _T = TypeVar("_T")
 _DEFAULT_RUNDIR = "/var/run/xenstored"
@@ -274,6 +276,8 @@ class Client(Ops):
         except ProtocolError as exc:
             c.fail(exc)  # the daemon holds a transaction we cannot name: start afresh
             raise
+        from ._transaction import Transaction
+
         return Transaction(self, c, tx_id)
 
     def transact(self, fn: Callable[[Transaction], _T], *, timeout: float | None = None) -> _T:
@@ -295,6 +299,8 @@ class Client(Ops):
                         raise
                 else:
                     return result
+            import random  # a conflict's back-off only
+
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.1)
 
@@ -314,6 +320,8 @@ class Client(Ops):
         tok = (token if token is not None else f"vk{os.getpid()}-{next(_tokens)}").encode()
         if not tok or b"\0" in tok:
             raise InvalidArgument("a watch token must be non-empty without NUL")
+        from ._watch import Watch
+
         w = Watch(self, tok, paths, maxsize)
         with self.deadline():
             self._current(self._until())  # connect first: a fresh connection re-registers known watches
@@ -347,6 +355,8 @@ class Client(Ops):
     def _on_event(self, path: bytes, token: bytes) -> None:
         w = self._watches.get(token)
         if w is not None:  # events for a token already unwatched may still arrive: ignore
+            from ._watch import WatchEvent  # loaded by watch() already: a dict lookup
+
             w._push(WatchEvent(text(path), text(token)))
 
     def _start_pump(self) -> None:

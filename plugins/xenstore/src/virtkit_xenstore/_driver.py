@@ -9,7 +9,6 @@ business (xen_hyper): this driver's ``domain_get_info`` is partial and ranks bel
 from __future__ import annotations
 
 import functools
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +29,14 @@ from virtkit import (
     VirtError,
 )
 
-from ._client import Client, Transaction
+from ._client import Client
 from ._stats import StatsMixin
-from ._wire import PathNotFound
+from ._wire import PathNotFound, decimal
 
 if TYPE_CHECKING:
     import logging
+
+    from ._transaction import Transaction
 
 __all__ = ["BETTER", "Driver"]
 
@@ -54,14 +55,14 @@ def log() -> logging.Logger:
 BETTER = 90
 _NIL_UUID = UUID(int=0)
 _ROOT = "/local/domain"
-_COUNT = re.compile(rb"[0-9]{1,19}\Z")  # a size or count libxl writes: decimal, never negative
-_DOMID = re.compile(r"[0-9]{1,5}\Z")  # a child of /local/domain that names a domain (ids < 0x7FF0)
+_COUNT_DIGITS = 19  # a size or count libxl writes: decimal, never negative
+_DOMID_DIGITS = 5  # a child of /local/domain that names a domain (ids < 0x7FF0)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _int(raw: bytes, what: str) -> int:
     text = raw.strip(b"\0 \n")
-    if not _COUNT.match(text):
+    if not decimal(text, _COUNT_DIGITS):
         raise virtkit.ProtocolError(f"xenstore: {what} is not a non-negative number: {raw[:40]!r}")
     return int(text)
 
@@ -111,7 +112,7 @@ class Driver(StatsMixin):
     # -- helpers -------------------------------------------------------------------------------
 
     def _domids(self) -> list[int]:
-        return sorted(int(c) for c in self.xs.directory(_ROOT) if _DOMID.match(c))
+        return sorted(int(c) for c in self.xs.directory(_ROOT) if decimal(c, _DOMID_DIGITS))
 
     def _name(self, domid: int) -> str:
         try:
@@ -231,7 +232,7 @@ class Driver(StatsMixin):
 
     def _vcpus(self, domid: int, maximum: bool) -> int:
         try:
-            cpus = [c for c in self.xs.directory(f"{_ROOT}/{domid}/cpu") if _DOMID.match(c)]
+            cpus = [c for c in self.xs.directory(f"{_ROOT}/{domid}/cpu") if decimal(c, _DOMID_DIGITS)]
         except PathNotFound:
             if not self.xs.exists(f"{_ROOT}/{domid}"):
                 raise NoSuchDomain(f"no domain with id {domid}") from None

@@ -106,6 +106,26 @@ class Ops:
             return self._directory_part(path, p)
         return [text(c) for c in payload.split(b"\0")[:-1]]
 
+    def directory_many(self, paths: Iterable[str]) -> list[list[str] | None]:
+        """Several nodes' children in one round trip (the requests are pipelined, as in
+        :meth:`read_many`); None for a node that does not exist. A listing too big for one
+        reply is fetched on its own with DIRECTORY_PART; any other error is raised (the first,
+        in ``paths`` order)."""
+        requests: list[tuple[int, bytes, str | None]] = [(Op.DIRECTORY, check_path(p), p) for p in paths]
+        if not requests:
+            return []
+        out: list[list[str] | None] = []
+        for (_op, p, path), r in zip(requests, self._request_many(requests), strict=True):
+            if isinstance(r, bytes):
+                out.append([text(c) for c in r.split(b"\0")[:-1]])
+            elif isinstance(r, PathNotFound):
+                out.append(None)
+            elif isinstance(r, ReplyTooBig) and path is not None:
+                out.append(self._directory_part(path, p))
+            else:
+                raise r
+        return out
+
     def _bounded(self) -> contextlib.AbstractContextManager[None]:
         """One deadline for a request sequence (the client's; a transaction's client's)."""
         raise NotImplementedError

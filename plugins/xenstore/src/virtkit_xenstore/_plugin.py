@@ -6,8 +6,6 @@ import os
 
 from virtkit import URI, Declined, OpenOptions, VirtError, hookimpl
 
-from ._client import Client, default_paths
-
 __all__ = ["PRIORITY", "Plugin"]
 
 #: Below xen_hyper (hypercalls are the authority where both serve), above xen_xend (10).
@@ -51,6 +49,8 @@ class Plugin:
 
     @hookimpl
     def open(self, uri: URI, options: OpenOptions) -> object:
+        from ._client import Client, default_paths  # here, not at the entry point's import
+
         path = self.channel_path(options)
         if path is None and not any(os.path.exists(p) for p in default_paths()):
             return Declined("no xenstored reachable: none of " + ", ".join(default_paths()) + " exists")

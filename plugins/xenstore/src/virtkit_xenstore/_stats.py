@@ -11,7 +11,6 @@ sysfs. State, cpu time and memory are the hypervisor's (xen_hyper).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -20,7 +19,7 @@ import virtkit
 from virtkit import DomainRef, InvalidArgument, InvalidOperation, NoSuchDomain, check_flags, stats_groups
 
 from . import _sysfs
-from ._wire import PathNotFound
+from ._wire import decimal
 
 if TYPE_CHECKING:
     from virtkit import BlockStats, DomainStats, InterfaceStats
@@ -31,11 +30,14 @@ __all__ = ["StatsMixin"]
 
 _ROOT = "/local/domain"
 _BACKEND = "/local/domain/0/backend"
-_DOMID = re.compile(r"[0-9]{1,5}\Z")
-_DEVID = re.compile(r"[0-9]{1,10}\Z")
+_DOMID_DIGITS = 5
+_DEVID_DIGITS = 10
 _NIL = UUID(int=0)
+_VBD, _VIF = "vbd", "vif"
 _VBD_KEYS = ("dev", "params")
 _VIF_KEYS = ("vifname", "mac")
+#: (stats group, backend kind, the two keys read of each device)
+_KINDS = (("block", _VBD, _VBD_KEYS), ("net", _VIF, _VIF_KEYS))
 _UNCONNECTED = "its backend is not connected"
 
 #: One device: (devid, the two keys' values as text, None where absent).
@@ -47,7 +49,7 @@ def _text(raw: bytes | None) -> str | None:
 
 
 def _block(domid: int, dev: Device, counters: Sequence[int]) -> BlockStats:
-    rd_req, wr_req, f_req, rd_sect, wr_sect, _oo, _ds = counters
+    rd_req, wr_req, f_req, rd_sect, wr_sect = counters
     devid, name, params = dev
     # oo_req counts waits for a free request slot, not errors: errors stay None
     return virtkit.BlockStats(
@@ -84,25 +86,35 @@ class StatsMixin:
 
     # -- xenstore: which devices ------------------------------------------------------------------
 
-    def _devices(self, kind: str, keys: tuple[str, str], domids: Collection[int] | None) -> dict[int, list[Device]]:
-        """Per domain id, its ``kind`` backends in dom0's tree (one directory per domain that has
-        some, then every device's two keys in one round trip)."""
-        try:
-            children = self.xs.directory(f"{_BACKEND}/{kind}")
-        except PathNotFound:
-            return {}
-        per: dict[int, list[int]] = {}
-        for child in children:
-            if not _DOMID.match(child) or (domids is not None and int(child) not in domids):
-                continue
-            try:
-                devs = self.xs.directory(f"{_BACKEND}/{kind}/{child}")
-            except PathNotFound:
-                continue  # its devices went away meanwhile
-            per[int(child)] = sorted(int(d) for d in devs if _DEVID.match(d))
-        paths = [f"{_BACKEND}/{kind}/{d}/{dev}/{k}" for d, devs in per.items() for dev in devs for k in keys]
+    def _devices(
+        self, kinds: Sequence[tuple[str, tuple[str, str]]], domids: Collection[int] | None
+    ) -> list[dict[int, list[Device]]]:
+        """Per kind (``vbd``, ``vif``) and domain id, its backends in dom0's tree: three round
+        trips whatever the number of domains and kinds (the kinds' directories, then every
+        domain's, then every device's two keys; each step's requests pipelined)."""
+        tops = self.xs.directory_many([f"{_BACKEND}/{kind}" for kind, _keys in kinds])
+        wanted: list[tuple[int, int]] = []  # (kind index, domid) of every listing asked for
+        for i, children in enumerate(tops):
+            for child in children or ():
+                if decimal(child, _DOMID_DIGITS) and (domids is None or int(child) in domids):
+                    wanted.append((i, int(child)))
+        listings = self.xs.directory_many([f"{_BACKEND}/{kinds[i][0]}/{d}" for i, d in wanted]) if wanted else []
+        per: list[dict[int, list[int]]] = [{} for _ in kinds]
+        for (i, d), devs in zip(wanted, listings, strict=True):
+            if devs is not None:  # None: its devices went away meanwhile
+                per[i][d] = sorted(int(dev) for dev in devs if decimal(dev, _DEVID_DIGITS))
+        paths = [
+            f"{_BACKEND}/{kind}/{d}/{dev}/{k}"
+            for (kind, keys), found in zip(kinds, per, strict=True)
+            for d, devs in found.items()
+            for dev in devs
+            for k in keys
+        ]
         values = iter(self.xs.read_many(paths)) if paths else iter(())
-        return {d: [(dev, _text(next(values)), _text(next(values))) for dev in devs] for d, devs in per.items()}
+        return [
+            {d: [(dev, _text(next(values)), _text(next(values))) for dev in devs] for d, devs in found.items()}
+            for found in per
+        ]
 
     def _blocks(self, domid: int, devs: Iterable[Device]) -> list[BlockStats]:
         out = []
@@ -153,8 +165,9 @@ class StatsMixin:
         with self.xs.deadline():
             refs = self._refs(domains)
             ids = None if domains is None else {r.id for r in refs if r.id is not None}
-            vbds = self._devices("vbd", _VBD_KEYS, ids) if "block" in want else {}
-            vifs = self._devices("vif", _VIF_KEYS, ids) if "net" in want else {}
+            kinds = [(kind, keys) for group, kind, keys in _KINDS if group in want]
+            found = dict(zip((kind for kind, _keys in kinds), self._devices(kinds, ids), strict=True))
+            vbds, vifs = found.get("vbd", {}), found.get("vif", {})
         record = virtkit.DomainStats
         out = []
         for ref in refs:
@@ -176,7 +189,7 @@ class StatsMixin:
             domid = self._live(dom)  # a missing domain is NoSuchDomain whatever the device
             if not isinstance(device, str):
                 raise InvalidArgument(f"device must be a disk's name, got {type(device).__name__}")
-            devs = self._devices("vbd", _VBD_KEYS, (domid,)).get(domid, [])
+            devs = self._devices(((_VBD, _VBD_KEYS),), (domid,))[0].get(domid, [])
         if device:
             devs = [d for d in devs if device in (d[1], d[2], str(d[0]))]
             if not devs:
@@ -196,7 +209,7 @@ class StatsMixin:
             domid = self._live(dom)  # a missing domain is NoSuchDomain whatever the device
             if not isinstance(device, str) or not device:
                 raise InvalidArgument(f"device must be an interface's name or MAC address, got {device!r:.60}")
-            devs = self._devices("vif", _VIF_KEYS, (domid,)).get(domid, [])
+            devs = self._devices(((_VIF, _VIF_KEYS),), (domid,))[0].get(domid, [])
         low = device.lower()
         devs = [d for d in devs if device == _ifname(domid, d) or low == (d[2] or "").lower()]
         if not devs:

@@ -34,6 +34,7 @@ __all__ = [
     "XenStoreError",
     "check_path",
     "check_payload",
+    "decimal",
     "error_from_reply",
     "format_perms",
     "parse_perms",
@@ -186,6 +187,13 @@ def error_from_reply(payload: bytes, op: int, path: str | None) -> XenStoreError
 
 # -- paths and payloads ------------------------------------------------------------------------
 
+
+def decimal(text: str | bytes, digits: int) -> bool:
+    """``text`` is 1 to ``digits`` ASCII decimal digits, nothing else (what ``[0-9]{1,N}\\Z``
+    matches, without a pattern to compile at import: a cold CLI pays each one)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
+
+
 _VALID = re.compile(r"[A-Za-z0-9\-/_@]*\Z")  # C xenstored valid_chars(), plus '@' for watches
 
 
@@ -257,8 +265,9 @@ class Perm(NamedTuple):
         return f"{self.access}{self.domid}"
 
 
-# libxenstore parses the domid with strtol(.., 0): decimal or 0x.. hex here; a domid is a u16
-_PERM = re.compile(rb"([rwbn])(0[xX][0-9a-fA-F]{1,4}|0|[1-9][0-9]{0,4})\Z")
+# libxenstore parses the domid with strtol(.., 0): decimal or 0x.. hex here; a domid is a u16.
+# Compiled at the first GET_PERMS (re caches it), not at import.
+_PERM = rb"([rwbn])(0[xX][0-9a-fA-F]{1,4}|0|[1-9][0-9]{0,4})\Z"
 
 
 def parse_perms(payload: bytes) -> list[Perm]:
@@ -267,7 +276,7 @@ def parse_perms(payload: bytes) -> list[Perm]:
     for item in payload.split(b"\0"):
         if not item:
             continue
-        m = _PERM.match(item)
+        m = re.match(_PERM, item)
         domid = int(m.group(2), 0) if m else -1
         if m is None or domid > 0xFFFF:
             raise ProtocolError(f"xenstore: bad permission {item[:40]!r} in a GET_PERMS reply")
@@ -275,12 +284,10 @@ def parse_perms(payload: bytes) -> list[Perm]:
     return out
 
 
-_TX_ID = re.compile(rb"[0-9]{1,10}\0?\Z")
-
-
 def parse_tx_id(reply: bytes) -> int:
     """TRANSACTION_START's reply: a u32 id above 0 in decimal (ProtocolError otherwise)."""
-    tx_id = int(reply.rstrip(b"\0") or b"0") if _TX_ID.match(reply) else 0
+    digits = reply[:-1] if reply.endswith(b"\0") else reply  # [0-9]{1,10}\0?
+    tx_id = int(digits) if decimal(digits, 10) else 0
     if not 0 < tx_id <= 0xFFFFFFFF:
         raise ProtocolError(f"xenstore: bad transaction id {reply[:20]!r}")
     return tx_id
