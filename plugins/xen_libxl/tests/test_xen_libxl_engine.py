@@ -106,10 +106,11 @@ def ops(lx: FakeLibxl) -> list[str]:
     return [c[0] for c in lx.calls]
 
 
-def test_create_watches_before_unpausing_and_keeps_a_record(engine: tuple[Engine, FakeLibxl]) -> None:
+def test_create_answers_once_running_then_watches_and_keeps_a_record(engine: tuple[Engine, FakeLibxl]) -> None:
     eng, lx = engine
-    reply = eng.handle({"op": "create", "config": cfg_json("a")})
-    assert reply == {"ok": True, "domid": 11}
+    answered: list[tuple[dict[str, Any], bool]] = []
+    reply = eng.handle({"op": "create", "config": cfg_json("a")}, lambda r: answered.append((r, 11 in lx.watched)))
+    assert reply == {"ok": True, "domid": 11} and answered == [(reply, False)]
     assert ops(lx) == ["create", "unpause"] and 11 in lx.watched
     assert json.loads((eng.records / "11.json").read_text())["name"] == "a"
     assert eng.handle({"op": "ping"})["domains"] == [11]

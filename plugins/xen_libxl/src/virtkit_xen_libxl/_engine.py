@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,7 +165,9 @@ class Engine:
             f.seek(pos)
             return f.read(65536).decode("utf-8", "replace").strip()
 
-    def handle(self, req: Any) -> dict[str, Any]:
+    def handle(self, req: Any, answer: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """The reply to ``req``; a create hands it to ``answer`` (if given) as soon as the domain
+        runs, and enables the death watch after, still before any other operation."""
         self.last = time.monotonic()
         if not isinstance(req, dict):
             return {"ok": False, "kind": "request", "error": "a request is a JSON object"}
@@ -173,7 +176,7 @@ class Engine:
             with self.kids_lock:
                 return {"ok": True, "pid": os.getpid(), "domains": sorted(self.kids)}
         if op == "create" and isinstance(req.get("config"), str):
-            return self._create(req["config"])
+            return self._create(req["config"], answer)
         if op in ("destroy", "shutdown", "reboot") and isinstance(req.get("domid"), int):
             return self._act(op, req["domid"], req.get("name"))
         return {"ok": False, "kind": "request", "error": f"bad request {str(req)[:200]!r}"}
@@ -181,7 +184,7 @@ class Engine:
     def _fail(self, exc: LibxlError, pos: int) -> dict[str, Any]:
         return {"ok": False, "kind": "libxl", "error": str(exc), "log": self._log_since(pos)}
 
-    def _create(self, config: str) -> dict[str, Any]:
+    def _create(self, config: str, answer: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         with self.ops:
             pos = os.lseek(self.log_fd, 0, os.SEEK_END)
             try:
@@ -193,13 +196,20 @@ class Engine:
                         self.lx.destroy(left)
                 return self._fail(exc, pos)
             try:
-                self.adopt(domid, config)  # before the guest runs: no shutdown can be missed
                 self.lx.unpause(domid)
             except LibxlError as exc:
                 with contextlib.suppress(LibxlError):
                     self.lx.destroy(domid)
                 return self._fail(exc, pos)
-        return {"ok": True, "domid": domid}
+            reply = {"ok": True, "domid": domid}
+            if answer is not None:
+                answer(reply)  # as xl, which watches in its babysitter after the create returned
+            # a shutdown in between is not missed: libxl reports one found when the watch starts
+            try:
+                self.adopt(domid, config)
+            except LibxlError:
+                log.exception("domain %d runs without a babysitter: its death watch failed", domid)
+        return reply
 
     def _act(self, op: str, domid: int, name: Any) -> dict[str, Any]:
         """``op`` on ``domid`` if it runs (under ``name``, when given: an id is not reused
@@ -297,13 +307,21 @@ class _Handler(socketserver.StreamRequestHandler):
             req = json.loads(line)
         except ValueError:
             req = None
+        sent = False
+
+        def answer(reply: dict[str, Any]) -> None:
+            nonlocal sent
+            sent = True
+            with contextlib.suppress(OSError):
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+
         try:
-            reply = self.server.engine.handle(req)
+            reply = self.server.engine.handle(req, answer)
         except Exception as exc:  # the engine stays up for the next request
             log.exception("request failed")
             reply = {"ok": False, "kind": "request", "error": f"{type(exc).__name__}: {exc}"}
-        with contextlib.suppress(OSError):
-            self.wfile.write(json.dumps(reply).encode() + b"\n")
+        if not sent:
+            answer(reply)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
