@@ -338,13 +338,17 @@ class Driver(ListingMixin):
     def _check_free(self, cfg: DomainConfig, *, allow_uuid: _uuid.UUID | None = None) -> None:
         """Refuse a name or uuid another domain (running or defined) already has."""
         assert cfg.uuid is not None
-        other = self._running_by_name(cfg.name)
+        if self._by_stats:  # one bulk read for both questions
+            running = [r.domain for r in self._running_states()]
+            other = next((d for d in running if d.name == cfg.name), None)
+            clash = next((d for d in running if d.uuid == cfg.uuid), None)
+        else:
+            other, clash = self._running_by_name(cfg.name), self._running_by_uuid(cfg.uuid)
         if other is not None and other.uuid != allow_uuid:
             raise InvalidOperation(f"a domain named {cfg.name!r} is already running (id {other.id})")
         rec = self.state.by_name(cfg.name)
         if rec is not None and rec.config.uuid != allow_uuid:
             raise InvalidOperation(f"a domain named {cfg.name!r} is already defined (uuid {rec.config.uuid})")
-        clash = self._running_by_uuid(cfg.uuid)
         if clash is not None and cfg.uuid != allow_uuid:
             raise InvalidOperation(f"uuid {cfg.uuid} is already used by running domain {clash.name!r}")
         rec = self.state.by_uuid(cfg.uuid)
