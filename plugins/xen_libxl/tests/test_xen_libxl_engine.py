@@ -283,3 +283,14 @@ def test_pump_reads_libxls_event_json(engine: tuple[Engine, FakeLibxl]) -> None:
     time.sleep(0.1)
     assert ("destroy", a) in lx.calls and ("destroy", b) in lx.calls  # reboot: restart; poweroff: destroy
     assert [k.name for k in eng.kids.values()] == ["a"]  # a's new run; b destroyed; c gone
+
+
+def test_an_engine_that_cannot_start_says_why(tmp_path: pathlib.Path) -> None:
+    """The request starts the engine (a daemon, ready before the request is sent); here, off
+    Xen, it cannot read the hypervisor's release and the caller gets that reason."""
+    if pathlib.Path("/sys/hypervisor/version").exists():
+        pytest.skip("a Xen host: the engine would start")
+    client = LibxlEngine(str(tmp_path / "engine"), Xl("/bin/false", timeout=30), timeout=30)
+    with pytest.raises(virtkit.InvalidOperation, match="release"):
+        client.destroy(5, "x")
+    assert not (tmp_path / "engine" / _engine.SOCKET).exists()
