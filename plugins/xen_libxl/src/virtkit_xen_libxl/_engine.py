@@ -172,8 +172,8 @@ class Engine:
         if not isinstance(req, dict):
             return {"ok": False, "kind": "request", "error": "a request is a JSON object"}
         op = req.get("op")
-        if op == "ping":
-            with self.kids_lock:
+        if op == "ping":  # after any operation under way, as every other request
+            with self.ops, self.kids_lock:
                 return {"ok": True, "pid": os.getpid(), "domains": sorted(self.kids)}
         if op == "create" and isinstance(req.get("config"), str):
             return self._create(req["config"], answer)
