@@ -361,11 +361,12 @@ class Driver(ListingMixin):
         path.write_text(text, encoding="utf-8")
         return path
 
-    def _start(self, cfg: DomainConfig) -> DomainRef:
-        """The engine's create of ``cfg`` (uuid set); on failure nothing of it is left running."""
+    def _start(self, cfg: DomainConfig, settings: dict[str, Any] | None = None) -> DomainRef:
+        """The engine's create of ``cfg`` (uuid set; ``settings``: its xl settings if known);
+        on failure nothing of it is left running."""
         assert cfg.uuid is not None
         try:
-            domid = self.engine.create(cfg, self.state.scratch())
+            domid = self.engine.create(cfg, self.state.scratch(), settings)
         except VirtError:
             self._leftover(cfg.uuid)
             raise
@@ -387,10 +388,10 @@ class Driver(ListingMixin):
         cfg = virtkit.check_domain_config(config)
         if cfg.uuid is None:
             cfg = dataclasses.replace(cfg, uuid=_uuid.uuid4())
-        _xlcfg.xl_settings(cfg)
+        settings = _xlcfg.xl_settings(cfg)  # a config xl cannot express is refused first
         with self.state.locked():
             self._check_free(cfg)
-            return self._start(cfg)
+            return self._start(cfg, settings)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)

@@ -40,15 +40,17 @@ class Engine(Protocol):
     name: str
     checks_name: bool
 
-    def create(self, cfg: DomainConfig, scratch: pathlib.Path) -> int | None: ...
+    def create(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None) -> int | None:
+        """``settings``: ``cfg``'s xl settings (``_xlcfg.xl_settings``) when known already."""
+
     def destroy(self, domid: int, what: str) -> None: ...
     def shutdown(self, domid: int, what: str) -> None: ...
     def reboot(self, domid: int, what: str) -> None: ...
 
 
-def _xl_file(cfg: DomainConfig, scratch: pathlib.Path, tag: str) -> pathlib.Path:
+def _xl_file(cfg: DomainConfig, scratch: pathlib.Path, tag: str, settings: dict[str, Any] | None) -> pathlib.Path:
     path = scratch / f"{cfg.uuid}.{tag}-{threading.get_ident()}.cfg"
-    path.write_text(_xlcfg.dump(_xlcfg.xl_settings(cfg)), encoding="utf-8")
+    path.write_text(_xlcfg.dump(settings if settings is not None else _xlcfg.xl_settings(cfg)), encoding="utf-8")
     return path
 
 
@@ -61,8 +63,8 @@ class XlEngine:
     def __init__(self, xl: Xl) -> None:
         self.xl = xl
 
-    def create(self, cfg: DomainConfig, scratch: pathlib.Path) -> int | None:
-        path = _xl_file(cfg, scratch, "create")
+    def create(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None) -> int | None:
+        path = _xl_file(cfg, scratch, "create", settings)
         try:
             self.xl.create(path)
         finally:
@@ -92,13 +94,13 @@ class LibxlEngine:
         self.timeout = timeout
         self.python = python or sys.executable
 
-    def _config_json(self, cfg: DomainConfig, scratch: pathlib.Path) -> str:
+    def _config_json(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None) -> str:
         """libxl's JSON of ``cfg``: built here for the keys this plugin maps, else what
         ``xl -N create`` (xl's parser: every xl key, its messages) makes of the xl file."""
-        built = libxl_config(cfg)
+        built = libxl_config(cfg, settings)
         if built is not None:
             return json.dumps(built)
-        path = _xl_file(cfg, scratch, "check")
+        path = _xl_file(cfg, scratch, "check", settings)
         try:
             data = self.xl.check_config(path)
         finally:
@@ -108,9 +110,9 @@ class LibxlEngine:
         inner = data.get("config")
         return json.dumps(inner if isinstance(inner, dict) and "c_info" not in data else data)
 
-    def create(self, cfg: DomainConfig, scratch: pathlib.Path) -> int | None:
+    def create(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None) -> int | None:
         deadline = time.monotonic() + self.timeout
-        reply = self.call({"op": "create", "config": self._config_json(cfg, scratch)}, deadline)
+        reply = self.call({"op": "create", "config": self._config_json(cfg, scratch, settings)}, deadline)
         if not reply.get("ok"):
             msg = _message(str(reply.get("log") or "")) if reply.get("log") else str(reply.get("error"))
             if reply.get("kind") == "libxl":

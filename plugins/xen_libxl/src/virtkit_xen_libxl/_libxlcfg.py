@@ -34,10 +34,11 @@ _ACTIONS = {
 }
 
 
-def libxl_config(cfg: DomainConfig) -> dict[str, Any] | None:
+def libxl_config(cfg: DomainConfig, settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """libxl's domain config JSON (as ``libxl_domain_config_from_json`` reads it) of a PV
-    config with a kernel and only the mapped keys; None for any other (xl's parser then)."""
-    s = _xlcfg.xl_settings(cfg)
+    config with a kernel and only the mapped keys; None for any other (xl's parser then).
+    ``settings``: ``cfg``'s xl settings when the caller has them already."""
+    s = settings if settings is not None else _xlcfg.xl_settings(cfg)
     if set(s) - _BUILT or s.get("type") != "pv" or "kernel" not in s or "uuid" not in s:
         return None
     actions = {k: _ACTIONS.get(str(s[k]).replace("_", "-")) for k in ("on_poweroff", "on_reboot", "on_crash")}
