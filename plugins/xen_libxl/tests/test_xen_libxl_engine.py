@@ -283,6 +283,20 @@ def test_pump_reads_libxls_event_json(engine: tuple[Engine, FakeLibxl]) -> None:
     time.sleep(0.1)
     assert ("destroy", a) in lx.calls and ("destroy", b) in lx.calls  # reboot: restart; poweroff: destroy
     assert [k.name for k in eng.kids.values()] == ["a"]  # a's new run; b destroyed; c gone
+    assert eng.busy == 0
+
+
+def test_no_idle_exit_while_an_action_is_under_way(
+    engine: tuple[Engine, FakeLibxl], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng, _lx = engine
+    monkeypatch.setattr(_engine, "IDLE_EXIT", 0.0)
+    assert eng.idle()
+    domid = eng.handle({"op": "create", "config": cfg_json("r", on_reboot="restart")})["domid"]
+    assert not eng.idle()
+    eng.busy += 1  # as the pump counts an action before its domain leaves ``kids``
+    eng.forget(eng.kids[domid])
+    assert not eng.idle()
 
 
 def test_an_engine_that_cannot_start_says_why(tmp_path: pathlib.Path) -> None:

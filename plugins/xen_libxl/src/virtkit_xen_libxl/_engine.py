@@ -113,6 +113,7 @@ class Engine:
         self.ops = threading.Lock()
         self.kids: dict[int, Kid] = {}
         self.kids_lock = threading.Lock()
+        self.busy = 0  # shutdown actions under way (their domain is out of ``kids`` meanwhile)
         self.last = time.monotonic()
         self.records = rundir / "domains"
         self.records.mkdir(mode=0o700, exist_ok=True)
@@ -239,16 +240,26 @@ class Engine:
                 time.sleep(1)
                 continue
             domid = ev.get("domid")
+            shutdown = "type.domain_shutdown" in ev
             with self.kids_lock:
                 kid = self.kids.get(domid) if isinstance(domid, int) else None
+                if kid is not None and shutdown:
+                    self.busy += 1  # counted before the kid leaves ``kids``: no idle exit between
             if kid is None:
                 continue
-            if "type.domain_death" in ev:
-                self.forget(kid)
-            elif "type.domain_shutdown" in ev:
+            if shutdown:
                 code = (ev["type.domain_shutdown"] or {}).get("shutdown_reason", 0)
                 reason = _REASONS.get(code, "unknown") if isinstance(code, int) else str(code)
-                threading.Thread(target=self.shutdown_of, args=(kid, reason), daemon=True).start()
+                threading.Thread(target=self._counted, args=(kid, reason), daemon=True).start()
+            elif "type.domain_death" in ev:
+                self.forget(kid)
+
+    def _counted(self, kid: Kid, reason: str) -> None:
+        try:
+            self.shutdown_of(kid, reason)
+        finally:
+            with self.kids_lock:
+                self.busy -= 1
 
     def shutdown_of(self, kid: Kid, reason: str) -> None:
         try:
@@ -294,8 +305,10 @@ class Engine:
         log.warning("domain %s restarted as id %d", kid.name, domid)
 
     def idle(self) -> bool:
+        """Nothing watched, no action under way, no request for a while: no event to come
+        concerns this engine."""
         with self.kids_lock:
-            return not self.kids and time.monotonic() - self.last > IDLE_EXIT
+            return not self.kids and not self.busy and time.monotonic() - self.last > IDLE_EXIT
 
 
 class _Handler(socketserver.StreamRequestHandler):
