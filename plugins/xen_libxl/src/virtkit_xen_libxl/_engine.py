@@ -131,7 +131,12 @@ class Engine:
         self._save(kid)
         with self.kids_lock:
             self.kids[domid] = kid
-        kid.handle = self.lx.watch_death(domid, domid)
+        handle = self.lx.watch_death(domid, domid)
+        with self.kids_lock:  # its death may have been seen (and the kid forgotten) already
+            if self.kids.get(domid) is kid:
+                kid.handle, handle = handle, 0
+        if handle:
+            self.lx.unwatch(handle)
         return kid
 
     def forget(self, kid: Kid) -> None:
