@@ -40,7 +40,8 @@ class Host:
             timeout=10,
             plugins=[self.host_plugin, self.plugin],
             entry_points=False,
-            params={"xen_libxl_state_dir": str(self.state_dir)},
+            # the pretend host has only an xl command: no libxl library, no resident engine
+            params={"xen_libxl_state_dir": str(self.state_dir), "xen_libxl_engine": "xl"},
         )
 
     def doms(self) -> dict[str, dict[str, object]]:

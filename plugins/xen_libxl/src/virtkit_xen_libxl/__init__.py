@@ -1,8 +1,10 @@
-"""virtkit-xen-libxl: create, define, start and undefine Xen domains on xen:///, through xl.
+"""virtkit-xen-libxl: create, define, start and undefine Xen domains on xen:///, through libxl.
 
-xl is libxl's own toolstack: ``xl create`` builds the domain and leaves a babysitter that applies
-its on_poweroff/on_reboot/on_crash. Persistent definitions live in a state directory, one file
-per domain. Running domains' reads stay with the hypercall and xenstore plugins.
+A resident engine process per host holds one libxl context: it creates, destroys, shuts down
+and reboots, and babysits what it created (applies on_poweroff/on_reboot/on_crash, as xl's
+babysitter does). Where libxl's library for the running release is missing, ``xl`` does it.
+Persistent definitions live in a state directory, one file per domain. Running domains' reads
+stay with the hypercall and xenstore plugins.
 
 >>> import virtkit, virtkit_xen_libxl
 >>> cfg = virtkit_xen_libxl.load_xl_file("/etc/xen/guest.cfg")      # doctest: +SKIP

@@ -1,11 +1,12 @@
-"""The xen:/// driver that creates: define, start, create, undefine, config, vcpus, through xl.
+"""The xen:/// driver that creates: define, start, create, undefine, config, vcpus.
 
 Composition picks one plugin per operation, and only this one knows defined domains that are
 not running. So for the operations a defined domain can be asked (lookups, reads, lifecycle)
 this driver bids :data:`PRIORITY` and routes: a running domain goes to the xen:/// the other
 plugins compose (``inner``: hypercalls and xenstore, opened without this plugin), a defined
-one is answered from the state directory. Mutations of running domains go through ``xl`` (or
-stay on the inner plugins where xl would do the same: pause, balloon, max memory).
+one is answered from the state directory. Create, destroy, shutdown and reboot go to the engine
+chosen at open (``_engines``: the resident libxl engine, or xl); vcpu changes and checks of
+definitions go through ``xl``; pause, balloon and max memory stay on the inner plugins.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from virtkit import (
 )
 
 from . import _xlcfg
+from ._engines import Engine, XlEngine
 from ._libxljson import config_from_libxl
 from ._listing import PRIORITY, Idents, ListingMixin, XenstoreIdents, serves_state
 from ._state import Record, State
@@ -52,12 +54,16 @@ _NIL = _uuid.UUID(int=0)
 
 class Driver(ListingMixin):
     """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory;
-    ``idents`` reads running domains' names and uuids in bulk (default: from xenstore)."""
+    ``idents`` reads running domains' names and uuids in bulk (default: from xenstore);
+    ``engine`` creates, destroys, shuts down and reboots (default: xl)."""
 
-    def __init__(self, inner: Connection, xl: Xl, state: State, idents: Idents | None = None) -> None:
+    def __init__(
+        self, inner: Connection, xl: Xl, state: State, idents: Idents | None = None, engine: Engine | None = None
+    ) -> None:
         self.inner = inner
         self._vt = inner.vtable
         self.xl = xl
+        self.engine: Engine = engine or XlEngine(xl)
         self.state = state
         self._by_stats = serves_state(inner)
         self._idents = idents or XenstoreIdents(xl.timeout)
@@ -65,7 +71,7 @@ class Driver(ListingMixin):
         self._subs_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<virtkit_xen_libxl.Driver {self.state.root}>"
+        return f"<virtkit_xen_libxl.Driver {self.state.root} engine={self.engine.name}>"
 
     def close(self) -> None:
         with self._subs_lock:
@@ -241,25 +247,39 @@ class Driver(ListingMixin):
 
     @virtkit.priority(PRIORITY)
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
-        """``xl destroy``: libxl tears down devices, xenstore and the babysitter's watch too."""
+        """libxl tears down devices and xenstore; the babysitter (ours or xl's) sees it go."""
         check_flags(flags)
+        if dom.id is not None and dom.name and self.engine.checks_name:
+            # the engine checks that the id still has this name: no lookup first
+            if dom.id == 0:
+                raise InvalidOperation("refusing to destroy Domain-0: it runs this toolstack")
+            try:
+                self.engine.destroy(dom.id, dom.name)
+            except NoSuchDomain:
+                pass  # a stale id (e.g. a persistent domain that restarted): resolved below
+            else:
+                self._note(DomainEventType.STOPPED, dom)
+                return
         running = self._need_running(dom, "destroy")
-        self.xl.run("destroy", str(running.id), what=f"xl destroy {running.name}")
+        assert running.id is not None
+        self.engine.destroy(running.id, running.name)
         self._note(DomainEventType.STOPPED, running)
 
     @virtkit.priority(PRIORITY)
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
-        """``xl shutdown``: asks the guest; its babysitter applies on_poweroff when it is down."""
+        """Asks the guest; its babysitter (ours or xl's) applies on_poweroff when it is down."""
         check_flags(flags)
         running = self._need_running(dom, "shut down")
-        self.xl.run("shutdown", str(running.id), what=f"xl shutdown {running.name}")
+        assert running.id is not None
+        self.engine.shutdown(running.id, running.name)
 
     @virtkit.priority(PRIORITY)
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
-        """``xl reboot``: asks the guest; its babysitter applies on_reboot (restart: a new id)."""
+        """Asks the guest; its babysitter applies on_reboot (restart: a new id)."""
         check_flags(flags)
         running = self._need_running(dom, "reboot")
-        self.xl.run("reboot", str(running.id), what=f"xl reboot {running.name}")
+        assert running.id is not None
+        self.engine.reboot(running.id, running.name)
 
     def _redefine(self, rec: Record, **changes: Any) -> None:
         with self.state.locked():
@@ -318,13 +338,17 @@ class Driver(ListingMixin):
     def _check_free(self, cfg: DomainConfig, *, allow_uuid: _uuid.UUID | None = None) -> None:
         """Refuse a name or uuid another domain (running or defined) already has."""
         assert cfg.uuid is not None
-        other = self._running_by_name(cfg.name)
+        if self._by_stats:  # one bulk read for both questions
+            running = [r.domain for r in self._running_states()]
+            other = next((d for d in running if d.name == cfg.name), None)
+            clash = next((d for d in running if d.uuid == cfg.uuid), None)
+        else:
+            other, clash = self._running_by_name(cfg.name), self._running_by_uuid(cfg.uuid)
         if other is not None and other.uuid != allow_uuid:
             raise InvalidOperation(f"a domain named {cfg.name!r} is already running (id {other.id})")
         rec = self.state.by_name(cfg.name)
         if rec is not None and rec.config.uuid != allow_uuid:
             raise InvalidOperation(f"a domain named {cfg.name!r} is already defined (uuid {rec.config.uuid})")
-        clash = self._running_by_uuid(cfg.uuid)
         if clash is not None and cfg.uuid != allow_uuid:
             raise InvalidOperation(f"uuid {cfg.uuid} is already used by running domain {clash.name!r}")
         rec = self.state.by_uuid(cfg.uuid)
@@ -337,19 +361,16 @@ class Driver(ListingMixin):
         path.write_text(text, encoding="utf-8")
         return path
 
-    def _start(self, cfg: DomainConfig) -> DomainRef:
-        """``xl create`` of ``cfg`` (uuid set); on failure nothing of it is left running."""
+    def _start(self, cfg: DomainConfig, settings: dict[str, Any] | None = None) -> DomainRef:
+        """The engine's create of ``cfg`` (uuid set; ``settings``: its xl settings if known);
+        on failure nothing of it is left running."""
         assert cfg.uuid is not None
-        path = self._xl_file(cfg, f"create-{threading.get_ident()}")
         try:
-            self.xl.create(path)
+            domid = self.engine.create(cfg, self.state.scratch(), settings)
         except VirtError:
             self._leftover(cfg.uuid)
             raise
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        ref = self._running_by_uuid(cfg.uuid)
+        ref = DomainRef(cfg.name, cfg.uuid, domid) if domid is not None else self._running_by_uuid(cfg.uuid)
         if ref is None:
             raise InvalidOperation(f"domain {cfg.name!r} died while it was being created")
         self._note(DomainEventType.STARTED, ref)
@@ -358,19 +379,19 @@ class Driver(ListingMixin):
     def _leftover(self, uuid: _uuid.UUID) -> None:
         ref = self._running_by_uuid(uuid)
         if ref is not None and ref.id:
-            log.warning("xl create failed but left domain %s (id %s): destroying it", ref.name, ref.id)
+            log.warning("create failed but left domain %s (id %s): destroying it", ref.name, ref.id)
             with contextlib.suppress(VirtError):
-                self.xl.run("destroy", str(ref.id), what="xl destroy")
+                self.engine.destroy(ref.id, ref.name)
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)
         cfg = virtkit.check_domain_config(config)
         if cfg.uuid is None:
             cfg = dataclasses.replace(cfg, uuid=_uuid.uuid4())
-        _xlcfg.xl_settings(cfg)
+        settings = _xlcfg.xl_settings(cfg)  # a config xl cannot express is refused first
         with self.state.locked():
             self._check_free(cfg)
-            return self._start(cfg)
+            return self._start(cfg, settings)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)

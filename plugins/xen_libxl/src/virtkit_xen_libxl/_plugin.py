@@ -26,6 +26,9 @@ PRIORITY = 30
 INNER_PARAM = "xen_libxl.inner"
 #: ``params={"xen_libxl_state_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_STATE_DIR) moves the state.
 STATE_PARAM = "xen_libxl_state_dir"
+#: ``params={"xen_libxl_engine_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_ENGINE_DIR) moves the
+#: resident engine's socket and records (default /run/virtkit/xen-libxl-engine).
+ENGINE_DIR_PARAM = "xen_libxl_engine_dir"
 _PATHS = ("", "/", "/system")
 
 
@@ -111,6 +114,8 @@ def connect(
 ) -> Driver:
     """The driver: the inner xen:/// (without this plugin), xl, and the state directory."""
     from ._driver import Driver
+    from ._engine import DEFAULT_RUNDIR, ENV_RUNDIR
+    from ._engines import choose
     from ._state import State
     from ._xl import Xl, find_xl
 
@@ -131,4 +136,11 @@ def connect(
         # "is this definition running"); the listing names them itself, in one (_listing).
         exclude={"connect_get_all_domain_stats": ("xenstore",)},
     )
-    return Driver(inner, Xl(path, timeout=options.timeout), state, idents)
+    xl = Xl(path, timeout=options.timeout)
+    rundir = str(options.params.get(ENGINE_DIR_PARAM) or os.environ.get(ENV_RUNDIR) or DEFAULT_RUNDIR)
+    try:
+        engine = choose(options.params, xl, options.timeout, rundir)
+    except BaseException:
+        inner.close()
+        raise
+    return Driver(inner, xl, state, idents, engine)

@@ -181,6 +181,8 @@ def parse(text: str, where: str = "<config>") -> dict[str, Value]:
 
 def _quote(s: str) -> str:
     out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    if out.isprintable():  # the usual case, checked at C speed rather than per character
+        return f'"{out}"'
     return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in out) + '"'
 
 

@@ -1,6 +1,7 @@
 """xen_libxl on the lab's real Xen 4.17: xl's other on_* actions (preserve, rename-restart,
-coredump-destroy, coredump-restart) applied by xl's babysitter to virtkit-made guests that act
-by themselves, and xl config files through the ``virtkit`` command line in dom0."""
+coredump-destroy, coredump-restart) applied by the babysitter (the libxl engine's, as xl's
+does) to virtkit-made guests that act by themselves, and xl config files through the ``virtkit``
+command line in dom0."""
 
 from __future__ import annotations
 

@@ -1,0 +1,117 @@
+"""xen_libxl's resident libxl engine on the lab's real Xen 4.17: it is the engine chosen here, it
+babysits what virtkit creates (no xl process does), the config it builds is what ``xl -N
+create`` makes of the same xl file, and an engine killed and started again re-adopts its
+domains (a guest rebooted afterwards comes back under a new id)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_xenlab
+from pytest_xenlab import GUEST_KERNEL, GUEST_RAMDISK, sh, wait_for
+
+import virtkit
+from virtkit import DomainConfig
+from virtkit_xen_libxl import _xlcfg
+from virtkit_xen_libxl._engine import DEFAULT_RUNDIR, SOCKET
+from virtkit_xen_libxl._libxlcfg import libxl_config
+
+pytestmark = pytest.mark.lab
+Made = Callable[..., str]
+CMDLINE = "console=hvc0 xenlab.role=guest quiet mitigations=off"
+RUNDIR = Path(os.environ.get("VIRTKIT_XEN_LIBXL_ENGINE_DIR", DEFAULT_RUNDIR))
+
+
+def guest(name: str, **kw: object) -> DomainConfig:
+    base: dict[str, object] = {
+        "name": name,
+        "memory": 131072,
+        "kernel": GUEST_KERNEL,
+        "initrd": GUEST_RAMDISK,
+        "cmdline": CMDLINE,
+    }
+    return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def ping() -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(RUNDIR / SOCKET))
+        s.sendall(b'{"op": "ping"}\n')
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(4096)
+            assert chunk, "the engine closed the connection"
+            buf += chunk
+    reply: dict[str, Any] = json.loads(buf)
+    return reply
+
+
+def xl_processes() -> list[str]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                argv = (p / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"xl"):
+                out.append(b" ".join(argv).decode(errors="replace"))
+    return out
+
+
+def test_the_engine_babysits_what_virtkit_creates(conn: virtkit.Connection, made: Made) -> None:
+    dom = conn.create(guest(made()))
+    state = ping()
+    assert state["ok"] and dom.id in state["domains"], state
+    # no xl babysitter: with the xl engine, `xl create` of a file named after the uuid stays
+    assert not [p for p in xl_processes() if str(dom.uuid) in p], xl_processes()
+    dom.destroy()
+    assert dom.name not in pytest_xenlab.xl_list()
+    wait_for(lambda: dom.id not in ping()["domains"], timeout=30, what="the engine to let the domain go")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"max_memory": 262144, "vcpus": 1, "max_vcpus": 2, "on_reboot": "rename-restart", "on_crash": "preserve"}],
+    ids=["plain", "maxima-and-actions"],
+)
+def test_built_config_is_what_xl_makes_of_the_xl_file(tmp_path: Path, kw: dict[str, Any]) -> None:
+    cfg = guest("vkx-json", uuid=uuid.uuid4(), **kw)
+    built = libxl_config(cfg)
+    assert built is not None
+    path = tmp_path / "g.cfg"
+    path.write_text(_xlcfg.dump(_xlcfg.xl_settings(cfg)))
+    xl = json.loads(sh("xl", "-N", "create", "-q", str(path)).stdout)
+
+    def drop_empty(d: Any) -> Any:  # libxl's JSON leaves out initial values, xl prints {} for some
+        if isinstance(d, dict):
+            return {k: drop_empty(v) for k, v in d.items() if v != {}}
+        return d
+
+    # libxl's JSON leaves out an action equal to its initial value (destroy); built states them all
+    defaults = {k: "destroy" for k in ("on_poweroff", "on_reboot", "on_crash", "on_watchdog")}
+    assert drop_empty({**defaults, **xl}) == drop_empty(built)
+
+
+def test_a_new_engine_readopts_the_domains_of_the_last(conn: virtkit.Connection, made: Made) -> None:
+    dom = conn.create(guest(made(), on_reboot="restart"))
+    pid = ping()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="the engine gone")
+    dom.reboot()  # the request starts a new engine, which watches the domain again first
+    assert ping()["pid"] != pid
+    back = wait_for(
+        lambda: (x := pytest_xenlab.xl_list().get(dom.name)) is not None and x.domid != dom.id and x,
+        timeout=120,
+        what=f"{dom.name} back under a new id after the reboot",
+    )
+    assert back.uuid == str(dom.uuid)
