@@ -304,3 +304,35 @@ def test_watch_queue_is_bounded(xs: Client, fake_xs: Any) -> None:
     assert w.dropped == 3
     assert [e.path for e in w.drain()] == ["/flood/3", "/flood/4", "/flood/5"]
     w.close()
+
+
+def test_watch_add_and_remove_paths_under_one_token(xs: Client, fake_xs: Any) -> None:
+    with xs.watch("/a", token="grow") as w:
+        assert w.get(5) == WatchEvent("/a", "grow")
+        w.add("/b", "/c", "/b")  # a path named twice is watched once
+        assert sorted(e.path for e in (w.get(5), w.get(5)) if e) == ["/b", "/c"]  # fired up front
+        assert w.paths == ("/a", "/b", "/c")
+        xs.write("/c/x", "1")
+        assert w.get(5) == WatchEvent("/c/x", "grow")
+        w.remove("/b", "/never")  # not watched: ignored
+        assert w.paths == ("/a", "/c")
+        assert sorted(p for _s, p, t in fake_xs.watches if t == b"grow") == ["/a", "/c"]
+        xs.write("/b/y", "1")
+        xs.write("/a/z", "1")
+        assert w.get(5) == WatchEvent("/a/z", "grow")  # nothing for /b came before it
+        with pytest.raises(virtkit.InvalidArgument):
+            w.add()
+    with pytest.raises(virtkit.ConnectionClosed):
+        w.add("/d")
+
+
+def test_added_paths_are_rewatched_after_a_reconnect(xs: Client, fake_xs: Any) -> None:
+    w = xs.watch("/r1", token="rr")
+    w.add("/r2")
+    assert {w.get(5), w.get(5)} == {WatchEvent("/r1", "rr"), WatchEvent("/r2", "rr")}
+    fake_xs.kick_all()
+    got = {w.get(10), w.get(10)}
+    assert got == {WatchEvent("/r1", "rr"), WatchEvent("/r2", "rr")}
+    xs.write("/r2/x", "1")
+    assert w.get(5) == WatchEvent("/r2/x", "rr")
+    w.close()
