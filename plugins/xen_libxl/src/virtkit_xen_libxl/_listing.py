@@ -33,10 +33,10 @@ __all__ = ["PRIORITY", "Idents", "ListingMixin", "XenstoreIdents", "serves_state
 #: Above xenstore's 90 and xen_hyper's 50 for the operations a defined domain can be asked.
 PRIORITY = 95
 
-#: Running domains' (name, uuid) by (id, hypervisor handle), in one go: name None for a domain
-#: without one (gone, or not named yet), uuid None where xenstore has no ``vm`` link (the
-#: hypervisor's handle counts).
-Idents = Callable[[Sequence[tuple[int, _uuid.UUID]]], list[tuple[str | None, _uuid.UUID | None]]]
+#: Running domains' (name, uuid) by (id, hypervisor handle as an int), in one go: name None for
+#: a domain without one (gone, or not named yet), uuid None where xenstore has no ``vm`` link
+#: (the hypervisor's handle counts).
+Idents = Callable[[Sequence[tuple[int, int]]], list[tuple[str | None, _uuid.UUID | None]]]
 _NIL = _uuid.UUID(int=0)
 _SHUTOFF = DomainStateInfo(DomainState.SHUTOFF, None)
 
@@ -53,7 +53,7 @@ class ListingMixin:
         state: State
         _by_stats: bool
         _idents: Idents
-        _defined: tuple[list[Record], list[tuple[_uuid.UUID, DomainStats]]] | None
+        _defined: tuple[list[Record], list[tuple[int, DomainStats]]] | None
 
         def _inner(self, op: str, *args: Any, flags: int = 0) -> Any: ...
 
@@ -95,7 +95,7 @@ class ListingMixin:
         """Every running domain's state record, named: the bulk state read, then names and uuids
         from xenstore (one round trip)."""
         rows = self._inner("connect_get_all_domain_stats", ("state",), None)
-        idents = self._idents([(r.domain.id, r.domain.uuid) for r in rows])
+        idents = self._idents([(r.domain.id, r.domain.uuid.int) for r in rows])
         out, stats = [], virtkit.DomainStats
         for r, (name, uid) in zip(rows, idents, strict=True):
             dom = r.domain
@@ -104,7 +104,7 @@ class ListingMixin:
             out.append(stats(DomainRef(name or "Domain-0", uid or dom.uuid, dom.id), *r[1:]))
         return out
 
-    def _defined_states(self, up: set[_uuid.UUID]) -> list[DomainStats]:
+    def _defined_states(self, up: set[int]) -> list[DomainStats]:
         """The definitions not running (SHUTOFF, id None); records built once per listing of
         the state directory."""
         records = self.state.records()
@@ -112,7 +112,7 @@ class ListingMixin:
         if cached is None or cached[0] is not records:
             stats = virtkit.DomainStats
             built = [
-                (rec.config.uuid, stats(DomainRef(rec.config.name, rec.config.uuid, None), _SHUTOFF))
+                (rec.config.uuid.int, stats(DomainRef(rec.config.name, rec.config.uuid, None), _SHUTOFF))
                 for rec in records
                 if rec.config.uuid is not None
             ]
@@ -139,7 +139,7 @@ class ListingMixin:
         others serve), the records carry the domains only."""
         check_flags(flags)
         running = self._running_states()
-        defined = self._defined_states({r.domain.uuid for r in running})
+        defined = self._defined_states({r.domain.uuid.int for r in running})  # ints: hashed in C
         out = running + defined if domains is None else _select(domains, running, defined)
         return out if "state" in frozenset(groups) else [r._replace(state=None) for r in out]
 

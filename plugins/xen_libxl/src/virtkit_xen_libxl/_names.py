@@ -29,7 +29,8 @@ _PREFIX = f"{_ROOT}/"
 #: Any node will do for the round trip that flushes the events queued before it.
 _SYNC = f"{_ROOT}/0/name"
 
-Key = tuple[int, _uuid.UUID]
+#: (domid, the hypervisor's handle as its 128-bit int: hashed in C, unlike a UUID)
+Key = tuple[int, int]
 Ident = tuple[str | None, _uuid.UUID | None]
 
 
@@ -64,6 +65,7 @@ class XenstoreIdents:
         self._known: dict[Key, Ident] = {}
         self._watched: set[int] = set()  # domids whose name node is watched
         self._dropped = 0
+        self._not_found: type[Exception] = VirtError
         self._lock = threading.Lock()
 
     def __call__(self, keys: Sequence[Key]) -> list[Ident]:
@@ -80,6 +82,14 @@ class XenstoreIdents:
             self._open()
         known = self._known
         self._forget(self._changed())  # what the pump thread has seen already
+        try:
+            out = [known[k] for k in keys]
+        except KeyError:
+            pass
+        else:  # the usual case: all known; one round trip, then nothing may have fired
+            self._sync()
+            if not self._forget(self._changed()):
+                return out
         missing = [k for k in keys if k not in known]
         new = [d for d, _h in missing if d not in self._watched]
         if new:
@@ -102,9 +112,10 @@ class XenstoreIdents:
         return out
 
     def _open(self) -> None:
-        from virtkit_xenstore import Client
+        from virtkit_xenstore import Client, PathNotFound
 
         self._reset()
+        self._not_found = PathNotFound
         self._xs = Client(self._path, timeout=self._timeout)
         # one token for every domain's name node; its first path is domain 0's
         self._watch = self._xs.watch(_SYNC)
@@ -117,6 +128,12 @@ class XenstoreIdents:
         self._watched.clear()
         if xs is not None:
             xs.close()
+
+    def _sync(self) -> None:
+        try:
+            self._xs.read(_SYNC)
+        except self._not_found:
+            pass
 
     def _read(self, keys: list[Key]) -> dict[Key, Ident]:
         paths = [f"{_PREFIX}{d}/{n}" for d, _h in keys for n in ("name", "vm")]
@@ -144,12 +161,16 @@ class XenstoreIdents:
             out.add(d)
         return out
 
-    def _forget(self, changed: set[int] | None) -> None:
+    def _forget(self, changed: set[int] | None) -> bool:
+        """Drop what ``changed`` names; whether it named anything."""
         if changed is None:
             self._known.clear()
-        elif changed:
+            return True
+        if changed:
             for k in [k for k in self._known if k[0] in changed]:
                 del self._known[k]
+            return True
+        return False
 
     def _prune(self, keys: Sequence[Key]) -> None:
         """Drop the entries and name watches of domains that no longer exist."""
