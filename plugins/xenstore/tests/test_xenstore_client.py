@@ -336,3 +336,21 @@ def test_added_paths_are_rewatched_after_a_reconnect(xs: Client, fake_xs: Any) -
     xs.write("/r2/x", "1")
     assert w.get(5) == WatchEvent("/r2/x", "rr")
     w.close()
+
+
+def test_read_later_overlaps_a_round_trip(xs: Client, fake_xs: Any) -> None:
+    xs.write("/later", "v")
+    first, missing = xs.read_later("/later"), xs.read_later("/nope")
+    xs.write("/other", "x")  # other calls meanwhile
+    assert missing() is None
+    assert first() == b"v"
+    with pytest.raises(virtkit.InvalidArgument):
+        xs.read_later("no/../good")
+
+
+def test_read_later_sees_events_fired_before_it_was_answered(xs: Client, fake_xs: Any) -> None:
+    with Client(fake_xs.path, timeout=10) as writer, xs.watch("/ev", token="ev") as w:
+        assert w.get(5) is not None
+        writer.write("/ev/x", "1")  # another connection: its reply comes before our event
+        xs.read_later("/ev/x")()
+        assert [e.path for e in w.drain()] == ["/ev/x"]

@@ -27,6 +27,7 @@ from ._watch import Watch, WatchEvent
 from ._wire import (
     Op,
     PathExists,
+    PathNotFound,
     TransactionConflict,
     check_path,
     check_payload,
@@ -221,6 +222,23 @@ class Client(Ops):
     def _request_many(self, requests: list[tuple[int, bytes, str | None]]) -> list[bytes | VirtError]:
         until = self._until()
         return self._current(until).call_many(requests, 0, self._left(until))
+
+    def read_later(self, path: str) -> Callable[[], bytes | None]:
+        """Send a READ of ``path`` now; the returned function waits for its reply: the node's
+        value, None if there is no such node. For overlapping a round trip with other work
+        (events fired before the daemon answers it are queued once the reply is in); the
+        deadline (the client's timeout, or the enclosing :meth:`deadline`) runs from now."""
+        until = self._until()
+        c = self._current(until)
+        p = c.submit(Op.READ, check_path(path), 0, path, until)
+
+        def result() -> bytes | None:
+            try:
+                return c.finish(p, until)
+            except PathNotFound:
+                return None
+
+        return result
 
     # -- other message types -------------------------------------------------------------------
 
