@@ -140,3 +140,19 @@ def test_threads_share_the_cache(idents: XenstoreIdents, writer: Client) -> None
     for t in threads:
         t.join(60)
     assert not errors
+
+
+def test_a_round_trip_started_before_the_hypercall_serves_as_the_sync(
+    idents: XenstoreIdents, xsd: Any, writer: Client
+) -> None:
+    idents(KEYS, idents.start())
+    idents(KEYS, idents.start())
+    for n in range(10):
+        writer.write("/local/domain/1/name", f"zeta{n}")
+        before = xsd.requests
+        started = idents.start()  # the listing's hypercall happens here
+        assert idents(KEYS, started)[1] == (f"zeta{n}", V1)
+        assert xsd.requests - before == 3  # the started read, the renamed one's name and vm
+    before = xsd.requests
+    idents(KEYS, idents.start())
+    assert xsd.requests - before == 1  # all known, nothing fired: the started read was all

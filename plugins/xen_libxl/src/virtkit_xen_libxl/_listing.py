@@ -94,8 +94,11 @@ class ListingMixin:
     def _running_states(self) -> list[DomainStats]:
         """Every running domain's state record, named: the bulk state read, then names and uuids
         from xenstore (one round trip)."""
+        start = getattr(self._idents, "start", None)
+        started = start() if start is not None else None  # xenstored answers during the hypercall
         rows = self._inner("connect_get_all_domain_stats", ("state",), None)
-        idents = self._idents([(r.domain.id, r.domain.uuid.int) for r in rows])
+        keys = [(r.domain.id, r.domain.uuid.int) for r in rows]
+        idents = self._idents(keys) if started is None else self._idents(keys, started)  # type: ignore[call-arg]
         out, stats = [], virtkit.DomainStats
         for r, (name, uid) in zip(rows, idents, strict=True):
             dom = r.domain

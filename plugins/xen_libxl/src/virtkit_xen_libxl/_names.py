@@ -9,15 +9,16 @@ made outside virtkit is simply a key not seen yet (read once), and a dead one's 
 
 Freshness: xenstored queues a watch event on our connection when the write commits, before it
 answers any later request of ours, and the client dispatches events in wire order. So each call
-makes one round trip (the reads it needs, else one tiny read) and only then trusts the cache,
-after applying every event queued by then: a change completed before the call is always seen.
+makes one round trip (the reads it needs, else one tiny read, sent by :meth:`start` before the
+listing's hypercall so the two overlap) and only then trusts the cache, after applying every
+event queued by then: a change completed before the listing began is always seen.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid as _uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from virtkit import VirtError
@@ -68,16 +69,30 @@ class XenstoreIdents:
         self._not_found: type[Exception] = VirtError
         self._lock = threading.Lock()
 
-    def __call__(self, keys: Sequence[Key]) -> list[Ident]:
+    def start(self) -> Callable[[], object]:
+        """Send the call's round trip now (the listing does before its hypercall, so xenstored
+        answers meanwhile) and return it for the call: its sync point is then when xenstored
+        answered, after the listing began."""
         with self._lock:
             try:
-                return self._cached(keys)
+                if self._watch is None or self._watch.closed:
+                    self._open()
+                sync: Callable[[], object] = self._xs.read_later(_SYNC)
+                return sync
+            except VirtError:
+                self._reset()
+                raise
+
+    def __call__(self, keys: Sequence[Key], started: Callable[[], object] | None = None) -> list[Ident]:
+        with self._lock:
+            try:
+                return self._cached(keys, started)
             except VirtError:
                 # a watch that may not be registered cannot vouch for anything: start afresh
                 self._reset()
                 raise
 
-    def _cached(self, keys: Sequence[Key]) -> list[Ident]:
+    def _cached(self, keys: Sequence[Key], started: Callable[[], object] | None) -> list[Ident]:
         if self._watch is None or self._watch.closed:
             self._open()
         known = self._known
@@ -87,7 +102,10 @@ class XenstoreIdents:
         except KeyError:
             pass
         else:  # the usual case: all known; one round trip, then nothing may have fired
-            self._sync()
+            if started is None:
+                self._sync()
+            else:
+                started()
             if not self._forget(self._changed()):
                 return out
         missing = [k for k in keys if k not in known]
