@@ -56,7 +56,9 @@ KEYS = [(0, H0), (1, H1)]
 
 def test_names_are_read_once_then_each_call_is_one_small_round_trip(idents: XenstoreIdents, xsd: Any) -> None:
     assert idents(KEYS) == [("Domain-0", None), ("alpha", V1)]
-    idents(KEYS)  # the up-front watch events of the first call are read again once
+    assert xsd.watches == []  # the first call (a CLI lists once) watches nothing
+    idents(KEYS)  # watched from here
+    idents(KEYS)  # what fired up front when the watches were set is read again once
     before = xsd.requests
     assert idents(KEYS) == [("Domain-0", None), ("alpha", V1)]
     assert xsd.requests - before == 1

@@ -56,7 +56,8 @@ def _domid(path: str) -> int | None:
 class XenstoreIdents:
     """``(name, uuid)`` of running domains by (domid, handle), through virtkit_xenstore's public
     client (a dependency of this distribution): name None for a domain without one (gone, or
-    not named yet), uuid None where xenstore has no ``vm`` link."""
+    not named yet), uuid None where xenstore has no ``vm`` link. The first call reads without
+    watching (a CLI lists once); the watches start with the second."""
 
     def __init__(self, timeout: float, path: str | None = None) -> None:
         self._timeout = timeout
@@ -67,16 +68,17 @@ class XenstoreIdents:
         self._watched: set[int] = set()  # domids whose name node is watched
         self._dropped = 0
         self._not_found: type[Exception] = VirtError
+        self._listed = False  # the first call reads without watching
         self._lock = threading.Lock()
 
-    def start(self) -> Callable[[], object]:
+    def start(self) -> Callable[[], object] | None:
         """Send the call's round trip now (the listing does before its hypercall, so xenstored
         answers meanwhile) and return it for the call: its sync point is then when xenstored
         answered, after the listing began."""
         with self._lock:
+            if self._watch is None or self._watch.closed:
+                return None  # the call reads what it needs anyway
             try:
-                if self._watch is None or self._watch.closed:
-                    self._open()
                 sync: Callable[[], object] = self._xs.read_later(_SYNC)
                 return sync
             except VirtError:
@@ -94,6 +96,12 @@ class XenstoreIdents:
 
     def _cached(self, keys: Sequence[Key], started: Callable[[], object] | None) -> list[Ident]:
         if self._watch is None or self._watch.closed:
+            if not self._listed:
+                # A process that lists once (the CLI) gains nothing from watches: one read.
+                self._listed = True
+                self._client()
+                fresh = self._read(list(keys))
+                return [fresh[k] for k in keys]
             self._open()
         known = self._known
         self._forget(self._changed())  # what the pump thread has seen already
@@ -129,16 +137,22 @@ class XenstoreIdents:
             self._prune(keys)
         return out
 
-    def _open(self) -> None:
-        from virtkit_xenstore import Client, PathNotFound
+    def _client(self) -> Any:
+        if self._xs is None:
+            from virtkit_xenstore import Client, PathNotFound
 
-        self._reset()
-        self._not_found = PathNotFound
-        self._xs = Client(self._path, timeout=self._timeout)
+            self._not_found = PathNotFound
+            self._xs = Client(self._path, timeout=self._timeout)
+        return self._xs
+
+    def _open(self) -> None:
+        if self._watch is not None:  # closed under us (reset_watches): start afresh
+            self._reset()
+        self._known.clear()
         # one token for every domain's name node; its first path is domain 0's
-        self._watch = self._xs.watch(_SYNC)
+        self._watch = self._client().watch(_SYNC)
         self._watched = {0}
-        self._dropped = 0
+        self._dropped = self._watch.dropped
 
     def _reset(self) -> None:
         xs, self._xs, self._watch = self._xs, None, None
