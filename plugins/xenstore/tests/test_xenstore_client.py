@@ -354,3 +354,16 @@ def test_read_later_sees_events_fired_before_it_was_answered(xs: Client, fake_xs
         writer.write("/ev/x", "1")  # another connection: its reply comes before our event
         xs.read_later("/ev/x")()
         assert [e.path for e in w.drain()] == ["/ev/x"]
+
+
+def test_without_a_pump_events_arrive_with_the_next_reply(fake_xs: Any) -> None:
+    with Client(fake_xs.path, timeout=10, pump=False) as c, Client(fake_xs.path, timeout=10) as writer:
+        w = c.watch("/np", token="np")
+        assert not any(t.name == "xenstore-watch-pump" and t.is_alive() for t in threading.enumerate())
+        writer.write("/np/a", "1")
+        writer.write("/np/b", "1")
+        __import__("time").sleep(0.3)
+        early = [e.path for e in w.drain()]
+        assert early in ([], ["/np"])  # at most what came with the WATCH reply: nothing reads
+        c.read("/np/a")
+        assert early + [e.path for e in w.drain()] == ["/np", "/np/a", "/np/b"]
