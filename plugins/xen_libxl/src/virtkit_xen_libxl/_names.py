@@ -104,7 +104,7 @@ class XenstoreIdents:
                 return [fresh[k] for k in keys]
             self._open()
         known = self._known
-        self._forget(self._changed())  # what the pump thread has seen already
+        self._forget(self._changed())  # what earlier calls' replies brought
         try:
             out = [known[k] for k in keys]
         except KeyError:
@@ -142,7 +142,8 @@ class XenstoreIdents:
             from virtkit_xenstore import Client, PathNotFound
 
             self._not_found = PathNotFound
-            self._xs = Client(self._path, timeout=self._timeout)
+            # no pump thread: events are looked at only after a round trip, which reads them
+            self._xs = Client(self._path, timeout=self._timeout, pump=False)
         return self._xs
 
     def _open(self) -> None:
