@@ -158,3 +158,12 @@ def test_a_round_trip_started_before_the_hypercall_serves_as_the_sync(
     before = xsd.requests
     idents(KEYS, idents.start())
     assert xsd.requests - before == 1  # all known, nothing fired: the started read was all
+
+
+def test_an_event_of_another_node_empties_the_cache(idents: XenstoreIdents, xsd: Any, writer: Client) -> None:
+    for _ in range(3):
+        idents(KEYS)
+    xsd.store.nodes["/local/domain/1/name"] = b"silently"  # changed without an event
+    assert idents(KEYS)[1] == ("alpha", V1)  # cached, as it should be without an event
+    idents._watch.add("/local/domain/0/namespace")  # an event the cache cannot place: all go
+    assert idents(KEYS)[1] == ("silently", V1)

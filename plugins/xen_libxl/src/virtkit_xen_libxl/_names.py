@@ -50,7 +50,8 @@ def _domid(path: str) -> int | None:
     if not path.startswith(_PREFIX):
         return None
     head, _, rest = path[len(_PREFIX) :].partition("/")
-    return int(head) if head.isdigit() and rest.startswith("name") else None
+    ok = head.isascii() and head.isdigit() and (rest == "name" or rest.startswith("name/"))
+    return int(head) if ok else None
 
 
 class XenstoreIdents:
