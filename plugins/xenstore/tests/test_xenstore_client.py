@@ -367,3 +367,18 @@ def test_without_a_pump_events_arrive_with_the_next_reply(fake_xs: Any) -> None:
         assert early in ([], ["/np"])  # at most what came with the WATCH reply: nothing reads
         c.read("/np/a")
         assert early + [e.path for e in w.drain()] == ["/np", "/np/a", "/np/b"]
+
+
+def test_a_path_the_daemon_refuses_is_not_kept(xs: Client, fake_xs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = xs.watch("/k1", token="k")
+    real = Client._request_many
+
+    def refuse_k3(self: Client, requests: list[tuple[int, bytes, str | None]]) -> list[Any]:
+        out = real(self, [r for r in requests if r[2] != "/k3"])
+        return [LimitExceeded("quota") if r[2] == "/k3" else out.pop(0) for r in requests]
+
+    monkeypatch.setattr(Client, "_request_many", refuse_k3)
+    with pytest.raises(LimitExceeded):
+        w.add("/k2", "/k3")
+    assert w.paths == ("/k1", "/k2")
+    w.close()

@@ -129,9 +129,15 @@ class Watch:
         tok = self.token + b"\0"
         with self._client.deadline():
             replies = self._client._request_many([(op, check_path(p, watch=True) + tok, p) for p in paths])
-        for r in replies:
-            if isinstance(r, VirtError) and not isinstance(r, harmless):
-                raise r
+        refused = [
+            (p, r)
+            for p, r in zip(paths, replies, strict=True)
+            if isinstance(r, VirtError) and not isinstance(r, harmless)
+        ]
+        if refused:
+            if op == Op.WATCH:  # not registered: not to be registered again after a reconnect
+                self.paths = tuple(p for p in self.paths if p not in {p for p, _r in refused})
+            raise refused[0][1]
 
     def close(self) -> None:
         """UNWATCH every path; further events are ignored."""
