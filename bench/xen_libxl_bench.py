@@ -10,8 +10,8 @@ Run inside dom0: ``lab/xenlab run 'python3 bench/xen_libxl_bench.py'``. Prints a
 2. create + destroy cycle in-process: virtkit vs libvirt-python (``createXML`` + ``destroy``),
    the XML from ``virsh domxml-from-native xen-xl`` of the same config.
 3. ``list --all`` in-process with 8 running + 8 defined domains: ``conn.domains(all=True)`` (the
-   core's listing: a lookup per domain) and ``conn.all_domain_stats(["state"])`` (the one bulk
-   call ``virtkit list --all`` makes: names, uuids, ids and states) vs libvirt-python
+   core's listing: its refs from the same bulk call) and ``conn.all_domain_stats(["state"])``
+   (the one bulk call ``virtkit list --all`` makes: names, uuids, ids and states) vs libvirt-python
    ``listAllDomains()`` (the 8 running guests are libvirt's, so both see them; each side lists 8
    definitions of its own).
 """

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._events import EventStream
+    from ._stats import DomainStats
 
 __all__ = ["Connection", "Domain", "open"]
 
@@ -295,17 +296,18 @@ class Connection(ConnectionMethods):
         defined = [s for s in stats if s.domain.id is None] if inactive else []
         out = [(s.domain, s.state.state if s.state else DomainState.NOSTATE) for s in running + defined]
         if inactive:
-            out += self._defined_elsewhere({s.domain.uuid for s in stats})
+            out += self._defined_elsewhere(stats)
         return out
 
-    def _defined_elsewhere(self, seen: set[_uuid.UUID]) -> list[tuple[DomainRef, DomainState]]:
-        """Defined domains the bulk call cannot see: where the state group is served by a plugin
-        that sees running domains only (the hypervisor's) while another keeps the definitions.
-        Nothing to add (and no call) when one plugin serves both."""
+    def _defined_elsewhere(self, stats: list[DomainStats]) -> list[tuple[DomainRef, DomainState]]:
+        """Defined domains the bulk call (``stats``) cannot see: where the state group is served
+        by a plugin that sees running domains only (the hypervisor's) while another keeps the
+        definitions. Nothing to add (and no call) when one plugin serves both."""
         keeper = self.served_by("connect_list_defined_domains")
         state = next((r.plugin for r in self.explain().groups if r.operation == "state"), None)
         if keeper is None or keeper == state:
             return []
+        seen = {s.domain.uuid for s in stats}
         return [
             (d.ref, DomainState.SHUTOFF) for d in self._looked_up(active=False, inactive=True) if d.uuid not in seen
         ]

@@ -276,13 +276,15 @@ class OldFakeHost(FakeHost):
     connect_get_all_domain_stats = None  # type: ignore[assignment]
 
 
-def idents_reader(path: Path) -> Callable[[Sequence[int]], list[tuple[str | None, _uuid.UUID | None]]]:
+def idents_reader(
+    path: Path,
+) -> Callable[[Sequence[tuple[int, int]]], list[tuple[str | None, _uuid.UUID | None]]]:
     """What xen_libxl reads from xenstore in one round trip: each id's name and the uuid of its
     ``vm`` link (``vm_uuid`` in the world: xl's rename-restart gives the old run a new one)."""
 
-    def idents(domids: Sequence[int]) -> list[tuple[str | None, _uuid.UUID | None]]:
+    def idents(keys: Sequence[tuple[int, int]]) -> list[tuple[str | None, _uuid.UUID | None]]:
         with world(path) as w:
-            doms = [w["doms"].get(str(i), {}) for i in domids]
+            doms = [w["doms"].get(str(i), {}) for i, _handle in keys]
         return [(d.get("name"), _uuid.UUID(d.get("vm_uuid") or d["uuid"]) if d else None) for d in doms]
 
     return idents

@@ -64,7 +64,7 @@ def test_state_group_of_named_domains_as_they_are_now(conn: virtkit.Connection) 
 def test_a_domain_without_a_name_yet_is_left_out(host: Host, conn: virtkit.Connection) -> None:
     conn.create(cfg("building"))
     driver = dict(conn._drivers)["xen_libxl"]  # type: ignore[attr-defined]
-    driver._idents = lambda ids: [(None, None) if i == 1 else ("Domain-0", None) for i in ids]
+    driver._idents = lambda keys: [(None, None) if i == 1 else ("Domain-0", None) for i, _h in keys]
     assert _rows(conn) == [("Domain-0", 0, "RUNNING")]
 
 

@@ -122,3 +122,76 @@ def test_by_name_follows_renames_and_removals(tmp_path: Path) -> None:
     assert st.by_name("old") is None and st.by_name("new") is not None
     st.remove(st.by_name("new"))  # type: ignore[arg-type]
     assert st.by_name("new") is None
+
+
+def _age(path: Path, seconds: float) -> int:
+    """Set the directory's mtime ``seconds`` back (as if its last change were that old)."""
+    ns = os.stat(path).st_mtime_ns - int(seconds * 1e9)
+    os.utime(path, ns=(ns, ns))
+    return ns
+
+
+def _counting_listdir(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = os.listdir
+
+    def listdir(p: str) -> list[str]:
+        calls.append(str(p))
+        return real(p)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    return calls
+
+
+def test_an_unchanged_directory_is_listed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = State(tmp_path)
+    st.write(cfg("a"))
+    _age(st.dir, 5)
+    calls = _counting_listdir(monkeypatch)
+    first = st.records()
+    assert st.records() is first and [r.config.name for r in first] == ["a"]
+    assert len(calls) == 1
+
+
+def test_another_process_defining_and_undefining_is_seen_at_once(tmp_path: Path) -> None:
+    st = State(tmp_path)
+    st.write(cfg("a"))
+    _age(st.dir, 5)
+    assert [r.config.name for r in st.records()] == ["a"]  # cached from here
+    other = State(tmp_path)  # its writes do not touch st's caches, like another process's
+    b = other.write(cfg("b"))
+    assert sorted(r.config.name for r in st.records()) == ["a", "b"]
+    assert st.by_name("b") is not None
+    _age(st.dir, 5)
+    st.records()
+    other.remove(b)
+    assert [r.config.name for r in st.records()] == ["a"]
+    assert st.by_name("b") is None
+
+
+def test_a_change_in_the_same_clock_tick_is_not_missed(tmp_path: Path) -> None:
+    # Two changes in one tick of the coarse clock share the directory's mtime: a listing taken
+    # between them must not be kept.
+    st = State(tmp_path)
+    st.write(cfg("a"))
+    stamp = os.stat(st.dir).st_mtime_ns  # now: within the racy window
+    assert [r.config.name for r in st.records()] == ["a"]
+    State(tmp_path).write(cfg("b"))
+    os.utime(st.dir, ns=(stamp, stamp))  # the same tick
+    assert sorted(r.config.name for r in st.records()) == ["a", "b"]
+
+
+def test_a_definition_written_by_another_process_is_listed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    st = State(tmp_path)
+    st.write(cfg("a"))
+    _age(st.dir, 5)
+    assert len(st.records()) == 1
+    code = (
+        "import sys, uuid; from virtkit import DomainConfig; from virtkit_xen_libxl._state import State; "
+        "State(sys.argv[1]).write(DomainConfig(name='p', memory=131072, uuid=uuid.uuid4(), kernel='/k'))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    assert sorted(r.config.name for r in st.records()) == ["a", "p"]

@@ -314,3 +314,81 @@ def test_watch_queue_is_bounded(xs: Client, fake_xs: Any) -> None:
     assert w.dropped == 3
     assert [e.path for e in w.drain()] == ["/flood/3", "/flood/4", "/flood/5"]
     w.close()
+
+
+def test_watch_add_and_remove_paths_under_one_token(xs: Client, fake_xs: Any) -> None:
+    with xs.watch("/a", token="grow") as w:
+        assert w.get(5) == WatchEvent("/a", "grow")
+        w.add("/b", "/c", "/b")  # a path named twice is watched once
+        assert sorted(e.path for e in (w.get(5), w.get(5)) if e) == ["/b", "/c"]  # fired up front
+        assert w.paths == ("/a", "/b", "/c")
+        xs.write("/c/x", "1")
+        assert w.get(5) == WatchEvent("/c/x", "grow")
+        w.remove("/b", "/never")  # not watched: ignored
+        assert w.paths == ("/a", "/c")
+        assert sorted(p for _s, p, t in fake_xs.watches if t == b"grow") == ["/a", "/c"]
+        xs.write("/b/y", "1")
+        xs.write("/a/z", "1")
+        assert w.get(5) == WatchEvent("/a/z", "grow")  # nothing for /b came before it
+        with pytest.raises(virtkit.InvalidArgument):
+            w.add()
+    with pytest.raises(virtkit.ConnectionClosed):
+        w.add("/d")
+
+
+def test_added_paths_are_rewatched_after_a_reconnect(xs: Client, fake_xs: Any) -> None:
+    w = xs.watch("/r1", token="rr")
+    w.add("/r2")
+    assert {w.get(5), w.get(5)} == {WatchEvent("/r1", "rr"), WatchEvent("/r2", "rr")}
+    fake_xs.kick_all()
+    got = {w.get(10), w.get(10)}
+    assert got == {WatchEvent("/r1", "rr"), WatchEvent("/r2", "rr")}
+    xs.write("/r2/x", "1")
+    assert w.get(5) == WatchEvent("/r2/x", "rr")
+    w.close()
+
+
+def test_read_later_overlaps_a_round_trip(xs: Client, fake_xs: Any) -> None:
+    xs.write("/later", "v")
+    first, missing = xs.read_later("/later"), xs.read_later("/nope")
+    xs.write("/other", "x")  # other calls meanwhile
+    assert missing() is None
+    assert first() == b"v"
+    with pytest.raises(virtkit.InvalidArgument):
+        xs.read_later("no/../good")
+
+
+def test_read_later_sees_events_fired_before_it_was_answered(xs: Client, fake_xs: Any) -> None:
+    with Client(fake_xs.path, timeout=10) as writer, xs.watch("/ev", token="ev") as w:
+        assert w.get(5) is not None
+        writer.write("/ev/x", "1")  # another connection: its reply comes before our event
+        xs.read_later("/ev/x")()
+        assert [e.path for e in w.drain()] == ["/ev/x"]
+
+
+def test_without_a_pump_events_arrive_with_the_next_reply(fake_xs: Any) -> None:
+    with Client(fake_xs.path, timeout=10, pump=False) as c, Client(fake_xs.path, timeout=10) as writer:
+        w = c.watch("/np", token="np")
+        assert not any(t.name == "xenstore-watch-pump" and t.is_alive() for t in threading.enumerate())
+        writer.write("/np/a", "1")
+        writer.write("/np/b", "1")
+        __import__("time").sleep(0.3)
+        early = [e.path for e in w.drain()]
+        assert early in ([], ["/np"])  # at most what came with the WATCH reply: nothing reads
+        c.read("/np/a")
+        assert early + [e.path for e in w.drain()] == ["/np", "/np/a", "/np/b"]
+
+
+def test_a_path_the_daemon_refuses_is_not_kept(xs: Client, fake_xs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = xs.watch("/k1", token="k")
+    real = Client._request_many
+
+    def refuse_k3(self: Client, requests: list[tuple[int, bytes, str | None]]) -> list[Any]:
+        out = real(self, [r for r in requests if r[2] != "/k3"])
+        return [LimitExceeded("quota") if r[2] == "/k3" else out.pop(0) for r in requests]
+
+    monkeypatch.setattr(Client, "_request_many", refuse_k3)
+    with pytest.raises(LimitExceeded):
+        w.add("/k2", "/k3")
+    assert w.paths == ("/k1", "/k2")
+    w.close()

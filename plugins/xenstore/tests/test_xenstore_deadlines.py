@@ -377,3 +377,16 @@ def test_closing_a_watch_on_a_frozen_daemon_is_bounded_once(sock_path: str) -> N
     finally:
         xs.close()
         peer.close()
+
+
+def test_read_later_is_bounded_from_when_it_was_sent(sock_path: str) -> None:
+    peer = Scripted(sock_path, frozen)
+    try:
+        with Client(sock_path, timeout=TIMEOUT) as c:
+            started = time.monotonic()
+            result = c.read_later("/x")
+            with pytest.raises(virtkit.TimeoutError):
+                result()
+            within(TIMEOUT, started)
+    finally:
+        peer.close()

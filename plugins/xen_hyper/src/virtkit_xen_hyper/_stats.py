@@ -35,6 +35,19 @@ def _name(domid: int) -> str:
     return "Domain-0" if domid == 0 else f"domain-{domid}"
 
 
+#: handle -> UUID: building a UUID is Python code, and listings ask for the same ones each time
+_UUIDS: dict[bytes, _uuid.UUID] = {}
+
+
+def _handle_uuid(handle: bytes) -> _uuid.UUID:
+    u = _UUIDS.get(handle)
+    if u is None:
+        if len(_UUIDS) >= 4096:  # domains come and go: bounded
+            _UUIDS.clear()
+        u = _UUIDS[handle] = _uuid.UUID(bytes=handle)
+    return u
+
+
 def _vcpu_records(raw: list[tuple[int, int, int, int, int, int]]) -> tuple[VcpuInfo, ...]:
     """The online vcpus, with libvirt's libxl driver's state rule: blocked, else running."""
     info, running, blocked = virtkit.VcpuInfo, virtkit.VcpuState.RUNNING, virtkit.VcpuState.BLOCKED
@@ -64,7 +77,7 @@ class StatsMixin:
         want = frozenset(groups)
         infos = self._hv.domains()
         if domains is None:
-            pairs = [(DomainRef(_name(i.domid), _uuid.UUID(bytes=i.handle), i.domid), i) for i in infos]
+            pairs = [(DomainRef(_name(i.domid), _handle_uuid(i.handle), i.domid), i) for i in infos]
         else:
             pairs = _match(domains, infos)
         g_state, g_cpu, g_balloon, g_vcpu = ("state" in want, "cpu" in want, "balloon" in want, "vcpu" in want)

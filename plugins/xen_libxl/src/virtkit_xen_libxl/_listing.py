@@ -1,6 +1,7 @@
 """Which domains exist, cheaply: the running ones from the hypercall plugin's ``state`` stats
 group (one ``getdomaininfolist`` for all of them, through the inner xen:///), their names and
-``vm`` links from xenstore in one round trip, the defined ones from the state directory.
+``vm`` links from xenstore (cached, kept true by watches: _names; one round trip), the defined
+ones from the state directory (cached while it is unchanged: _state).
 
 This plugin serves the ``state`` group of ``connect_get_all_domain_stats`` itself: it alone
 knows the defined domains (``SHUTOFF``, id None) and the hypercall plugin knows no names, so
@@ -13,7 +14,6 @@ in xenstore; the hypervisor's handle, which ``xl list`` prints, stays the origin
 
 from __future__ import annotations
 
-import threading
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,66 +21,29 @@ from typing import TYPE_CHECKING, Any
 import virtkit
 from virtkit import Connection, DomainRef, DomainState, DomainStateInfo, NoSuchDomain, check_flags, stats_groups
 
+from ._names import XenstoreIdents
+
 if TYPE_CHECKING:
     from virtkit import DomainStats
 
-    from ._state import State
+    from ._state import Record, State
 
 __all__ = ["PRIORITY", "Idents", "ListingMixin", "XenstoreIdents", "serves_state"]
 
 #: Above xenstore's 90 and xen_hyper's 50 for the operations a defined domain can be asked.
 PRIORITY = 95
 
-#: Running domains' (name, uuid) by id, in one go: name None for a domain without one (gone, or
-#: not named yet), uuid None where xenstore has no ``vm`` link (the hypervisor's handle counts).
-Idents = Callable[[Sequence[int]], list[tuple[str | None, _uuid.UUID | None]]]
+#: Running domains' (name, uuid) by (id, hypervisor handle as an int), in one go: name None for
+#: a domain without one (gone, or not named yet), uuid None where xenstore has no ``vm`` link
+#: (the hypervisor's handle counts).
+Idents = Callable[[Sequence[tuple[int, int]]], list[tuple[str | None, _uuid.UUID | None]]]
 _NIL = _uuid.UUID(int=0)
-_ROOT = "/local/domain"
 _SHUTOFF = DomainStateInfo(DomainState.SHUTOFF, None)
 
 
 def serves_state(conn: Connection) -> bool:
     """Whether ``conn`` serves the ``state`` stats group (xen_hyper does from catalogue 1.1)."""
     return any(r.operation == "state" and r.plugin is not None for r in conn.explain().groups)
-
-
-class XenstoreIdents:
-    """The ``name`` and ``vm`` nodes of running domains, read pipelined through virtkit_xenstore's
-    public client (a dependency of this distribution): one xenstored round trip for all."""
-
-    def __init__(self, timeout: float) -> None:
-        self._timeout = timeout
-        self._xs: Any = None
-        self._lock = threading.Lock()
-
-    def __call__(self, domids: Sequence[int]) -> list[tuple[str | None, _uuid.UUID | None]]:
-        paths = [f"{_ROOT}/{d}/{node}" for d in domids for node in ("name", "vm")]
-        with self._lock:
-            if self._xs is None:
-                from virtkit_xenstore import Client
-
-                self._xs = Client(timeout=self._timeout)
-            raw: list[bytes | None] = self._xs.read_many(paths)
-        out = []
-        for name, vm in zip(raw[::2], raw[1::2], strict=True):
-            out.append((None if name is None else name.decode("utf-8", "surrogateescape"), _vm_uuid(vm)))
-        return out
-
-    def close(self) -> None:
-        with self._lock:
-            xs, self._xs = self._xs, None
-        if xs is not None:
-            xs.close()
-
-
-def _vm_uuid(vm: bytes | None) -> _uuid.UUID | None:
-    """The uuid a ``vm`` link names (libxl writes ``/vm/<uuid>``; xend added ``-<n>``)."""
-    if vm is None:
-        return None
-    try:
-        return _uuid.UUID(vm.decode("ascii", "replace").rstrip("/").rsplit("/", 1)[-1][:36])
-    except ValueError:
-        return None
 
 
 class ListingMixin:
@@ -90,6 +53,7 @@ class ListingMixin:
         state: State
         _by_stats: bool
         _idents: Idents
+        _defined: tuple[list[Record], list[tuple[int, DomainStats]]] | None
 
         def _inner(self, op: str, *args: Any, flags: int = 0) -> Any: ...
 
@@ -130,15 +94,33 @@ class ListingMixin:
     def _running_states(self) -> list[DomainStats]:
         """Every running domain's state record, named: the bulk state read, then names and uuids
         from xenstore (one round trip)."""
+        start = getattr(self._idents, "start", None)
+        started = start() if start is not None else None  # xenstored answers during the hypercall
         rows = self._inner("connect_get_all_domain_stats", ("state",), None)
-        idents = self._idents([r.domain.id for r in rows])
-        out = []
+        keys = [(r.domain.id, r.domain.uuid.int) for r in rows]
+        idents = self._idents(keys) if started is None else self._idents(keys, started)  # type: ignore[call-arg]
+        out, stats = [], virtkit.DomainStats
         for r, (name, uid) in zip(rows, idents, strict=True):
-            if name is None and r.domain.id != 0:
+            dom = r.domain
+            if name is None and dom.id != 0:
                 continue  # gone since the hypercall, or still being built
-            ref = DomainRef(name or "Domain-0", uid or r.domain.uuid, r.domain.id)
-            out.append(r._replace(domain=ref))
+            out.append(stats(DomainRef(name or "Domain-0", uid or dom.uuid, dom.id), *r[1:]))
         return out
+
+    def _defined_states(self, up: set[int]) -> list[DomainStats]:
+        """The definitions not running (SHUTOFF, id None); records built once per listing of
+        the state directory."""
+        records = self.state.records()
+        cached = getattr(self, "_defined", None)
+        if cached is None or cached[0] is not records:
+            stats = virtkit.DomainStats
+            built = [
+                (rec.config.uuid.int, stats(DomainRef(rec.config.name, rec.config.uuid, None), _SHUTOFF))
+                for rec in records
+                if rec.config.uuid is not None
+            ]
+            cached = self._defined = (records, built)
+        return [s for uid, s in cached[1] if uid not in up]
 
     def _running_by_name(self, name: str) -> DomainRef | None:
         if self._by_stats:
@@ -160,12 +142,7 @@ class ListingMixin:
         others serve), the records carry the domains only."""
         check_flags(flags)
         running = self._running_states()
-        up = {r.domain.uuid for r in running}
-        defined = [
-            virtkit.DomainStats(DomainRef(rec.config.name, rec.config.uuid, None), _SHUTOFF)
-            for rec in self.state.records()
-            if rec.config.uuid is not None and rec.config.uuid not in up
-        ]
+        defined = self._defined_states({r.domain.uuid.int for r in running})  # ints: hashed in C
         out = running + defined if domains is None else _select(domains, running, defined)
         return out if "state" in frozenset(groups) else [r._replace(state=None) for r in out]
 

@@ -6,6 +6,13 @@ old one and the directory fsynced: a crash at any point leaves the old definitio
 one, never a torn file (leftover ``*.tmp`` files are ignored and swept). ``ROOT/lock`` is an
 flock held while a definition changes or a domain is being created, so two processes cannot
 both take one name. Reads are cached per file on (mtime_ns, size, inode).
+
+The list of every definition is cached on the directory's (mtime_ns, inode): every define and
+undefine, in any process, is a rename or an unlink in it, so it changes the directory's mtime.
+A listing is trusted only once that mtime is older than the clock's granularity (two changes
+in one tick of the kernel's coarse clock share an mtime): until then it is read again. A file
+edited in place (not by virtkit) is seen by the lookups, by the listing once the directory
+changes.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ __all__ = ["DEFAULT_ROOT", "ENV_ROOT", "Record", "State"]
 DEFAULT_ROOT = "/var/lib/virtkit/xen-libxl"
 ENV_ROOT = "VIRTKIT_XEN_LIBXL_STATE_DIR"
 _SUFFIX = ".json"
+#: Above the kernel's coarse clock tick (1/HZ, 10 ms at worst) that stamps the mtime.
+_RACY_NS = 50_000_000
 
 
 class Record(NamedTuple):
@@ -43,10 +52,11 @@ class State:
         self.root = Path(root)
         self.dir = self.root / "domains"
         self._dir_s = str(self.dir)
-        self._by_name: dict[str, tuple[int, str]] = {}  # name -> (listing mtime, file name)
+        self._by_name: dict[str, tuple[tuple[int, int], str]] = {}  # name -> (listing key, file name)
         self.timeout = timeout
         self._cache: dict[str, tuple[tuple[int, int, int], Record]] = {}
-        self._listing: tuple[int, list[str]] | None = None
+        self._listing: tuple[tuple[int, int], list[str]] | None = None
+        self._records: tuple[list[str], list[Record]] | None = None
         self._lock = threading.Lock()
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -58,16 +68,17 @@ class State:
     # -- reading -------------------------------------------------------------------------------
 
     def _names(self) -> list[str]:
-        st = os.stat(self.dir)
+        st = os.stat(self._dir_s)
+        key = (st.st_mtime_ns, st.st_ino)
         listing = self._listing
-        if listing is not None and listing[0] == st.st_mtime_ns:
+        if listing is not None and listing[0] == key:
             return listing[1]
-        names = sorted(n for n in os.listdir(self.dir) if n.endswith(_SUFFIX))
-        self._listing = (st.st_mtime_ns, names)
+        names = sorted(n for n in os.listdir(self._dir_s) if n.endswith(_SUFFIX))
+        # kept only when no later change can share this mtime (see the module's docstring)
+        self._listing = (key, names) if time.time_ns() - st.st_mtime_ns > _RACY_NS else None
         return names
 
     def _load(self, fname: str) -> Record | None:
-        path = self.dir / fname
         try:
             st = os.stat(os.path.join(self._dir_s, fname))  # a str join: pathlib costs more than the stat
         except FileNotFoundError:
@@ -76,6 +87,7 @@ class State:
         hit = self._cache.get(fname)
         if hit is not None and hit[0] == key:
             return hit[1]
+        path = self.dir / fname
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             cfg = DomainConfig.from_dict(data["config"])
@@ -90,15 +102,23 @@ class State:
         return rec
 
     def records(self) -> list[Record]:
-        """Every definition; a corrupted one is skipped (reading it alone raises ProtocolError)."""
+        """Every definition; a corrupted one is skipped (reading it alone raises ProtocolError).
+        The list is shared while the directory is unchanged: do not modify it."""
+        names = self._names()
+        cached = self._records
+        if cached is not None and cached[0] is names:
+            return cached[1]
         out = []
-        for fname in self._names():
+        for fname in names:
             try:
                 rec = self._load(fname)
             except ProtocolError:
                 continue
             if rec is not None:
                 out.append(rec)
+        listing = self._listing
+        if listing is not None and listing[1] is names:
+            self._records = (names, out)
         return out
 
     def by_uuid(self, uuid: _uuid.UUID) -> Record | None:
@@ -109,9 +129,8 @@ class State:
         # a rewrite is a rename, which changes the listing too).
         self._names()
         listing = self._listing
-        assert listing is not None
         hit = self._by_name.get(name)
-        if hit is not None and hit[0] == listing[0]:
+        if hit is not None and listing is not None and hit[0] == listing[0]:
             try:
                 rec = self._load(hit[1])
             except ProtocolError:
@@ -120,7 +139,8 @@ class State:
                 return rec
         for rec in self.records():
             if rec.config.name == name:
-                self._by_name[name] = (listing[0], rec.path.name)
+                if listing is not None:
+                    self._by_name[name] = (listing[0], rec.path.name)
                 return rec
         return None
 

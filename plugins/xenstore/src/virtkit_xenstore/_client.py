@@ -24,6 +24,7 @@ from ._ops import Ops, domid_bytes, number, text
 from ._wire import (
     Op,
     PathExists,
+    PathNotFound,
     TransactionConflict,
     check_path,
     check_payload,
@@ -61,7 +62,9 @@ class Client(Ops):
     ``path`` picks the socket or device; by default the first of :func:`default_paths` that
     exists. ``timeout`` (seconds, finite, above 0) bounds each call as a whole: connecting,
     sending, every reply it waits for (``virtkit.TimeoutError`` when it is spent); wrap several
-    calls in :meth:`deadline` to bound them together. Connects lazily.
+    calls in :meth:`deadline` to bound them together. Connects lazily. ``pump=False``: no thread
+    reads watch events while no call runs; they arrive with the next call's reply (in order:
+    for a caller that only looks after a round trip, and saves the thread's wake-ups).
 
     >>> with Client() as xs:                                    # doctest: +SKIP
     ...     xs.read("/local/domain/0/name")
@@ -76,13 +79,15 @@ class Client(Ops):
         "_local",
         "_lock",
         "_pump",
+        "_pumped",
         "_watches",
         "path",
         "timeout",
     )
 
-    def __init__(self, path: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | None = None, *, timeout: float = 30.0, pump: bool = True) -> None:
         self.path = path
+        self._pumped = pump
         self.timeout = check_timeout(timeout)
         self._local = threading.local()  # .until: this thread's deadline() in force, if any
         self._lock = threading.Lock()
@@ -224,6 +229,23 @@ class Client(Ops):
         until = self._until()
         return self._current(until).call_many(requests, 0, self._left(until))
 
+    def read_later(self, path: str) -> Callable[[], bytes | None]:
+        """Send a READ of ``path`` now; the returned function waits for its reply: the node's
+        value, None if there is no such node. For overlapping a round trip with other work
+        (events fired before the daemon answers it are queued once the reply is in); the
+        deadline (the client's timeout, or the enclosing :meth:`deadline`) runs from now."""
+        until = self._until()
+        c = self._current(until)
+        p = c.submit(Op.READ, check_path(path), 0, path, until)
+
+        def result() -> bytes | None:
+            try:
+                return c.finish(p, until)
+            except PathNotFound:
+                return None
+
+        return result
+
     # -- other message types -------------------------------------------------------------------
 
     def is_domain_introduced(self, domid: int) -> bool:
@@ -338,7 +360,8 @@ class Client(Ops):
             except BaseException:
                 self._forget(w)
                 raise
-        self._start_pump()
+        if self._pumped:
+            self._start_pump()
         return w
 
     def unwatch(self, path: str, token: str) -> None:

@@ -216,9 +216,13 @@ class Conn:
 
     def call(self, op: int, payload: bytes, tx_id: int, path: str | None, timeout: float) -> bytes:
         """Send one request and return its reply payload, or raise its typed error."""
+        deadline = _monotonic() + timeout
+        return self.finish(self.submit(op, payload, tx_id, path, deadline), deadline)
+
+    def submit(self, op: int, payload: bytes, tx_id: int, path: str | None, deadline: float) -> Pending:
+        """Send one request; :meth:`finish` waits for its reply (the two halves of :meth:`call`)."""
         if len(payload) > PAYLOAD_MAX:  # the public API checks first; this is the last guard
             raise ProtocolError(f"refusing to send a {len(payload)}-byte payload")
-        deadline = _monotonic() + timeout
         p = Pending(op, tx_id, path)
         with self._state:
             if self.broken is not None:
@@ -232,6 +236,10 @@ class Conn:
             self._send_direct((msg,), deadline)
         else:
             self._flush(deadline)
+        return p
+
+    def finish(self, p: Pending, deadline: float) -> bytes:
+        """The reply payload of a submitted request, or its typed error."""
         self._wait(p, deadline)
         if p.error is not None:
             raise p.error

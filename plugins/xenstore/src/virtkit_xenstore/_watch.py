@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from virtkit import ConnectionClosed, InvalidArgument, VirtError
 
 from ._conn import SLICE
+from ._wire import Op, PathExists, PathNotFound, check_path
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -93,6 +94,50 @@ class Watch:
                 yield ev
             elif self._closed:
                 return
+
+    def add(self, *paths: str) -> None:
+        """Watch more paths under this token, pipelined (one round trip); xenstored fires once
+        for each right away. Like the first ones, they are registered again after a reconnect."""
+        new = self._checked(paths)
+        new = [p for p in dict.fromkeys(new) if p not in self.paths]
+        if self._closed:
+            raise ConnectionClosed("xenstore: the watch is closed")
+        if not new:
+            return
+        # Known before sending: a reconnect in between registers them (then EEXIST, harmless).
+        self.paths = (*self.paths, *new)
+        self._send(Op.WATCH, new, PathExists)
+
+    def remove(self, *paths: str) -> None:
+        """Stop watching these paths (UNWATCH, pipelined); paths not watched are ignored."""
+        gone = [p for p in dict.fromkeys(self._checked(paths)) if p in self.paths]
+        if not gone:
+            return
+        self.paths = tuple(p for p in self.paths if p not in gone)
+        if not self._closed:
+            self._send(Op.UNWATCH, gone, PathNotFound)
+
+    @staticmethod
+    def _checked(paths: tuple[str, ...]) -> list[str]:
+        if not paths:
+            raise InvalidArgument("name at least one path")
+        for p in paths:
+            check_path(p, watch=True)
+        return list(paths)
+
+    def _send(self, op: Op, paths: list[str], harmless: type[VirtError]) -> None:
+        tok = self.token + b"\0"
+        with self._client.deadline():
+            replies = self._client._request_many([(op, check_path(p, watch=True) + tok, p) for p in paths])
+        refused = [
+            (p, r)
+            for p, r in zip(paths, replies, strict=True)
+            if isinstance(r, VirtError) and not isinstance(r, harmless)
+        ]
+        if refused:
+            if op == Op.WATCH:  # not registered: not to be registered again after a reconnect
+                self.paths = tuple(p for p in self.paths if p not in {p for p, _r in refused})
+            raise refused[0][1]
 
     def close(self) -> None:
         """UNWATCH every path; further events are ignored."""
