@@ -192,6 +192,7 @@ def served(engine: tuple[Engine, FakeLibxl], tmp_path: pathlib.Path) -> Iterator
     t.start()
     client = LibxlEngine(str(tmp_path), Xl("/bin/false", timeout=5), timeout=5)
     yield client, lx
+    client.close()
     server.shutdown()
     server.server_close()
 
@@ -226,7 +227,49 @@ def test_client_deadline_when_the_engine_does_not_answer(tmp_path: pathlib.Path)
     with pytest.raises(virtkit.TimeoutError):
         client.destroy(5, "x")
     assert time.monotonic() - t < 5
+    client.close()
     mute.close()
+
+
+def test_requests_share_one_connection(served: tuple[LibxlEngine, FakeLibxl], tmp_path: pathlib.Path) -> None:
+    client, lx = served
+    client.create(guest("one"), tmp_path)
+    first = client._sock
+    (domid,) = lx.doms
+    client.destroy(domid, "one")
+    assert first is not None and client._sock is first
+
+
+def test_a_connection_the_engine_ended_is_replaced_before_sending(tmp_path: pathlib.Path) -> None:
+    """An engine that idled out or was restarted has closed the kept connection: the next
+    request connects anew, and a request is never sent twice."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / _engine.SOCKET))
+    listener.listen(4)
+    seen: list[bytes] = []
+
+    def one_request_per_connection() -> None:  # answers, then closes, as an exiting engine
+        for _ in range(2):
+            conn, _a = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(b'{"ok": true}\n')
+
+    t = threading.Thread(target=one_request_per_connection, daemon=True)
+    t.start()
+    client = LibxlEngine(str(tmp_path), Xl("/bin/false", timeout=5), timeout=5)
+    try:
+        client.destroy(5, "a")
+        t0 = time.monotonic()
+        while client._sock is not None and not LibxlEngine._stale(client._sock):
+            assert time.monotonic() - t0 < 5, "the engine's close never showed"
+            time.sleep(0.01)
+        client.destroy(6, "b")
+    finally:
+        client.close()
+        listener.close()
+    t.join(5)
+    assert [json.loads(m)["domid"] for m in seen] == [5, 6]
 
 
 def test_libxl_config_built_for_mapped_keys_only() -> None:

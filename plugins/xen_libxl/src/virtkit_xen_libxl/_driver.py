@@ -81,6 +81,7 @@ class Driver(ListingMixin):
         close = getattr(self._idents, "close", None)
         if close is not None:
             close()
+        self.engine.close()
         self.inner.close()
 
     # -- resolving ---------------------------------------------------------------------------

@@ -320,7 +320,14 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        line = self.rfile.readline(1 << 22)
+        """Requests one line each, answered in order, until the client closes the connection."""
+        while True:
+            line = self.rfile.readline(1 << 22)
+            if not line:
+                return
+            self._one(line)
+
+    def _one(self, line: bytes) -> None:
         try:
             req = json.loads(line)
         except ValueError:

@@ -14,6 +14,8 @@ import contextlib
 import json
 import os
 import pathlib
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +48,7 @@ class Engine(Protocol):
     def destroy(self, domid: int, what: str) -> None: ...
     def shutdown(self, domid: int, what: str) -> None: ...
     def reboot(self, domid: int, what: str) -> None: ...
+    def close(self) -> None: ...
 
 
 def _xl_file(cfg: DomainConfig, scratch: pathlib.Path, tag: str, settings: dict[str, Any] | None) -> pathlib.Path:
@@ -81,6 +84,9 @@ class XlEngine:
     def reboot(self, domid: int, what: str) -> None:
         self.xl.run("reboot", str(domid), what=f"xl reboot {what}")
 
+    def close(self) -> None:
+        pass
+
 
 class LibxlEngine:
     """Requests to the resident engine in ``rundir`` (started on first use, once per host)."""
@@ -93,6 +99,8 @@ class LibxlEngine:
         self.xl = xl  # xl's own parser, for the configs libxl_config leaves to it
         self.timeout = timeout
         self.python = python or sys.executable
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
 
     def _config_json(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None) -> str:
         """libxl's JSON of ``cfg``: built here for the keys this plugin maps, else what
@@ -142,8 +150,26 @@ class LibxlEngine:
 
     # -- the socket ------------------------------------------------------------------------------
 
-    def call(self, req: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """One request, answered before ``deadline`` (the engine is started if need be)."""
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+
+    @staticmethod
+    def _stale(sock: socket.socket) -> bool:
+        """Nothing arrives on an idle connection but its end (an engine that idled out or was
+        restarted) or junk: either way, connect anew before sending."""
+        try:
+            readable, _w, _x = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def _connect(self, deadline: float) -> socket.socket:
         from ._engine import SOCKET, connect
 
         path = self.rundir / SOCKET
@@ -153,8 +179,7 @@ class LibxlEngine:
             if left <= 0:
                 raise virtkit.TimeoutError(f"the xen_libxl engine ({self.rundir}) did not answer in time")
             try:
-                sock = connect(path, left)
-                break
+                return connect(path, left)
             except (FileNotFoundError, ConnectionRefusedError):
                 if not spawned:
                     self._spawn(deadline)
@@ -164,8 +189,22 @@ class LibxlEngine:
                     spawned = False
             except OSError as exc:
                 raise PermissionDenied(f"cannot reach the xen_libxl engine at {path}: {exc.strerror}") from None
-        with sock:
+
+    def call(self, req: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """One request, answered before ``deadline`` (the engine is started if need be), on the
+        connection kept from the last one: a connection (and the engine's thread for it) per
+        request cost more than the request's own round trip. A request is never sent twice: one
+        whose connection ends before the reply is ConnectionClosed."""
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise virtkit.TimeoutError(f"the xen_libxl engine: another request held the connection ({req['op']})")
+        try:
+            if self._sock is not None and self._stale(self._sock):
+                self._drop()
+            if self._sock is None:
+                self._sock = self._connect(deadline)
+            sock = self._sock
             try:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
                 sock.sendall(json.dumps(req).encode() + b"\n")
                 buf = b""
                 while not buf.endswith(b"\n"):
@@ -175,7 +214,18 @@ class LibxlEngine:
                         raise virtkit.ConnectionClosed(f"the xen_libxl engine closed the connection ({req['op']})")
                     buf += chunk
             except TimeoutError:
+                self._drop()  # a late reply must not be taken for the next request's
                 raise virtkit.TimeoutError(f"the xen_libxl engine did not finish {req['op']} in time") from None
+            except virtkit.ConnectionClosed:
+                self._drop()
+                raise
+            except OSError as exc:
+                self._drop()
+                raise virtkit.ConnectionClosed(
+                    f"the xen_libxl engine's connection failed ({req['op']}): {exc}"
+                ) from None
+        finally:
+            self._lock.release()
         reply: dict[str, Any] = json.loads(buf)
         return reply
 
