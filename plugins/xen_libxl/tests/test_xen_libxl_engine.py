@@ -134,10 +134,13 @@ def test_shutdown_actions_as_xl_applies_them(
     engine: tuple[Engine, FakeLibxl], reason: str, actions: dict[str, str], want: list[str], back: bool
 ) -> None:
     eng, lx = engine
-    domid = eng.handle({"op": "create", "config": cfg_json("g", **actions)})["domid"]
+    config = cfg_json("g", **actions)
+    domid = eng.handle({"op": "create", "config": config})["domid"]
     lx.calls.clear()
     eng.shutdown_of(eng.kids[domid], reason)
     assert ops(lx) == want
+    # why the run ended, for event watchers that could not see it before the action
+    assert _engine.ended_reason(eng.rundir, json.loads(config)["c_info"]["uuid"]) == reason
     assert bool(eng.kids) is back  # a new run is watched; otherwise nothing is
     if back:
         (kid,) = eng.kids.values()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 from conftest import Host
 from fakexen import world
@@ -134,3 +136,41 @@ def test_a_start_a_scan_reported_before_the_create_returned_is_not_reported_agai
 
     time.sleep(1.2)
     assert [e.type for e in rec.events if e.domain.uuid == d.uuid] == [E.STARTED, E.STOPPED]
+
+
+def test_a_run_the_libxl_engine_ended_faster_than_a_scan_is_told_by_its_mark(tmp_path: pathlib.Path) -> None:
+    """The engine destroys a shut-down domain within milliseconds, before a scan sees its
+    shutdown reason; it marks why in its run directory, and the watcher reads the mark."""
+    import os
+    import time
+    import uuid
+    from types import SimpleNamespace
+
+    from virtkit import DomainRef, DomainState
+    from virtkit_xen_libxl._engine import ENDED, ended_reason
+    from virtkit_xen_libxl._events import Watcher, _Seen
+
+    (tmp_path / ENDED).mkdir()
+    w = Watcher.__new__(Watcher)
+    w._drv = SimpleNamespace(engine=SimpleNamespace(rundir=tmp_path))  # type: ignore[assignment]
+    w._building, w._rebooting = {}, {}
+
+    def run(name: str, domid: int) -> tuple[uuid.UUID, _Seen]:
+        u = uuid.uuid5(uuid.NAMESPACE_DNS, name)
+        return u, _Seen(DomainRef(name, u, domid), DomainState.RUNNING, None)
+
+    def gone(name: str, mark: str | None) -> list[DomainEventType]:
+        u, seen = run(name, 5)
+        if mark is not None:
+            (tmp_path / ENDED / str(u)).write_text(mark)
+        return [e.type for e in w._compare({u: seen}, {}, {}, {}, 1.0)]
+
+    assert gone("plain", None) == [E.STOPPED]  # no mark: destroyed
+    assert gone("off", "poweroff") == [E.SHUTDOWN, E.STOPPED]
+    assert gone("crashed", "crash") == [E.CRASHED, E.STOPPED]
+    assert gone("again", "reboot") == []  # rebooting: its new run decides
+    u, back = run("again", 6)
+    assert [e.type for e in w._compare({}, {u: back}, {}, {}, 2.0)] == [E.REBOOTED]
+    old = tmp_path / ENDED / str(u)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert ended_reason(tmp_path, str(u)) is None  # a mark of a run long gone says nothing

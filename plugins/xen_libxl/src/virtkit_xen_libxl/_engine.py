@@ -45,7 +45,7 @@ from typing import Any
 
 from ._libxl import Libxl, LibxlError, release
 
-__all__ = ["DEFAULT_RUNDIR", "DUMP_DIR", "ENV_RUNDIR", "Engine", "main"]
+__all__ = ["DEFAULT_RUNDIR", "DUMP_DIR", "ENDED", "ENV_RUNDIR", "Engine", "ended_reason", "main"]
 
 log = logging.getLogger("virtkit.xen_libxl.engine")
 
@@ -57,6 +57,10 @@ SOCKET = "engine.sock"
 #: xl waits this long between a restarted domain's destruction and its new run ("re-creation
 #: fails sometimes" without it, says xl_vmcontrol.c); the same here.
 RESTART_PAUSE = 2.0
+#: Where the engine says why a run of a domain it watched ended (one file per uuid) and how
+#: long such a mark is kept: longer than a watcher's poll and a restart's pause.
+ENDED = "ended"
+ENDED_KEEP_S = 60.0
 #: An engine with no domain to watch and no request for this long exits.
 IDLE_EXIT = 300.0
 #: libxl's shutdown reasons -> the config key that names the action (libxl_types.idl).
@@ -95,6 +99,27 @@ def _action(config: str, reason: str) -> str:
     return str(act or _DEFAULT_ACTION).replace("-", "_")
 
 
+def _uuid_of(config: str) -> str | None:
+    """The uuid of libxl's JSON of a domain config, if it has one."""
+    try:
+        uid = json.loads(config).get("c_info", {}).get("uuid")
+    except (ValueError, AttributeError):
+        return None
+    return uid if isinstance(uid, str) and uid else None
+
+
+def ended_reason(rundir: pathlib.Path, uuid: str) -> str | None:
+    """Why the engine in ``rundir`` saw the last run of domain ``uuid`` end (``poweroff``,
+    ``reboot``, ``crash``, ...), if it watched that run and the mark is recent."""
+    path = rundir / ENDED / uuid
+    try:
+        if time.time() - path.stat().st_mtime > ENDED_KEEP_S:
+            return None
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _name(config: str) -> str:
     try:
         return str(json.loads(config)["c_info"]["name"])
@@ -117,6 +142,8 @@ class Engine:
         self.last = time.monotonic()
         self.records = rundir / "domains"
         self.records.mkdir(mode=0o700, exist_ok=True)
+        self.ended = rundir / ENDED
+        self.ended.mkdir(mode=0o700, exist_ok=True)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -272,7 +299,24 @@ class Engine:
         except Exception:
             log.exception("applying the shutdown action of %s (id %d) failed", kid.name, kid.domid)
 
+    def _mark_ended(self, kid: Kid, reason: str) -> None:
+        """Say why ``kid``'s run ended, before acting on it: the engine destroys a shut-down
+        domain within milliseconds, faster than an event watcher polling the hypervisor sees
+        its shutdown reason; the watchers read it here (``ended_reason``). Old marks go."""
+        now = time.time()
+        with contextlib.suppress(OSError):
+            for old in self.ended.iterdir():
+                if now - old.stat().st_mtime > ENDED_KEEP_S:
+                    old.unlink(missing_ok=True)
+        uid = _uuid_of(kid.config)
+        if uid is not None:
+            with contextlib.suppress(OSError):
+                tmp = self.ended / f".{uid}.tmp"
+                tmp.write_text(reason)
+                os.replace(tmp, self.ended / str(uid))
+
     def _shutdown_of(self, kid: Kid, reason: str) -> None:
+        self._mark_ended(kid, reason)
         self.forget(kid)  # this run ends here whatever the action; a new run is a new watch
         if reason == "suspend":
             log.warning("domain %s (id %d) suspended: not watched any more", kid.name, kid.domid)

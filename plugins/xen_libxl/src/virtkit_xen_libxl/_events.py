@@ -212,10 +212,14 @@ class Watcher:
         for uid, old in before.items():
             if uid in now:
                 continue
-            if old.reason == "reboot":  # shut down (or dying) to reboot: its babysitter may restart it
+            reason = old.reason or self._ended(uid)
+            if reason == "reboot":  # shut down (or dying) to reboot: its babysitter may restart it
                 self._rebooting[uid] = (old, t + REBOOT_GRACE_S)
                 continue
-            detail = "crashed" if old.reason == "crash" else "shutdown" if old.reason else "destroyed"
+            if reason and not old.reason:  # gone before a scan saw it shut down: say so first
+                kind = E.CRASHED if reason == "crash" else E.SHUTDOWN
+                out.append(DomainEvent(kind, old.ref, "crashed" if reason == "crash" else reason, t))
+            detail = "crashed" if reason == "crash" else "shutdown" if reason else "destroyed"
             out.append(DomainEvent(E.STOPPED, old.ref, detail, t))
         for uid, (old, deadline) in list(self._rebooting.items()):
             if uid not in now and t > deadline:
@@ -241,6 +245,16 @@ class Watcher:
             if new.reason != "reboot":
                 return [DomainEvent(E.SHUTDOWN, new.ref, new.reason, t)]
         return []
+
+    def _ended(self, uid: _uuid.UUID) -> str | None:
+        """Why the libxl engine saw this domain's run end: it acts on a shutdown (destroys,
+        restarts) faster than a scan sees the reason, so it says so in its run directory."""
+        rundir = getattr(self._drv.engine, "rundir", None)
+        if rundir is None:
+            return None
+        from ._engine import ended_reason
+
+        return ended_reason(rundir, str(uid))
 
     # -- the thread ----------------------------------------------------------------------------
 
