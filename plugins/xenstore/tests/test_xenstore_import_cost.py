@@ -41,3 +41,25 @@ def test_the_lazy_names_are_the_modules_objects() -> None:
     assert virtkit_xenstore.Client is _client.Client and virtkit_xenstore.Driver is _driver.Driver
     assert virtkit_xenstore.PathNotFound is _wire.PathNotFound
     assert set(virtkit_xenstore.__all__) <= set(dir(virtkit_xenstore)) | set(virtkit_xenstore._LAZY)
+
+
+def test_a_listing_connection_loads_no_typing_or_logging() -> None:
+    """Issue 14: the modules an open, a listing and domstats load (driver, client, conn, ops,
+    wire, stats) import none of these; logging loads with the first record (_driver.log)."""
+    off = ("typing", "dataclasses", "inspect", "logging", "subprocess", "tempfile", "shutil", "random")
+    code = (
+        f"import sys\nfor m in {off!r}:\n    sys.modules.pop(m, None)\n"
+        "import virtkit_xenstore\nfrom virtkit_xenstore import _client, _conn, _driver, _ops, _stats, _wire\n"
+        f"print(' '.join(m for m in {off!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == []
+
+
+def test_the_records_are_still_tuples_with_names() -> None:
+    from virtkit_xenstore import Perm, WatchEvent
+
+    p = Perm(3, "r")
+    assert (p.domid, p.access, str(p), repr(p)) == (3, "r", "r3", "Perm(domid=3, access='r')")
+    assert p == (3, "r") and p._replace(access="w") == Perm(3, "w")
+    assert repr(WatchEvent("/a", "t")) == "WatchEvent(path='/a', token='t')"

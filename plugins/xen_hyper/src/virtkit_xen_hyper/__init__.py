@@ -8,12 +8,13 @@ cheap; the hypercall machinery loads when a connection opens.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._plugin import CAPABILITIES, PRIORITY, Plugin, connect
 from ._version import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._driver import LOOKUP_PRIORITY, Driver
     from ._hyper import Hypervisor
 

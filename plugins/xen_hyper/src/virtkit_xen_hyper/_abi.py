@@ -12,10 +12,60 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from virtkit import DomainState
+
+# Typing stays off the start-up path (issue 14): the records are namedtuples with typed stubs.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NamedTuple
+
+    class _Layout(NamedTuple):
+        name: str
+        struct: struct.Struct
+        fields: tuple[str, ...]
+        offsets: tuple[int, ...]
+        codes: tuple[str, ...]
+
+    class _Abi(NamedTuple):
+        domctl: int
+        sysctl: int
+        known: bool
+
+    class _DomInfo(NamedTuple):
+        domid: int
+        flags: int
+        tot_pages: int
+        max_pages: int
+        cpu_time: int
+        nr_online_vcpus: int
+        max_vcpu_id: int
+        handle: bytes
+
+    class _PhysInfo(NamedTuple):
+        threads_per_core: int
+        cores_per_socket: int
+        nr_cpus: int
+        nr_nodes: int
+        cpu_khz: int
+        capabilities: int
+        total_pages: int
+        free_pages: int
+else:
+    _Layout = namedtuple("_Layout", "name struct fields offsets codes", module=__name__)
+    _Abi = namedtuple("_Abi", "domctl sysctl known", module=__name__)
+    _DomInfo = namedtuple(
+        "_DomInfo",
+        "domid flags tot_pages max_pages cpu_time nr_online_vcpus max_vcpu_id handle",
+        module=__name__,
+    )
+    _PhysInfo = namedtuple(
+        "_PhysInfo",
+        "threads_per_core cores_per_socket nr_cpus nr_nodes cpu_khz capabilities total_pages free_pages",
+        module=__name__,
+    )
 
 __all__ = [
     "DOMCTL_VERSIONS",
@@ -90,14 +140,11 @@ SHUTDOWN_CRASH = 3
 SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
 
 
-class Layout(NamedTuple):
-    """One release family's layout of a struct: name, packed size, field names and offsets."""
+class Layout(_Layout):
+    """One release family's layout of a struct: name, packed size, field names and offsets,
+    and each field's struct code (codes, for compact decoders)."""
 
-    name: str
-    struct: struct.Struct
-    fields: tuple[str, ...]
-    offsets: tuple[int, ...]
-    codes: tuple[str, ...]  # each field's struct code, for compact decoders
+    __slots__ = ()
 
 
 def _layout(name: str, spec: Sequence[tuple[str, str]]) -> Layout:
@@ -250,12 +297,11 @@ def physinfo_layout(sysctl_version: int) -> Layout | None:
     return None  # 4.2's physinfo layout is not in the reference: unsupported
 
 
-class Abi(NamedTuple):
-    """The interface versions to send to one hypervisor, and what they were chosen from."""
+class Abi(_Abi):
+    """The interface versions to send to one hypervisor, and what they were chosen from
+    (known False: the release is not in the table, the versions are a best guess)."""
 
-    domctl: int
-    sysctl: int
-    known: bool  # False: the release is not in the table, the versions are a best guess
+    __slots__ = ()
 
     @property
     def dominfo(self) -> Layout:
@@ -313,30 +359,16 @@ def sysctl_candidates(first: int) -> tuple[int, ...]:
     return _by_distance(first, tuple(v for v in SYSCTL_VERSIONS if physinfo_layout(v) is not None))
 
 
-class DomInfo(NamedTuple):
+class DomInfo(_DomInfo):
     """The fields of one xen_domctl_getdomaininfo this plugin uses, release-independent."""
 
-    domid: int
-    flags: int
-    tot_pages: int
-    max_pages: int
-    cpu_time: int
-    nr_online_vcpus: int
-    max_vcpu_id: int
-    handle: bytes
+    __slots__ = ()
 
 
-class PhysInfo(NamedTuple):
+class PhysInfo(_PhysInfo):
     """The fields of xen_sysctl_physinfo this plugin uses."""
 
-    threads_per_core: int
-    cores_per_socket: int
-    nr_cpus: int
-    nr_nodes: int
-    cpu_khz: int
-    capabilities: int
-    total_pages: int
-    free_pages: int
+    __slots__ = ()
 
 
 _ALIASES = {"domid": "domain"}

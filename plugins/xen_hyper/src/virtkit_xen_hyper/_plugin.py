@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING
 
 from virtkit import URI, Declined, OpenOptions, hookimpl
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._driver import Driver
 

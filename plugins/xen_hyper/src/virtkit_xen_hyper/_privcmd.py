@@ -17,9 +17,12 @@ import mmap
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from ._plugin import PRIVCMD_DEVICES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "HYPERCALL_DEVICE",

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import uuid as _uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 import virtkit
 from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidOperation, check_flags, stats_groups
 
 from . import _abi as A
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from virtkit import DomainStats, MemoryStats, VcpuInfo, VcpuStats
 
     from ._hyper import Hypervisor

@@ -14,12 +14,13 @@ stay with the hypercall and xenstore plugins.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._plugin import PRIORITY, Plugin, connect
 from ._version import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._driver import Driver
     from ._xl import XlError
     from ._xlcfg import config_from_xl, config_to_xl, load_xl_file, parse

@@ -12,12 +12,9 @@ definitions go through ``xl``; pause, balloon and max memory stay on the inner p
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import threading
 import uuid as _uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 import virtkit
 from virtkit import (
@@ -38,16 +35,31 @@ from virtkit import (
 )
 
 from . import _xlcfg
-from ._engines import Engine, XlEngine
+from ._engines import XlEngine
 from ._libxljson import config_from_libxl
 from ._listing import PRIORITY, Idents, ListingMixin, XenstoreIdents, serves_state
 from ._state import Record, State
 from ._xl import Xl
 
+# Typing, logging and dataclasses stay off the start-up path (issue 14): a cold list needs none.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any, TypeVar
+
+    from ._engines import Engine
+
+    T = TypeVar("T")
+
 __all__ = ["PRIORITY", "Driver"]
 
-log = logging.getLogger("virtkit.xen_libxl")
-T = TypeVar("T")
+
+def _log() -> logging.Logger:
+    """The plugin's logger; logging is imported on the first record, not by a cold start."""
+    import logging
+
+    return logging.getLogger("virtkit.xen_libxl")
+
 
 _NIL = _uuid.UUID(int=0)
 
@@ -283,8 +295,10 @@ class Driver(ListingMixin):
         self.engine.reboot(running.id, running.name)
 
     def _redefine(self, rec: Record, **changes: Any) -> None:
+        from dataclasses import replace
+
         with self.state.locked():
-            cfg = dataclasses.replace(rec.config, **changes)
+            cfg = replace(rec.config, **changes)
             _xlcfg.xl_settings(cfg)
             self.state.write(cfg)
 
@@ -380,27 +394,31 @@ class Driver(ListingMixin):
     def _leftover(self, uuid: _uuid.UUID) -> None:
         ref = self._running_by_uuid(uuid)
         if ref is not None and ref.id:
-            log.warning("create failed but left domain %s (id %s): destroying it", ref.name, ref.id)
+            _log().warning("create failed but left domain %s (id %s): destroying it", ref.name, ref.id)
             with contextlib.suppress(VirtError):
                 self.engine.destroy(ref.id, ref.name)
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        from dataclasses import replace
+
         check_flags(flags)
         cfg = virtkit.check_domain_config(config)
         if cfg.uuid is None:
-            cfg = dataclasses.replace(cfg, uuid=_uuid.uuid4())
+            cfg = replace(cfg, uuid=_uuid.uuid4())
         settings = _xlcfg.xl_settings(cfg)  # a config xl cannot express is refused first
         with self.state.locked():
             self._check_free(cfg)
             return self._start(cfg, settings)
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
+        from dataclasses import replace
+
         check_flags(flags)
         cfg = virtkit.check_domain_config(config)
         with self.state.locked():
             old = self.state.by_uuid(cfg.uuid) if cfg.uuid else self.state.by_name(cfg.name)
             if cfg.uuid is None:
-                cfg = dataclasses.replace(cfg, uuid=old.config.uuid if old else _uuid.uuid4())
+                cfg = replace(cfg, uuid=old.config.uuid if old else _uuid.uuid4())
             assert cfg.uuid is not None
             if old is not None and old.config.name != cfg.name:
                 raise InvalidOperation(f"uuid {cfg.uuid} is already defined as {old.config.name!r}")

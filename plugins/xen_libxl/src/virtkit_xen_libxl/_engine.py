@@ -44,13 +44,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._libxl import Libxl, LibxlError, release
+from ._plugin import DEFAULT_RUNDIR, ENV_RUNDIR
 
 __all__ = ["DEFAULT_RUNDIR", "DUMP_DIR", "ENDED", "ENV_RUNDIR", "Engine", "ended_reason", "main"]
 
 log = logging.getLogger("virtkit.xen_libxl.engine")
 
-DEFAULT_RUNDIR = "/run/virtkit/xen-libxl-engine"
-ENV_RUNDIR = "VIRTKIT_XEN_LIBXL_ENGINE_DIR"
 #: xl's XEN_DUMP_DIR on Debian (coredump-* actions write NAME there, as xl does).
 DUMP_DIR = os.environ.get("VIRTKIT_XEN_DUMP_DIR", "/var/lib/xen/dump")
 SOCKET = "engine.sock"

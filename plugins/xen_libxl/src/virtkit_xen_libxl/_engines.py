@@ -16,12 +16,10 @@ import os
 import pathlib
 import select
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
 
 import virtkit
 from virtkit import DomainConfig, InvalidArgument, InvalidOperation, NoSuchDomain, PermissionDenied, VirtError
@@ -34,21 +32,28 @@ __all__ = ["ENGINE_PARAM", "Engine", "LibxlEngine", "XlEngine", "choose"]
 
 ENGINE_PARAM = "xen_libxl_engine"
 
+# Typing stays off the start-up path (issue 14): Engine is a protocol for the type checker only,
+# and subprocess is imported by the one method that starts a process.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-class Engine(Protocol):
-    """``create`` returns the new domain's id when it knows it; with ``checks_name``, the other
-    operations act only on a domain that still has the name given (else NoSuchDomain)."""
+    class Engine(Protocol):
+        """``create`` returns the new domain's id when it knows it; with ``checks_name``, the other
+        operations act only on a domain that still has the name given (else NoSuchDomain)."""
 
-    name: str
-    checks_name: bool
+        name: str
+        checks_name: bool
 
-    def create(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None) -> int | None:
-        """``settings``: ``cfg``'s xl settings (``_xlcfg.xl_settings``) when known already."""
+        def create(
+            self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None
+        ) -> int | None:
+            """``settings``: ``cfg``'s xl settings (``_xlcfg.xl_settings``) when known already."""
 
-    def destroy(self, domid: int, what: str) -> None: ...
-    def shutdown(self, domid: int, what: str) -> None: ...
-    def reboot(self, domid: int, what: str) -> None: ...
-    def close(self) -> None: ...
+        def destroy(self, domid: int, what: str) -> None: ...
+        def shutdown(self, domid: int, what: str) -> None: ...
+        def reboot(self, domid: int, what: str) -> None: ...
+        def close(self) -> None: ...
 
 
 def _xl_file(cfg: DomainConfig, scratch: pathlib.Path, tag: str, settings: dict[str, Any] | None) -> pathlib.Path:
@@ -230,6 +235,8 @@ class LibxlEngine:
         return reply
 
     def _spawn(self, deadline: float) -> None:
+        import subprocess
+
         from ._engine import MAIN
 
         left = max(1.0, deadline - time.monotonic())

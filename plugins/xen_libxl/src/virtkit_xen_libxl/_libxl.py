@@ -13,7 +13,10 @@ import ctypes
 import json
 import os
 import uuid as _uuid
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CONFIG_BYTES", "Libxl", "LibxlError", "release", "soname"]
 

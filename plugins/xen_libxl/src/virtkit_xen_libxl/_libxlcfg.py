@@ -7,11 +7,13 @@ gets None: the engine then asks xl's own parser, which knows every key and says 
 
 from __future__ import annotations
 
-from typing import Any
-
 from virtkit import DomainConfig
 
 from . import _xlcfg
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["libxl_config"]
 

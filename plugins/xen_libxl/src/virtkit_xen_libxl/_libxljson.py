@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid as _uuid
 from collections.abc import Mapping
-from typing import Any
 
 from virtkit import DomainConfig, ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["config_from_libxl"]
 

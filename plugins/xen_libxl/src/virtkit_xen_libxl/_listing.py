@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 import virtkit
 from virtkit import Connection, DomainRef, DomainState, DomainStateInfo, NoSuchDomain, check_flags, stats_groups
 
 from ._names import XenstoreIdents
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from virtkit import DomainStats
 
     from ._state import Record, State

@@ -19,9 +19,12 @@ from __future__ import annotations
 import threading
 import uuid as _uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from virtkit import VirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["XenstoreIdents", "vm_uuid"]
 

@@ -8,11 +8,11 @@ domains it hands over, and opens the state directory.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import virtkit
 from virtkit import URI, Declined, OpenOptions, hookimpl
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._driver import Driver
     from ._listing import Idents
@@ -29,6 +29,10 @@ STATE_PARAM = "xen_libxl_state_dir"
 #: ``params={"xen_libxl_engine_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_ENGINE_DIR) moves the
 #: resident engine's socket and records (default /run/virtkit/xen-libxl-engine).
 ENGINE_DIR_PARAM = "xen_libxl_engine_dir"
+# The engine's defaults live here, not in _engine (the engine process's module, with its
+# logging and dataclasses): an open reads them without loading it.
+DEFAULT_RUNDIR = "/run/virtkit/xen-libxl-engine"
+ENV_RUNDIR = "VIRTKIT_XEN_LIBXL_ENGINE_DIR"
 _PATHS = ("", "/", "/system")
 
 
@@ -114,7 +118,6 @@ def connect(
 ) -> Driver:
     """The driver: the inner xen:/// (without this plugin), xl, and the state directory."""
     from ._driver import Driver
-    from ._engine import DEFAULT_RUNDIR, ENV_RUNDIR
     from ._engines import choose
     from ._state import State
     from ._xl import Xl, find_xl

@@ -24,12 +24,23 @@ import os
 import threading
 import time
 import uuid as _uuid
+from collections import namedtuple
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import virtkit
 from virtkit import DomainConfig, InvalidArgument, PermissionDenied, ProtocolError
+
+# Typing stays off the start-up path (issue 14): Record is a namedtuple with a typed stub.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
+    class _Record(NamedTuple):
+        config: DomainConfig
+        path: Path
+else:
+    _Record = namedtuple("_Record", "config path", module=__name__)
 
 __all__ = ["DEFAULT_ROOT", "ENV_ROOT", "Record", "State"]
 
@@ -40,9 +51,10 @@ _SUFFIX = ".json"
 _RACY_NS = 50_000_000
 
 
-class Record(NamedTuple):
-    config: DomainConfig  # its uuid is always set
-    path: Path
+class Record(_Record):
+    """A definition: its config (whose uuid is always set) and its file."""
+
+    __slots__ = ()
 
 
 class State:

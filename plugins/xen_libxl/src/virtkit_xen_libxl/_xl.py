@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import IO, Any
 
 import virtkit
 from virtkit import InvalidArgument, InvalidOperation, NoSuchDomain, PermissionDenied, VirtError
+
+# A cold open only looks for xl (find_xl): typing, subprocess and tempfile (and shutil's
+# compression modules) load with the first command run, not with the plugin (issue 14).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = ["XL_PATHS", "Xl", "XlError", "find_xl"]
 
@@ -34,8 +36,26 @@ class XlError(InvalidArgument):
         self.xl_message = xl_message
 
 
+def _which(name: str) -> str | None:
+    """``shutil.which(name)`` on POSIX: the first executable non-directory ``name`` on $PATH."""
+    path = os.environ.get("PATH")
+    if path is None:
+        path = os.confstr("CS_PATH") or os.defpath
+    if not path:
+        return None
+    seen = set()
+    for d in path.split(os.pathsep):
+        if d in seen:
+            continue
+        seen.add(d)
+        cand = os.path.join(d, name)
+        if os.path.exists(cand) and os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    return None
+
+
 def find_xl() -> str | None:
-    found = shutil.which("xl")
+    found = _which("xl")
     if found:
         return found
     return next((p for p in XL_PATHS if os.access(p, os.X_OK)), None)
@@ -72,6 +92,9 @@ class Xl:
         limit = self.timeout if timeout is None else timeout
         argv = [self.path, *args]
         creating = args[0] == "create"
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as err:
             try:
                 if creating:  # no pipe for the babysitter to inherit: stdout in the file too
@@ -127,6 +150,8 @@ def _run_to_files(argv: list[str], out: IO[str], env: dict[str, str], limit: flo
     """Run ``argv`` with stdout and stderr to ``out``; its exit code. Woken by the exit itself
     (a pidfd): with no pipe to read, subprocess's own wait polls, sleeping up to 50 ms a turn,
     so an exit would be seen up to 50 ms late. On timeout it is killed (TimeoutExpired)."""
+    import subprocess
+
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
     try:
         try:

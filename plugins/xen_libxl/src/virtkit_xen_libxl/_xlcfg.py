@@ -15,11 +15,14 @@ from __future__ import annotations
 import re
 import uuid as _uuid
 from collections.abc import Mapping
-from typing import Any
 
 from virtkit import MAX_CONFIG_BYTES, DomainConfig, InvalidArgument, read_config_file
 
 from ._xlkeys import XL_KEYS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_BYTES",
@@ -34,7 +37,10 @@ __all__ = [
     "xl_settings",
 ]
 
-Value = str | int | list[Any]
+if TYPE_CHECKING:
+    Value = str | int | list[Any]
+else:  # the same alias without loading typing for Any
+    Value = str | int | list
 
 #: Larger files are refused, as the core refuses JSON configs (virsh caps its reads at 10 MiB).
 MAX_BYTES = MAX_CONFIG_BYTES

@@ -13,12 +13,13 @@ domain events.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._plugin import PRIORITY, Plugin
 from ._version import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._client import Client, default_paths
     from ._driver import Driver
     from ._transaction import Transaction

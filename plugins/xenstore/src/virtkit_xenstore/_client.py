@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
 
 from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError, check_timeout
 from virtkit import TimeoutError as XsTimeout
@@ -31,14 +30,18 @@ from ._wire import (
     parse_tx_id,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import TypeVar
+
     # Imported where used: a connection that only reads (the CLI's) never loads them.
     from ._transaction import Transaction
     from ._watch import Watch
 
+    _T = TypeVar("_T")
+
 __all__ = ["Client", "default_paths"]
 
-_T = TypeVar("_T")
 _DEFAULT_RUNDIR = "/var/run/xenstored"
 _XENBUS_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 _tokens = itertools.count(1)

@@ -12,7 +12,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import virtkit
@@ -33,10 +32,15 @@ from ._client import Client
 from ._stats import StatsMixin
 from ._wire import PathNotFound, decimal
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any, TypeVar
 
     from ._transaction import Transaction
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
 
 __all__ = ["BETTER", "Driver"]
 
@@ -57,7 +61,6 @@ _NIL_UUID = UUID(int=0)
 _ROOT = "/local/domain"
 _COUNT_DIGITS = 19  # a size or count libxl writes: decimal, never negative
 _DOMID_DIGITS = 5  # a child of /local/domain that names a domain (ids < 0x7FF0)
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _int(raw: bytes, what: str) -> int:

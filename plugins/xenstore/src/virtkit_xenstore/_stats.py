@@ -12,7 +12,6 @@ sysfs. State, cpu time and memory are the hypervisor's (xen_hyper).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import virtkit
@@ -21,7 +20,10 @@ from virtkit import DomainRef, InvalidArgument, InvalidOperation, NoSuchDomain, 
 from . import _sysfs
 from ._wire import decimal
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from virtkit import BlockStats, DomainStats, InterfaceStats
 
     from ._client import Client

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from virtkit import ConnectionClosed, InvalidArgument, VirtError
 
@@ -12,6 +11,7 @@ from ._conn import Conn
 from ._ops import Ops
 from ._wire import Op
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._client import Client
 

@@ -7,22 +7,29 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
 
 from virtkit import ConnectionClosed, InvalidArgument, VirtError
 
 from ._conn import SLICE
 from ._wire import Op, PathExists, PathNotFound, check_path
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NamedTuple
+
     from ._client import Client
+
+    class _WatchEvent(NamedTuple):
+        path: str
+        token: str
+else:
+    _WatchEvent = collections.namedtuple("_WatchEvent", "path token", module=__name__)
 
 __all__ = ["Watch", "WatchEvent"]
 
 
-class WatchEvent(NamedTuple):
-    path: str
-    token: str
+class WatchEvent(_WatchEvent):
+    __slots__ = ()
 
 
 class Watch:

@@ -10,9 +10,20 @@ import enum
 import errno as _errno
 import re
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from virtkit import InvalidArgument, PermissionDenied, ProtocolError, Unsupported, VirtError
+
+# Typing stays off the start-up path (issue 14): Perm is a namedtuple with a typed stub.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _Perm(NamedTuple):
+        domid: int
+        access: str
+else:
+    _Perm = namedtuple("_Perm", "domid access", module=__name__)
 
 __all__ = [
     "ABS_PATH_MAX",
@@ -251,15 +262,14 @@ def check_payload(payload: bytes) -> None:
 # -- permissions -------------------------------------------------------------------------------
 
 
-class Perm(NamedTuple):
-    """One permission entry: ``access`` is 'r', 'w', 'b' (both) or 'n' (none).
+class Perm(_Perm):
+    """One permission entry (domid, access): ``access`` is 'r', 'w', 'b' (both) or 'n' (none).
 
     In a node's list the first entry names the owner, and its access applies to every domain not
     listed after it.
     """
 
-    domid: int
-    access: str
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.access}{self.domid}"
