@@ -174,3 +174,26 @@ def test_a_run_the_libxl_engine_ended_faster_than_a_scan_is_told_by_its_mark(tmp
     old = tmp_path / ENDED / str(u)
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert ended_reason(tmp_path, str(u)) is None  # a mark of a run long gone says nothing
+
+
+def test_a_listed_domain_whose_read_fails_once_is_not_taken_for_gone() -> None:
+    """Still listed by the hypervisor, its state read failing (xenstore busy, the domain being
+    dumped): the scan keeps what it knew rather than report a stop and a new start."""
+    import uuid
+    from types import SimpleNamespace
+
+    from virtkit import DomainRef, DomainState, NoSuchDomain
+    from virtkit_xen_libxl._events import Watcher, _Seen
+
+    ref = DomainRef("flaky", uuid.uuid4(), 7)
+
+    def inner(op: str, *args: object) -> object:
+        if op == "connect_list_domains":
+            return [7]
+        raise NoSuchDomain("no state just now")
+
+    w = Watcher.__new__(Watcher)
+    w._drv = SimpleNamespace(_inner=inner, state=SimpleNamespace(records=list))  # type: ignore[assignment]
+    w._running = {ref.uuid: _Seen(ref, DomainState.RUNNING, None)}
+    running, _defined = w._scan()
+    assert running == w._running

@@ -113,6 +113,8 @@ class Watcher:
                 ref = old.ref if old is not None else drv._inner("domain_lookup_by_id", domid)
                 st = drv._inner("domain_get_state", ref)
             except NoSuchDomain:
+                if old is not None:  # still listed by the hypervisor: a failed read is not its end
+                    running[old.ref.uuid] = old
                 continue  # going, or not named in xenstore yet
             running[ref.uuid] = _Seen(ref, st.state, st.reason)
         defined = {r.config.uuid: r.config.name for r in drv.state.records() if r.config.uuid is not None}
