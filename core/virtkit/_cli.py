@@ -13,7 +13,6 @@ runs a command and turns what goes wrong into an exit code.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -23,13 +22,36 @@ from ._cli_args import excludes, op_plugin, parse_size
 from ._cli_domain import listing
 from ._cli_log import OpenLog, setup_logging
 from ._cli_output import emit, safe
-from ._cli_parser import build_parser, parse_args
+from ._cli_quick import read_plain
 from ._cli_table import BY_NAME, LOCAL, OWN, Command
 from ._connection import Connection
 from ._connection import open as open_connection
 from ._errors import InvalidArgument, NoDriver, VirtError
 
+TYPE_CHECKING = False  # typing is not imported at run time: see _record
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["build_parser", "listing", "main", "parse_args", "parse_size"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line read: a plain one without argparse (``_cli_quick``), any other by
+    argparse, which also gives every error and help message."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    plain = read_plain(argv)
+    if plain is not None:
+        return plain  # type: ignore[return-value] # the commands read attributes only
+    from ._cli_parser import parse_args as parse
+
+    return parse(argv)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """argparse's parser of the whole CLI (with ``only``, of that command alone)."""
+    from ._cli_parser import build_parser as build
+
+    return build(only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

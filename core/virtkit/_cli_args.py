@@ -6,7 +6,6 @@ command (a bad one is an ``InvalidArgument``, exit 1, as virsh does).
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from ._errors import InvalidArgument
@@ -31,12 +30,12 @@ _UNITS = {
     "tib": 1024**4,
     "tb": 1000**4,
 }
-_SIZE = re.compile(r"\s*([0-9]{1,30})\s*([A-Za-z]*)\s*\Z")
+_SIZE = r"\s*([0-9]{1,30})\s*([A-Za-z]*)\s*\Z"  # compiled on first use (re's cache), not at start-up
 
 
 def parse_size(text: str) -> int:
     """``512M``, ``1G``, ``2048`` (KiB, virsh's default) -> KiB, rounded up."""
-    m = _SIZE.match(text)
+    m = re.match(_SIZE, text)
     if not m or m.group(2).lower() not in _UNITS:
         shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}...({len(text)} characters)"
         raise InvalidArgument(f"invalid size {shown} (expected a number with an optional unit: K, M, G, T, KiB, ...)")
@@ -52,6 +51,8 @@ def seconds(text: str) -> float:
     try:
         return check_timeout(float(text))
     except (ValueError, InvalidArgument):
+        import argparse  # argparse reports it: a bad value is never read without it (_cli_quick)
+
         why = f"seconds above 0, at most {MAX_TIMEOUT:.0f}"
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: {why}") from None
 

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from ._types import DomainConfig, DomainEvent, DomainRef, DomainState, VcpuFlags
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 __all__ = ["list_columns", "listing"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -11,17 +10,21 @@ from collections.abc import Callable, Sequence
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 __all__ = ["columns", "emit", "fields", "safe", "table"]
 
 # Everything a backend names (domains, models, messages) is shown with control characters
 # escaped, so a name cannot move the cursor, recolour the terminal or forge a line.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNSAFE = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 
 
 def safe(text: object) -> str:
-    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
+    shown = str(text)
+    if shown.isprintable():  # none of _UNSAFE's characters is printable: nothing to escape
+        return shown
+    return re.sub(_UNSAFE, lambda m: repr(m.group())[1:-1], shown)
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str], width: int | None = None) -> str:

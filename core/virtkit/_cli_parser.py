@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._cli_table import BY_NAME, COMMANDS, GLOBAL_OPTIONS, VALUED
+from ._cli_table import BY_NAME, COMMANDS, GLOBAL_OPTIONS, JSON_OPTION, SUPPRESS, VALUED, Arg
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
@@ -75,6 +75,13 @@ def guess_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _add(parser: argparse.ArgumentParser, a: Arg) -> None:
+    options = dict(a.options)
+    if options.get("default") == SUPPRESS:
+        options["default"] = argparse.SUPPRESS  # argparse tells it by identity, not by value
+    parser.add_argument(*a.names, **options)
+
+
 def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
     """The CLI's parser; with ``only``, just that subcommand's."""
     p = parser_class(
@@ -84,7 +91,7 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
         "with virsh's commands and conventions.",
     )
     for a in GLOBAL_OPTIONS:
-        p.add_argument(*a.names, **a.options)
+        _add(p, a)
     sub = p.add_subparsers(
         dest="command",
         metavar="COMMAND",
@@ -97,9 +104,8 @@ def build_parser(only: str | None = None, parser_class: type[_Parser] = _Parser)
             continue
         description = cmd.description or cmd.help[0].upper() + cmd.help[1:] + "."
         sp = sub.add_parser(cmd.name, help=cmd.help, description=description, formatter_class=_Formatter)
-        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-        for a in cmd.args:
-            sp.add_argument(*a.names, **a.options)
+        for a in (JSON_OPTION, *cmd.args):
+            _add(sp, a)
     return p
 
 

@@ -24,8 +24,10 @@ __all__ = [
     "COMMANDS",
     "CONNECTION",
     "GLOBAL_OPTIONS",
+    "JSON_OPTION",
     "LOCAL",
     "OWN",
+    "SUPPRESS",
     "VALUED",
     "Arg",
     "Command",
@@ -111,6 +113,11 @@ GLOBAL_OPTIONS = (
     ),
     arg("--version", action="version", version=_version(), help="print virtkit's version and exit"),
 )
+
+SUPPRESS: Final = "==SUPPRESS=="  # argparse.SUPPRESS (the table is read without argparse: _cli_quick)
+
+#: Every command's own ``--json``; not set unless given, so ``--json`` before the command holds.
+JSON_OPTION = arg("--json", action="store_true", default=SUPPRESS, help="print JSON")
 
 _DOM = arg("domain", metavar="DOM", help="domain id, name or UUID")
 _SIZE = arg("size", metavar="SIZE", help="e.g. 512M, 1G; KiB without a unit")
