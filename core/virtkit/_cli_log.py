@@ -13,8 +13,8 @@ before: no record can exist until then, and a command whose plugins never log (`
 
 from __future__ import annotations
 
+import _thread  # threading is not on the start-up path: see OpenLog
 import sys
-import threading
 from collections.abc import Callable
 from types import ModuleType
 
@@ -32,24 +32,27 @@ class OpenLog:
     """The stderr handler's filter: holds back the records of threads that are opening.
 
     ``hold()`` holds the calling thread's records until its ``open_ended``; ``hold_workers()``
-    holds those of every thread but the main one (the fan-out's, one per host) until each
-    thread's ``open_ended`` or ``drop_workers()``. Inactive (``-v``): nothing is held.
+    holds those of every thread but the one that made the filter (the command's; the others are
+    the fan-out's, one per host) until each thread's ``open_ended`` or ``drop_workers()``.
+    Inactive (``-v``): nothing is held. Threads are told apart by ident (``_thread``: threading
+    is not imported by a command that starts none).
     """
 
     def __init__(self, active: bool) -> None:
         self._active = active
         self._handler: logging.Handler | None = None  # set once logging is configured
-        self._lock = threading.Lock()
-        self._held: dict[threading.Thread, list[logging.LogRecord]] = {}
-        self._done: set[threading.Thread] = set()
+        self._lock = _thread.allocate_lock()
+        self._owner = _thread.get_ident()
+        self._held: dict[int, list[logging.LogRecord]] = {}
+        self._done: set[int] = set()
         self._workers = False
         self._shown: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        me = threading.current_thread()
+        me = _thread.get_ident()
         with self._lock:
             held = self._held.get(me)
-            if held is None and self._workers and me is not threading.main_thread() and me not in self._done:
+            if held is None and self._workers and me != self._owner and me not in self._done:
                 held = self._held[me] = []
             if held is not None:
                 held.append(record)
@@ -59,7 +62,7 @@ class OpenLog:
     def hold(self) -> None:
         if self._active:
             with self._lock:
-                self._held.setdefault(threading.current_thread(), [])
+                self._held.setdefault(_thread.get_ident(), [])
 
     def hold_workers(self) -> None:
         if self._active:
@@ -70,7 +73,7 @@ class OpenLog:
         """The calling thread's open is over: show what it held back if it succeeded, else drop it."""
         if not self._active:
             return
-        me = threading.current_thread()
+        me = _thread.get_ident()
         with self._lock:
             records = self._held.pop(me, [])
             if self._workers:
@@ -88,7 +91,7 @@ class OpenLog:
         """The fan-out is over: what the hosts whose open failed held back is dropped."""
         with self._lock:
             self._workers = False
-            for thread in [t for t in self._held if t is not threading.main_thread()]:
+            for thread in [t for t in self._held if t != self._owner]:
                 del self._held[thread]
             self._done.clear()
 

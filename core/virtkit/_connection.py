@@ -8,8 +8,8 @@ cause. What is here: opening, closing, introspection, and the conveniences built
 
 from __future__ import annotations
 
+import _thread  # threading is not on the start-up path: a lock is all this needs
 import os
-import threading
 import types
 import uuid as _uuid
 from collections.abc import Callable, Collection, Mapping
@@ -168,7 +168,7 @@ class Connection(ConnectionMethods):
         self._drivers = comp.drivers
         self._explanation = comp.explanation
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     # -- lifecycle and introspection ---------------------------------------------------------
 

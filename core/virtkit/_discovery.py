@@ -21,12 +21,12 @@ is then asked only about URIs of those schemes, as an entry point is; without it
 
 from __future__ import annotations
 
+import _thread  # threading is not on the start-up path: a lock is all this needs
 import importlib
 import marshal
 import os
 import re
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -86,7 +86,7 @@ _instances: dict[str, object] = {}
 # load_plugins() results per set of schemes: a steady-state open() costs no discovery at all.
 _loaded: dict[frozenset[str], tuple[list[PluginSource], list[LoadFailure]]] = {}
 _group: list[tuple[str, str]] | None = None
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _SETTLE_NS = 2_000_000_000  # don't cache an index of directories changed this recently
 
 
@@ -269,18 +269,32 @@ def load_plugins(schemes: Iterable[str]) -> tuple[list[PluginSource], list[LoadF
         return list(hit[0]), list(hit[1])
 
 
-# The value grammar of an entry point (as importlib.metadata.EntryPoint reads it).
-_TARGET = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+# The value grammar of an entry point (as importlib.metadata.EntryPoint reads it); compiled
+# only for a value that is not plain ``module.path:attr.path`` (see _split_target).
+_TARGET = r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$"
+
+
+def _split_target(value: str) -> tuple[str, str | None]:
+    """(module, attr or None) as ``_TARGET`` splits ``value``; ValueError where it does not match."""
+    module, colon, attr = value.partition(":")
+    if _dotted(module) and (not colon or _dotted(attr)):
+        return module, attr if colon else None  # identifiers are words: the pattern's reading
+    m = re.match(_TARGET, value)
+    if m is None:
+        raise ValueError(f"malformed entry point value {value!r}")
+    return m["module"], m["attr"]
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
 
 
 def load_target(value: str) -> object:
     """Import ``module[:attr.attr]`` the way ``EntryPoint.load()`` does, without importing
     importlib.metadata. Any import error propagates (the caller records it)."""
-    m = _TARGET.match(value)
-    if m is None:
-        raise ValueError(f"malformed entry point value {value!r}")
-    obj: object = importlib.import_module(m["module"])
-    for attr in m["attr"].split(".") if m["attr"] else ():
+    module, attrs = _split_target(value)
+    obj: object = importlib.import_module(module)
+    for attr in attrs.split(".") if attrs else ():
         obj = getattr(obj, attr)
     return obj
 

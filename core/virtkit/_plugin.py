@@ -15,7 +15,7 @@ registered without pluggy (``_hookscan`` reads them as pluggy does); any other p
 
 from __future__ import annotations
 
-import threading
+import _thread  # threading is not on the start-up path: a lock is all this needs
 import types
 from collections.abc import Callable, Mapping
 
@@ -150,7 +150,7 @@ def _hookspecs() -> type:
 # released after use (release()) so throwaway objects don't accumulate; entry-point plugins stay
 # registered for the process.
 _pm: pluggy.PluginManager | None = None
-_pm_lock = threading.Lock()
+_pm_lock = _thread.allocate_lock()
 _plain: dict[int, tuple[object, dict[str, tuple[Callable[..., Any], tuple[str, ...]]]]] = {}
 _rejected: dict[int, tuple[object, str]] = {}  # id -> (plugin kept alive, why it cannot serve)
 _NO_OPEN = "implements no 'open' hook"

@@ -6,7 +6,7 @@ the lock and delivered after it is released (``_events``); statistics are ``_sta
 
 from __future__ import annotations
 
-import threading
+import _thread  # threading is not on a cold start's path: a lock is all this needs
 import time
 import uuid as _uuid
 from collections.abc import Callable
@@ -64,7 +64,7 @@ class Driver(StatsMixin):
         self.uri = uri
         self._hostname = host.hostname
         self._node = host.node
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._closed = False
         self._by_uuid: dict[_uuid.UUID, Dom] = {}
         self._by_name: dict[str, Dom] = {}

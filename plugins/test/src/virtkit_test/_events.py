@@ -7,9 +7,9 @@ may call back into the driver, and a slow callback never holds the state.
 
 from __future__ import annotations
 
+import _thread  # threading is not on a cold start's path: a lock is all this needs
 import collections
 import itertools
-import threading
 import time
 from collections.abc import Callable
 
@@ -25,13 +25,13 @@ class EventHub:
 
     __slots__ = ("_callbacks", "_dispatching", "_lock", "_pending", "_subs", "_tokens")
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: _thread.LockType) -> None:
         self._lock = lock
         self._callbacks: dict[int, Callback] = {}
         self._subs: tuple[tuple[int, Callback], ...] = ()  # snapshot of _callbacks taken per event
         self._tokens = itertools.count(1)
         self._pending: collections.deque[tuple[DomainEvent, tuple[tuple[int, Callback], ...]]] = collections.deque()
-        self._dispatching = threading.Lock()
+        self._dispatching = _thread.allocate_lock()
 
     def emit(self, kind: DomainEventType, ref: DomainRef, detail: str) -> None:
         """Queue an event for the current subscribers (call with the lock held)."""

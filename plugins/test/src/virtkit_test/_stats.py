@@ -17,7 +17,7 @@ from virtkit import DomainRef, DomainState, DomainStateInfo, InvalidArgument, In
 
 TYPE_CHECKING = False  # typing is not imported at run time (a CLI's start-up path)
 if TYPE_CHECKING:
-    import threading
+    import _thread
     from typing import Any
 
     from virtkit import BlockStats, DomainStats, InterfaceStats, MemoryStats, VcpuInfo
@@ -125,7 +125,7 @@ class StatsMixin:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        _lock: threading.Lock
+        _lock: _thread.LockType
         _active: dict[int, Dom]
         _by_uuid: dict[_uuid.UUID, Dom]
         _node: NodeInfo
