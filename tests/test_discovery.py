@@ -11,6 +11,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import virtkit
 from virtkit import Outcome, PluginLoadError
@@ -233,6 +235,22 @@ def test_load_target_follows_the_entry_point_grammar(value: str, expected: str) 
     from virtkit._discovery import load_target
 
     assert getattr(load_target(value), "__name__", None) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"[a-z_ .:\[\]0-9é-]{0,16}", fullmatch=True))
+def test_a_target_is_split_as_the_entry_point_grammar_splits_it(value: str) -> None:
+    """The plain form is read with str methods: the parts must be those of the grammar's pattern."""
+    import re
+
+    from virtkit._discovery import _TARGET, _split_target
+
+    m = re.match(_TARGET, value)
+    if m is None:
+        with pytest.raises(ValueError, match="malformed entry point value"):
+            _split_target(value)
+    else:
+        assert _split_target(value) == (m["module"], m["attr"])
 
 
 @pytest.mark.parametrize("value", ["", "json:", "json:loads:x", "a b"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 
@@ -324,8 +323,8 @@ def _types_section() -> list[str]:
     return lines
 
 
-def _pattern(regex: re.Pattern[str]) -> str:
-    return regex.pattern.removesuffix(r"\Z")
+def _pattern(regex: str) -> str:
+    return regex.removesuffix(r"\Z")
 
 
 def _uris() -> list[str]:
@@ -337,8 +336,8 @@ def _uris() -> list[str]:
         "writes them; hooks receive a parsed `virtkit.URI`. `virtkit.open` refuses, with",
         "`InvalidURI` before any plugin is asked, a URI that breaks these rules:",
         "",
-        f"- the scheme matches `{_pattern(_uri._SCHEME)}`: lower case, no dot;",
-        f"- at most one `+transport`, matching `{_pattern(_uri._TRANSPORT)}`",
+        f"- the scheme matches `{_pattern(_uri._WORD)}`: lower case, no dot;",
+        f"- at most one `+transport`, matching `{_pattern(_uri._WORD)}`",
         "  (`xen+ssh+tls://` is refused);",
         "- `://` is required; no whitespace or control characters; a user needs a host; port 0 and",
         "  an empty port are refused; an `@` after the host must be percent-encoded (`%40`), as must",

@@ -14,13 +14,18 @@ else:
 
 __all__ = ["URI", "parse_uri"]
 
-_SCHEME = re.compile(r"[a-z][a-z0-9-]*\Z")  # no dot: entry-point names use it as separator
-_TRANSPORT = re.compile(r"[a-z][a-z0-9-]*\Z")
-_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)\Z")
+# Patterns are compiled on first use (re's own cache): a cold start that opens a local URI
+# compiles none of them.
+_WORD = r"[a-z][a-z0-9-]*\Z"  # a scheme or transport; no dot: entry-point names use it as separator
+_HOST = r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)\Z"
 # A local URI with a plain path (``xen:///``, ``test:///default``): what a command line names
 # most. urllib.parse (with ipaddress) is not on the start-up path for it: this form's result is
 # exactly the general parser's (a test compares the two), and any other text takes that parser.
-_LOCAL = re.compile(r"([a-z][a-z0-9-]*)(?:\+([a-z][a-z0-9-]*))?://(/[A-Za-z0-9._~/-]*)\Z")
+# _local() reads this pattern with str methods (a test holds the two equal).
+_LOCAL = r"([a-z][a-z0-9-]*)(?:\+([a-z][a-z0-9-]*))?://(/[A-Za-z0-9._~/-]*)\Z"
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_WORD_CHARS = _LOWER | frozenset("0123456789-")
+_PATH_CHARS = _WORD_CHARS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ._~/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +118,22 @@ def parse_uri(text: str) -> URI:
         raise InvalidURI(f"a URI must be a string, not {type(text).__name__}")
     if not text:
         raise InvalidURI("invalid URI '': empty")
-    local = _LOCAL.match(text)
-    if local is not None:
-        scheme, transport, path = local.groups()
-        return URI(scheme=scheme, transport=transport, path=path)
-    return _parse(text)
+    return _local(text) or _parse(text)
+
+
+def _local(text: str) -> URI | None:
+    """The URI when ``text`` has the local form (``_LOCAL``), else None."""
+    head, sep, path = text.partition("://")
+    if not sep or not path.startswith("/") or not _PATH_CHARS.issuperset(path):
+        return None
+    scheme, plus, transport = head.partition("+")
+    if not _is_word(scheme) or (plus and not _is_word(transport)):
+        return None
+    return URI(scheme=scheme, transport=transport if plus else None, path=path)
+
+
+def _is_word(text: str) -> bool:
+    return bool(text) and text[0] in _LOWER and _WORD_CHARS.issuperset(text)
 
 
 def _parse(text: str) -> URI:
@@ -132,9 +148,9 @@ def _parse(text: str) -> URI:
     scheme, plus, transport = scheme_part.partition("+")
     if not scheme:
         raise _fail(text, "empty scheme")
-    if scheme != scheme.lower() or not _SCHEME.match(scheme):
+    if scheme != scheme.lower() or not re.match(_WORD, scheme):
         raise _fail(text, "bad scheme (lower-case letters, digits, '-')", repr(scheme))
-    if plus and (not transport or not _TRANSPORT.match(transport)):
+    if plus and (not transport or not re.match(_WORD, transport)):
         raise _fail(text, "bad transport after '+'", repr(transport))
     try:
         parts = urllib.parse.urlsplit(text)
@@ -158,7 +174,7 @@ def _parse(text: str) -> URI:
     host = parts.hostname if netloc.rpartition("@")[2] else None
     hostpart = netloc.rpartition("@")[2]
     hostonly = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") and ":" in hostpart else hostpart
-    if hostonly and not _HOST.match(hostonly):
+    if hostonly and not re.match(_HOST, hostonly):
         raise _fail(text, "bad host", repr(hostonly))
     if hostpart.endswith(":"):
         raise _fail(text, "empty port after ':'")
