@@ -134,3 +134,34 @@ def test_the_record_makers_refuse_what_the_standard_ones_refuse() -> None:
         field(default=1, default_factory=int)
     with pytest.raises(TypeError):
         dataclass(frozen=False, slots=True)
+
+
+def test_a_dataclass_records_methods_are_written_on_first_use() -> None:
+    """No compile when the class is made; each method is written when first used, as dataclasses
+    writes it (the same parameters, the same results as the twin's)."""
+    import inspect
+
+    from virtkit._record import _Written
+
+    @dataclass(frozen=True, slots=True)
+    class Fresh:
+        """A record."""
+
+        a: int
+        b: str = "x"
+        c: dict[str, int] = field(default_factory=dict)
+
+    methods = ("__init__", "__repr__", "__eq__", "__hash__")
+    assert all(isinstance(Fresh.__dict__[m], _Written) for m in methods)
+    twin = _twin(Fresh)
+    shape = [(p.name, p.kind, p.default) for p in inspect.signature(Fresh).parameters.values()]
+    assert [n for n, _, _ in shape] == ["a", "b", "c"] and shape[1][2] == "x"
+    assert [(p.name, p.kind) for p in inspect.signature(twin).parameters.values()] == [(n, k) for n, k, _ in shape]
+    value = Fresh(1)
+    assert callable(Fresh.__dict__["__init__"]) and isinstance(Fresh.__dict__["__repr__"], _Written)
+    assert (
+        repr(value) == f"{Fresh.__qualname__}(a=1, b='x', c={{}})" == repr(twin(1)).replace("Fresh", Fresh.__qualname__)
+    )
+    assert value == Fresh(1, "x", {}) and value != Fresh(2)
+    assert Fresh.__init__.__qualname__ == f"{Fresh.__qualname__}.__init__"
+    assert not any(isinstance(Fresh.__dict__[m], _Written) for m in methods[:3])

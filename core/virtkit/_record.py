@@ -15,7 +15,8 @@ type stays visible to users' mypy; at run time the names come from here::
 with the class body's methods and docstring (``__annotations__`` keep the strings written,
 as a dataclass's do). :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
 methods ``dataclasses`` would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen
-``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``); the real
+``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``; the four compiled ones
+when first used, see :class:`_Written`); the real
 ``dataclasses`` computes ``__dataclass_fields__`` on first access, so ``dataclasses.fields``,
 ``replace``, ``asdict`` and ``is_dataclass`` work on these classes as on any dataclass.
 tests/test_records.py compares each record with the class ``dataclasses`` makes of it.
@@ -154,35 +155,12 @@ def _make_dataclass(cls: type) -> type:
             raise TypeError(f"non-default argument {name!r} follows default argument")
         spec.append((name, hint, f))
     names = [n for n, _, _ in spec]
-    env: dict[str, Any] = {"_MISSING": _MISSING, "_set": object.__setattr__}
-    params, body = [], []
-    for n, _, f in spec:
-        if f.default_factory is not _MISSING:
-            env[f"_factory_{n}"] = f.default_factory
-            params.append(f"{n}=_MISSING")
-            body.append(f"_set(self, {n!r}, _factory_{n}() if {n} is _MISSING else {n})")
-        else:
-            if f.default is not _MISSING:
-                env[f"_default_{n}"] = f.default
-            params.append(n if f.default is _MISSING else f"{n}=_default_{n}")
-            body.append(f"_set(self, {n!r}, {n})")
-    shown = " + ', ' + ".join(f"'{n}=' + repr(self.{n})" for n, _, f in spec if f.repr) or "''"
-    values = "".join(f"self.{n}, " for n in names)
-    other = "".join(f"other.{n}, " for n in names)
-    source = (
-        f"def __init__(self, {', '.join(params)}):\n    {'; '.join(body) or 'pass'}\n"
-        f"def __repr__(self):\n    return type(self).__qualname__ + '(' + {shown} + ')'\n"
-        "def __eq__(self, other):\n"
-        f"    if other.__class__ is self.__class__:\n        return ({values}) == ({other})\n"
-        "    return NotImplemented\n"
-        f"def __hash__(self):\n    return hash(({values}))\n"
-    )
-    exec(source, env)  # the source is built above from the class's own field names
     ns = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
-    for method in ("__init__", "__repr__", "__eq__", "__hash__"):
-        env[method].__qualname__ = f"{cls.__qualname__}.{method}"
-        ns[method] = env[method]
     ns.update(
+        __init__=_Written(spec),
+        __repr__=_Written(spec),
+        __eq__=_Written(spec),
+        __hash__=_Written(spec),
         __slots__=tuple(names),
         __match_args__=tuple(names),
         __setattr__=_frozen_setattr,
@@ -196,6 +174,60 @@ def _make_dataclass(cls: type) -> type:
     made = type(cls)(cls.__name__, cls.__bases__, ns)
     made.__qualname__ = cls.__qualname__
     return made
+
+
+class _Written:
+    """``__init__``, ``__repr__``, ``__eq__`` or ``__hash__`` as ``dataclasses`` writes it, compiled
+    from the fields on first use and then stored on the class in place of this descriptor: a
+    record class costs no compile at import, and a method never used (most records' ``__repr__``
+    in a CLI command) is never compiled."""
+
+    __slots__ = ("name", "owner", "spec")
+
+    def __init__(self, spec: list[tuple[str, Any, _Field]]) -> None:
+        self.spec = spec
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        method = _write(self.name, self.spec)
+        method.__qualname__ = f"{self.owner.__qualname__}.{self.name}"
+        setattr(self.owner, self.name, method)
+        return method if obj is None else method.__get__(obj, owner)
+
+
+def _write(method: str, spec: list[tuple[str, Any, _Field]]) -> Any:
+    names = [n for n, _, _ in spec]
+    env: dict[str, Any] = {"_MISSING": _MISSING, "_set": object.__setattr__}
+    values = "".join(f"self.{n}, " for n in names)
+    if method == "__init__":
+        params, body = [], []
+        for n, _, f in spec:
+            if f.default_factory is not _MISSING:
+                env[f"_factory_{n}"] = f.default_factory
+                params.append(f"{n}=_MISSING")
+                body.append(f"_set(self, {n!r}, _factory_{n}() if {n} is _MISSING else {n})")
+            else:
+                if f.default is not _MISSING:
+                    env[f"_default_{n}"] = f.default
+                params.append(n if f.default is _MISSING else f"{n}=_default_{n}")
+                body.append(f"_set(self, {n!r}, {n})")
+        source = f"def __init__(self, {', '.join(params)}):\n    {'; '.join(body) or 'pass'}\n"
+    elif method == "__repr__":
+        shown = " + ', ' + ".join(f"'{n}=' + repr(self.{n})" for n, _, f in spec if f.repr) or "''"
+        source = f"def __repr__(self):\n    return type(self).__qualname__ + '(' + {shown} + ')'\n"
+    elif method == "__eq__":
+        other = "".join(f"other.{n}, " for n in names)
+        source = (
+            "def __eq__(self, other):\n"
+            f"    if other.__class__ is self.__class__:\n        return ({values}) == ({other})\n"
+            "    return NotImplemented\n"
+        )
+    else:
+        source = f"def __hash__(self):\n    return hash(({values}))\n"
+    exec(source, env)  # the source is built above from the class's own field names
+    return env[method]
 
 
 def _required(f: _Field) -> bool:
