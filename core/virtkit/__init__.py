@@ -108,16 +108,20 @@ _LAZY = ("fleet", "rpc")
 
 
 def __getattr__(name: str) -> object:
-    import importlib
+    import sys
 
     home = "_stats" if name in _STATS_NAMES else "_plugin" if name in _PLUGGY_NAMES else _HOMES.get(name)
-    if home is not None:
-        value: object = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-        globals()[name] = value
-        return value
-    if name in _LAZY:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if home is None and name in _LAZY:
+        home = name
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = f"{__name__}.{home}"
+    __import__(module)  # importlib.import_module, without importing importlib (and warnings)
+    if home == name:
+        return sys.modules[module]
+    value: object = getattr(sys.modules[module], name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -8,7 +8,7 @@ imported when their command runs, not at start-up.
 
 from __future__ import annotations
 
-import importlib
+import sys
 from collections.abc import Callable, Mapping
 
 from ._cli_args import event_seconds, seconds
@@ -65,7 +65,9 @@ class Command(NamedTuple):
     def load(self) -> Callable[..., Any]:
         """The handler, imported now."""
         module, _, function = self.handler.partition(".")
-        return getattr(importlib.import_module(f"virtkit._cli_{module}"), function)  # type: ignore[no-any-return]
+        name = f"virtkit._cli_{module}"
+        __import__(name)  # importlib.import_module, without importing importlib (and warnings)
+        return getattr(sys.modules[name], function)  # type: ignore[no-any-return]
 
 
 def _version() -> str:

@@ -22,7 +22,6 @@ is then asked only about URIs of those schemes, as an entry point is; without it
 from __future__ import annotations
 
 import _thread  # threading is not on the start-up path: a lock is all this needs
-import importlib
 import marshal
 import os
 import re
@@ -35,7 +34,6 @@ from ._catalogue import CATALOGUE_VERSION, catalogue_compatible
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
-    import importlib.metadata
     from typing import Any, NamedTuple
 else:
     from ._record import NamedTuple
@@ -293,7 +291,8 @@ def load_target(value: str) -> object:
     """Import ``module[:attr.attr]`` the way ``EntryPoint.load()`` does, without importing
     importlib.metadata. Any import error propagates (the caller records it)."""
     module, attrs = _split_target(value)
-    obj: object = importlib.import_module(module)
+    __import__(module)  # importlib.import_module, without importing importlib (and warnings)
+    obj: object = sys.modules[module]
     for attr in attrs.split(".") if attrs else ():
         obj = getattr(obj, attr)
     return obj
