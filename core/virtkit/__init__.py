@@ -82,25 +82,28 @@ if TYPE_CHECKING:
 # of every `import virtkit`, and most processes never ask for statistics.
 _STATS_NAMES = frozenset(
     {
-        "STATS_GROUPS",
         "BalloonStats",
         "BlockStats",
         "CpuStats",
-        "DomainStats",
         "InterfaceStats",
         "MemoryStats",
         "VcpuInfo",
         "VcpuState",
         "VcpuStats",
-        "stats_groups",
     }
 )
 
 # pluggy's hookspec marker is made on first use (see _plugin): pluggy is imported when needed.
 _PLUGGY_NAMES = frozenset({"hookspec"})
 
-# Loaded on first use: most processes never ask for events (and queue is not on the start-up path).
-_HOMES = {"EventStream": "_events"}
+# Loaded on first use: most processes never ask for events (and queue is not on the start-up path);
+# a listing needs DomainStats and the group names but none of the groups' records.
+_HOMES = {
+    "EventStream": "_events",
+    "DomainStats": "_stats_domain",
+    "STATS_GROUPS": "_stats_route",
+    "stats_groups": "_stats_route",
+}
 
 # Public submodules, imported on first use so `import virtkit` stays cheap: virtkit.rpc (the
 # remote protocol, for remote plugins) and virtkit.fleet (many hosts at once).

@@ -21,8 +21,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 
+from ._stats_domain import DomainStats
 from ._stats_route import STATS_GROUPS, check_groups, stats_groups
-from ._types import DomainRef, DomainState, DomainStateInfo
+from ._types import DomainState
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
@@ -132,18 +133,6 @@ class MemoryStats(NamedTuple):
     usable_kib: int | None = None
     rss_kib: int | None = None
     disk_caches_kib: int | None = None
-
-
-class DomainStats(NamedTuple):
-    """One domain's record in a bulk call: the requested groups set, the others None."""
-
-    domain: DomainRef
-    state: DomainStateInfo | None = None
-    cpu: CpuStats | None = None
-    balloon: BalloonStats | None = None
-    vcpu: VcpuStats | None = None
-    block: tuple[BlockStats, ...] | None = None
-    net: tuple[InterfaceStats, ...] | None = None
 
 
 def vcpu_data(v: VcpuInfo, vcpu_state: Callable[[int], Any]) -> dict[str, Any]:

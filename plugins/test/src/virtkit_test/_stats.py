@@ -199,14 +199,14 @@ def _vcpus(d: Dom, t: int, cpus: int) -> list[VcpuInfo]:
 
 def _recorder(want: frozenset[str], cpus: int) -> Callable[[Dom, int], DomainStats]:
     """One domain's record of the wanted groups; the group tests are taken once per bulk call."""
-    g_state, g_cpu, g_balloon = "state" in want, "cpu" in want, "balloon" in want
-    g_vcpu, g_block, g_net = "vcpu" in want, "block" in want, "net" in want
-    new_record, cpu_stats, balloon_stats, vcpu_stats = (
-        virtkit.DomainStats,
-        virtkit.CpuStats,
-        virtkit.BalloonStats,
-        virtkit.VcpuStats,
-    )
+    g_state, g_block, g_net = "state" in want, "block" in want, "net" in want
+    g_cpu, g_balloon, g_vcpu = "cpu" in want, "balloon" in want, "vcpu" in want
+    # A group's record class is taken only when the group is asked for: a listing (the state
+    # group alone) loads none of them.
+    new_record = virtkit.DomainStats
+    cpu_stats = virtkit.CpuStats if g_cpu else None
+    balloon_stats = virtkit.BalloonStats if g_balloon else None
+    vcpu_stats = virtkit.VcpuStats if g_vcpu else None
 
     def record(d: Dom, now: int) -> DomainStats:
         t = d.cpu_ns if d.since is None else d.cpu_ns + (now - d.since)
@@ -215,9 +215,9 @@ def _recorder(want: frozenset[str], cpus: int) -> Callable[[Dom, int], DomainSta
         return new_record(
             d.ref,
             DomainStateInfo(d.state, d.reason) if g_state else None,
-            cpu_stats(t, user, t - user) if g_cpu else None,
-            balloon_stats(d.memory, d.max_memory) if g_balloon else None,
-            vcpu_stats(d.vcpus, d.max_vcpus, tuple(_vcpus(d, t, cpus)) if active else ()) if g_vcpu else None,
+            cpu_stats(t, user, t - user) if cpu_stats else None,
+            balloon_stats(d.memory, d.max_memory) if balloon_stats else None,
+            vcpu_stats(d.vcpus, d.max_vcpus, tuple(_vcpus(d, t, cpus)) if active else ()) if vcpu_stats else None,
             (tuple(block_stats(k, i, t) for i, k in enumerate(d.disks)) if active else ()) if g_block else None,
             (tuple(interface_stats(n, i, t) for i, n in enumerate(d.nets)) if active else ()) if g_net else None,
         )
