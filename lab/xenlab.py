@@ -13,7 +13,8 @@ Exit codes of run/test: the command's own; 124 timeout; 125 the VM died without 
 
 # The commands. (The docstring above is `xenlab --help`.) The project's packages for dom0 are
 # xenlab_pydeps.py, one boot of the VM xenlab_qemu.py, a lab run (image, accelerator, retries)
-# xenlab_run.py, test's host phase xenlab_host.py, the image xenlab_build.py.
+# xenlab_run.py, test's host phase xenlab_host.py, the image xenlab_build.py (its boot files
+# xenlab_boot.py).
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from virtkit_xen_libxl._engine import Engine, _Server
 from virtkit_xen_libxl._engines import LibxlEngine, XlEngine, choose
 from virtkit_xen_libxl._libxl import LibxlError
 from virtkit_xen_libxl._libxlcfg import libxl_config
+from virtkit_xen_libxl._plugin import ended_reason
 from virtkit_xen_libxl._xl import Xl, XlError
 
 
@@ -140,7 +141,7 @@ def test_shutdown_actions_as_xl_applies_them(
     eng.shutdown_of(eng.kids[domid], reason)
     assert ops(lx) == want
     # why the run ended, for event watchers that could not see it before the action
-    assert _engine.ended_reason(eng.rundir, json.loads(config)["c_info"]["uuid"]) == reason
+    assert ended_reason(eng.rundir, json.loads(config)["c_info"]["uuid"]) == reason
     assert bool(eng.kids) is back  # a new run is watched; otherwise nothing is
     if back:
         (kid,) = eng.kids.values()

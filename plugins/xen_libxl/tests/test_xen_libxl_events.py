@@ -147,8 +147,8 @@ def test_a_run_the_libxl_engine_ended_faster_than_a_scan_is_told_by_its_mark(tmp
     from types import SimpleNamespace
 
     from virtkit import DomainRef, DomainState
-    from virtkit_xen_libxl._engine import ENDED, ended_reason
     from virtkit_xen_libxl._events import Watcher, _Seen
+    from virtkit_xen_libxl._plugin import ENDED, ended_reason
 
     (tmp_path / ENDED).mkdir()
     w = Watcher.__new__(Watcher)
@@ -174,6 +174,34 @@ def test_a_run_the_libxl_engine_ended_faster_than_a_scan_is_told_by_its_mark(tmp
     old = tmp_path / ENDED / str(u)
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert ended_reason(tmp_path, str(u)) is None  # a mark of a run long gone says nothing
+
+
+def test_reading_a_mark_does_not_load_the_engines_module(tmp_path: pathlib.Path) -> None:
+    """The engine process's module brings logging, dataclasses and socketserver; the watcher of
+    a client reads the marks without it (a fresh interpreter: imports are the process's)."""
+    import subprocess
+    import sys
+
+    probe = f"""
+import sys, uuid, pathlib
+from types import SimpleNamespace
+from virtkit import DomainRef, DomainState
+from virtkit_xen_libxl._plugin import ENDED
+from virtkit_xen_libxl._events import Watcher, _Seen
+rundir = pathlib.Path({str(tmp_path)!r})
+u = uuid.uuid5(uuid.NAMESPACE_DNS, "off")
+(rundir / ENDED).mkdir()
+(rundir / ENDED / str(u)).write_text("poweroff")
+w = Watcher.__new__(Watcher)
+w._drv = SimpleNamespace(engine=SimpleNamespace(rundir=rundir))
+w._building, w._rebooting = {{}}, {{}}
+seen = _Seen(DomainRef("off", u, 5), DomainState.RUNNING, None)
+print([e.type.name for e in w._compare({{u: seen}}, {{}}, {{}}, {{}}, 1.0)])
+print("virtkit_xen_libxl._engine" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["['SHUTDOWN', 'STOPPED']", "False"]
 
 
 def test_a_listed_domain_whose_read_fails_once_is_not_taken_for_gone() -> None:

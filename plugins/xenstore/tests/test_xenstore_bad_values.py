@@ -13,7 +13,8 @@ import pytest
 
 import virtkit
 from virtkit_xenstore import Client, Driver, Op
-from virtkit_xenstore._conn import Conn, socket_channel
+from virtkit_xenstore._channel import socket_channel
+from virtkit_xenstore._conn import Conn
 
 HDR = struct.Struct("<IIII")
 

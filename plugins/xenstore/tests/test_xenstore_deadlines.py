@@ -28,7 +28,8 @@ import pytest
 import virtkit
 from virtkit.testing import ScriptedPeer, no_threads_left
 from virtkit_xenstore import Client, Driver, Op
-from virtkit_xenstore._conn import Channel, Conn
+from virtkit_xenstore._channel import Channel
+from virtkit_xenstore._conn import Conn
 
 HDR = struct.Struct("<IIII")
 TIMEOUT = 1.0

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import virtkit
 from virtkit_xenstore import Client, Driver, Op, Perm, XenStoreError
-from virtkit_xenstore._conn import Conn, socket_channel
+from virtkit_xenstore._channel import socket_channel
+from virtkit_xenstore._conn import Conn
 from virtkit_xenstore._wire import (
     REPLY_MAX,
     REPLY_TYPES,

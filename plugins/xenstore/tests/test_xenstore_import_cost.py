@@ -44,12 +44,12 @@ def test_the_lazy_names_are_the_modules_objects() -> None:
 
 
 def test_a_listing_connection_loads_no_typing_or_logging() -> None:
-    """Issue 14: the modules an open, a listing and domstats load (driver, client, conn, ops,
-    wire, stats) import none of these; logging loads with the first record (_driver.log)."""
+    """Issue 14: the modules an open, a listing and domstats load (driver, client, conn, channel,
+    ops, wire, stats) import none of these; logging loads with the first record (_driver.log)."""
     off = ("typing", "dataclasses", "inspect", "logging", "subprocess", "tempfile", "shutil", "random")
     code = (
         f"import sys\nfor m in {off!r}:\n    sys.modules.pop(m, None)\n"
-        "import virtkit_xenstore\nfrom virtkit_xenstore import _client, _conn, _driver, _ops, _stats, _wire\n"
+        "import virtkit_xenstore\nfrom virtkit_xenstore import _channel, _client, _conn, _driver, _ops, _stats, _wire\n"
         f"print(' '.join(m for m in {off!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

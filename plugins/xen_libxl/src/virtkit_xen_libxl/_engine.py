@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._libxl import Libxl, LibxlError, release
-from ._plugin import DEFAULT_RUNDIR, ENV_RUNDIR
+from ._plugin import DEFAULT_RUNDIR, ENDED, ENDED_KEEP_S, ENV_RUNDIR
 
-__all__ = ["DEFAULT_RUNDIR", "DUMP_DIR", "ENDED", "ENV_RUNDIR", "Engine", "ended_reason", "main"]
+__all__ = ["DEFAULT_RUNDIR", "DUMP_DIR", "ENV_RUNDIR", "Engine", "main"]
 
 log = logging.getLogger("virtkit.xen_libxl.engine")
 
@@ -56,10 +56,6 @@ SOCKET = "engine.sock"
 #: xl waits this long between a restarted domain's destruction and its new run ("re-creation
 #: fails sometimes" without it, says xl_vmcontrol.c); the same here.
 RESTART_PAUSE = 2.0
-#: Where the engine says why a run of a domain it watched ended (one file per uuid) and how
-#: long such a mark is kept: longer than a watcher's poll and a restart's pause.
-ENDED = "ended"
-ENDED_KEEP_S = 60.0
 #: An engine with no domain to watch and no request for this long exits.
 IDLE_EXIT = 300.0
 #: libxl's shutdown reasons -> the config key that names the action (libxl_types.idl).
@@ -105,18 +101,6 @@ def _uuid_of(config: str) -> str | None:
     except (ValueError, AttributeError):
         return None
     return uid if isinstance(uid, str) and uid else None
-
-
-def ended_reason(rundir: pathlib.Path, uuid: str) -> str | None:
-    """Why the engine in ``rundir`` saw the last run of domain ``uuid`` end (``poweroff``,
-    ``reboot``, ``crash``, ...), if it watched that run and the mark is recent."""
-    path = rundir / ENDED / uuid
-    try:
-        if time.time() - path.stat().st_mtime > ENDED_KEEP_S:
-            return None
-        return path.read_text().strip() or None
-    except OSError:
-        return None
 
 
 def _name(config: str) -> str:
@@ -301,7 +285,7 @@ class Engine:
     def _mark_ended(self, kid: Kid, reason: str) -> None:
         """Say why ``kid``'s run ended, before acting on it: the engine destroys a shut-down
         domain within milliseconds, faster than an event watcher polling the hypervisor sees
-        its shutdown reason; the watchers read it here (``ended_reason``). Old marks go."""
+        its shutdown reason; the watchers read it here (``_plugin.ended_reason``). Old marks go."""
         now = time.time()
         with contextlib.suppress(OSError):
             for old in self.ended.iterdir():

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from virtkit import DomainEvent, DomainEventType, DomainRef, DomainState, NoSuchDomain, VirtError
 
+from ._plugin import ended_reason
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -254,8 +256,6 @@ class Watcher:
         rundir = getattr(self._drv.engine, "rundir", None)
         if rundir is None:
             return None
-        from ._engine import ended_reason
-
         return ended_reason(rundir, str(uid))
 
     # -- the thread ----------------------------------------------------------------------------

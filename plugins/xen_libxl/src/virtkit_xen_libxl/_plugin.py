@@ -8,6 +8,7 @@ domains it hands over, and opens the state directory.
 from __future__ import annotations
 
 import os
+import time
 
 import virtkit
 from virtkit import URI, Declined, OpenOptions, hookimpl
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ._driver import Driver
     from ._listing import Idents
 
-__all__ = ["CAPABILITIES", "INNER_PARAM", "PRIORITY", "STATE_PARAM", "Plugin"]
+__all__ = ["CAPABILITIES", "ENDED", "INNER_PARAM", "PRIORITY", "STATE_PARAM", "Plugin", "ended_reason"]
 
 CAPABILITIES = "/proc/xen/capabilities"
 #: Low at the plugin level: only the operations below, each with its own priority, are its job.
@@ -33,6 +34,11 @@ ENGINE_DIR_PARAM = "xen_libxl_engine_dir"
 # logging and dataclasses): an open reads them without loading it.
 DEFAULT_RUNDIR = "/run/virtkit/xen-libxl-engine"
 ENV_RUNDIR = "VIRTKIT_XEN_LIBXL_ENGINE_DIR"
+#: Where the engine says why a run of a domain it watched ended (one file per uuid) and how
+#: long such a mark is kept: longer than a watcher's poll and a restart's pause. Here for the
+#: same reason: the event watcher reads the marks.
+ENDED = "ended"
+ENDED_KEEP_S = 60.0
 _PATHS = ("", "/", "/system")
 
 
@@ -98,6 +104,19 @@ class Plugin:
         if options.params.get(INNER_PARAM):
             return Declined("the inner connection of xen_libxl")
         return connect(uri, options, self.xl_path, self.inner_plugins, self.entry_points, self.idents)
+
+
+def ended_reason(rundir: str | os.PathLike[str], uuid: str) -> str | None:
+    """Why the engine in ``rundir`` saw the last run of domain ``uuid`` end (``poweroff``,
+    ``reboot``, ``crash``, ...), if it watched that run and the mark is recent."""
+    path = os.path.join(rundir, ENDED, uuid)
+    try:
+        if time.time() - os.stat(path).st_mtime > ENDED_KEEP_S:
+            return None
+        with open(path, "rb") as f:  # bytes, as above; the engine writes an ASCII reason
+            return f.read().decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
 
 
 def state_dir(options: OpenOptions | None = None) -> str:

@@ -2,15 +2,16 @@
 
 On the host this conftest makes pytest ignore every file here, so they are not even
 imported. The same two lines go into every ``plugins/*/tests/lab/conftest.py``. In the lab it
-gives the tests ``made``: names for the guests a test makes, destroyed in teardown, and ``conn``:
-``xen:///`` with the plugin's state directory in the test's temporary directory.
+gives the tests ``made``: names for the guests a test makes, destroyed in teardown, ``conn``:
+``xen:///`` with the plugin's state directory in the test's temporary directory, and ``guest``:
+the ``DomainConfig`` of the lab's tiny PV guest.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ else:
 
 #: xl's XEN_DUMP_DIR on Debian: where coredump-destroy / coredump-restart write core files.
 DUMP_DIR = Path("/var/lib/xen/dump")
+#: The lab guest's kernel command line: xenlab.role=guest makes its initramfs the guests' idle
+#: init (lab/image/stage1-init).
+CMDLINE = "console=hvc0 xenlab.role=guest quiet mitigations=off"
 
 
 class Made:
@@ -81,3 +85,22 @@ def conn(tmp_path: Path) -> Iterator[virtkit.Connection]:
     c = virtkit.open("xen:///", timeout=60, params={"xen_libxl_state_dir": str(tmp_path / "state")})
     yield c
     c.close()
+
+
+def lab_guest(name: str, *, after: str | None = None, **kw: object) -> virtkit.DomainConfig:
+    """The lab's tiny PV guest; keywords replace or add fields. ``after="ACTION:S"`` (poweroff,
+    reboot, crash) has the guest do that by itself S seconds after boot."""
+    cmdline = CMDLINE if after is None else f"{CMDLINE} xenlab.after={after}"
+    base: dict[str, object] = {
+        "name": name,
+        "memory": 131072,
+        "kernel": pytest_xenlab.GUEST_KERNEL,
+        "initrd": pytest_xenlab.GUEST_RAMDISK,
+        "cmdline": cmdline,
+    }
+    return virtkit.DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def guest() -> Callable[..., virtkit.DomainConfig]:
+    return lab_guest

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 import pytest_xenlab
-from pytest_xenlab import GUEST_KERNEL, GUEST_RAMDISK, Libvirtd, XenGuest, guest_config, sh, unique_name, wait_for
+from pytest_xenlab import GUEST_KERNEL, Libvirtd, XenGuest, guest_config, sh, unique_name, wait_for
 
 import virtkit
 from virtkit import DomainConfig, DomainEventType, DomainState, InvalidArgument, InvalidOperation
@@ -27,10 +27,11 @@ from virtkit_xen_libxl import config_from_xl, load_xl_file, parse
 pytestmark = pytest.mark.lab
 #: The ``made`` fixture (conftest): names a guest, destroyed in teardown.
 Made = Callable[..., str]
+#: The ``guest`` fixture (conftest): the lab's tiny PV guest's config, keywords replace fields.
+Guest = Callable[..., DomainConfig]
 T = TypeVar("T")
 E = DomainEventType
 DATA = Path(__file__).parent.parent / "data"
-CMDLINE = "console=hvc0 xenlab.role=guest quiet mitigations=off"
 
 
 def _twice(fn: Callable[[], T], what: str) -> T:
@@ -58,17 +59,6 @@ def b_info(config: object, key: str) -> object:
     return b.get(key) or b.get("type.pv", {}).get(key)
 
 
-def guest(name: str, **kw: object) -> DomainConfig:
-    base: dict[str, object] = {
-        "name": name,
-        "memory": 131072,
-        "kernel": GUEST_KERNEL,
-        "initrd": GUEST_RAMDISK,
-        "cmdline": CMDLINE,
-    }
-    return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
-
-
 def same_as_xl(dom: virtkit.Domain) -> pytest_xenlab.XlDomain:
     """The running domain as xl lists it, with id, uuid, memory and vcpus equal to virtkit's
     (compared until they agree: a booting guest brings its vcpus online one by one)."""
@@ -87,7 +77,7 @@ def same_as_xl(dom: virtkit.Domain) -> pytest_xenlab.XlDomain:
 
 
 def test_define_start_config_vcpus_destroy_undefine_against_xl(
-    conn: virtkit.Connection, made: Made, tmp_path: Path
+    conn: virtkit.Connection, made: Made, guest: Guest, tmp_path: Path
 ) -> None:
     name = made()
     rec = EventRecorder()
@@ -146,7 +136,7 @@ def test_define_start_config_vcpus_destroy_undefine_against_xl(
 
 
 def test_xl_config_file_and_domains_of_xl_create(
-    conn: virtkit.Connection, made: Made, xen_guest: XenGuest, tmp_path: Path
+    conn: virtkit.Connection, made: Made, guest: Guest, xen_guest: XenGuest, tmp_path: Path
 ) -> None:
     name = made()
     path = tmp_path / f"{name}.cfg"
@@ -179,7 +169,7 @@ def test_xl_config_file_and_domains_of_xl_create(
     ids=["too-much-memory", "no-kernel", "missing-kernel-file"],
 )
 def test_bad_configs_give_xls_message_and_leave_nothing(
-    conn: virtkit.Connection, made: Made, tmp_path: Path, case: dict[str, object], needle: str
+    conn: virtkit.Connection, made: Made, guest: Guest, tmp_path: Path, case: dict[str, object], needle: str
 ) -> None:
     name = made()
     before = set(xl_list())
@@ -210,14 +200,16 @@ SELF = [
 ]
 
 
-def test_guests_that_reboot_power_off_and_crash_by_themselves(conn: virtkit.Connection, made: Made) -> None:
+def test_guests_that_reboot_power_off_and_crash_by_themselves(
+    conn: virtkit.Connection, made: Made, guest: Guest
+) -> None:
     """All six at once (the lab has room for them): each on_* action as xl create applies it."""
     rec = EventRecorder()
     cancel = conn.domain_event_register(rec)
     try:
         doms = []
         for action, on, _outcome, _event in SELF:
-            cfg = guest(made(), cmdline=f"{CMDLINE} xenlab.after={action}:4", **on)
+            cfg = guest(made(), after=f"{action}:4", **on)
             doms.append(conn.create(cfg))
         for dom, (action, on, outcome, event) in zip(doms, SELF, strict=True):
             what = f"{dom.name} ({action}, {on})"
@@ -244,7 +236,7 @@ def test_guests_that_reboot_power_off_and_crash_by_themselves(conn: virtkit.Conn
         cancel()
 
 
-def test_cooperative_shutdown_and_reboot_through_virtkit(conn: virtkit.Connection, made: Made) -> None:
+def test_cooperative_shutdown_and_reboot_through_virtkit(conn: virtkit.Connection, made: Made, guest: Guest) -> None:
     a = conn.create(guest(made(), on_reboot="restart"))
     b = conn.create(guest(made()))
     old = a.id
@@ -260,7 +252,9 @@ def test_cooperative_shutdown_and_reboot_through_virtkit(conn: virtkit.Connectio
         conn.lookup_by_id(0).reboot()
 
 
-def test_same_config_through_libvirt_side_by_side(conn: virtkit.Connection, made: Made, libvirtd: Libvirtd) -> None:
+def test_same_config_through_libvirt_side_by_side(
+    conn: virtkit.Connection, made: Made, guest: Guest, libvirtd: Libvirtd
+) -> None:
     ours = conn.create(guest(made(), vcpus=2, max_vcpus=2))
     theirs = _twice(lambda: libvirtd.create_guest(vcpus=2, maxvcpus=2), "virsh create")
     xl = xl_list()
@@ -279,7 +273,7 @@ def test_same_config_through_libvirt_side_by_side(conn: virtkit.Connection, made
 LAB_LACKS = frozenset({"disk", "vif", "bootloader", "root", "channel", "usbctrl", "usbdev", "vfb", "vkb", "pci"})
 
 
-def test_libvirt_xl_configs(conn: virtkit.Connection, made: Made) -> None:
+def test_libvirt_xl_configs(conn: virtkit.Connection, made: Made, guest: Guest) -> None:
     """libvirt 3.0.0's xl configs: all parse; the PV ones run once pointed at the lab's kernel
     (their disks, nics and bootloader name things the lab has not); HVM ones fail cleanly (no
     HVM under TCG here) and leave nothing behind."""
@@ -290,9 +284,10 @@ def test_libvirt_xl_configs(conn: virtkit.Connection, made: Made) -> None:
         name = made(unique_name("lv"))
         if cfg.os_type == "linux":
             xl = {k: v for k, v in cfg.extra.get("xl", {}).items() if k not in LAB_LACKS}
+            boot = guest(name)
             lab = DomainConfig(
                 **{**cfg.to_dict(), "uuid": None, "devices": (), "extra": {"xl": xl} if xl else {}}
-                | {"name": name, "kernel": GUEST_KERNEL, "initrd": GUEST_RAMDISK, "cmdline": CMDLINE}
+                | {"name": name, "kernel": boot.kernel, "initrd": boot.initrd, "cmdline": boot.cmdline}
                 | {"memory": 131072, "max_memory": None}
             )
             dom = conn.create(lab)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_xenlab
-from pytest_xenlab import GUEST_KERNEL, GUEST_RAMDISK, guest_config, wait_for
+from pytest_xenlab import guest_config, wait_for
 
 import virtkit
 from virtkit import DomainConfig, DomainEventType, DomainState
@@ -24,14 +24,10 @@ from virtkit.testing import EventRecorder
 pytestmark = pytest.mark.lab
 #: The ``made`` fixture (conftest): names a guest, destroyed in teardown.
 Made = Callable[..., str]
+#: The ``guest`` fixture (conftest): the lab's tiny PV guest's config, keywords replace fields.
+Guest = Callable[..., DomainConfig]
 E = DomainEventType
-CMDLINE = "console=hvc0 xenlab.role=guest quiet mitigations=off"
 DUMP_DIR = Path("/var/lib/xen/dump")  # xl's XEN_DUMP_DIR on Debian
-
-
-def guest(name: str, **kw: object) -> DomainConfig:
-    base: dict[str, object] = {"name": name, "memory": 131072, "kernel": GUEST_KERNEL, "initrd": GUEST_RAMDISK}
-    return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def _new_id(name: str, old: int | None) -> pytest_xenlab.XlDomain | None:
@@ -59,16 +55,16 @@ def _restarted(name: str, old_id: int | None) -> pytest_xenlab.XlDomain:
     return back
 
 
-def test_preserve_rename_restart_and_coredump_actions(conn: virtkit.Connection, made: Made) -> None:
+def test_preserve_rename_restart_and_coredump_actions(conn: virtkit.Connection, made: Made, guest: Guest) -> None:
     """Four guests at once, each ending itself under one of xl's remaining actions."""
     DUMP_DIR.mkdir(parents=True, exist_ok=True)
     rec = EventRecorder()
     cancel = conn.domain_event_register(rec)
     try:
-        kept = conn.create(guest(made(), cmdline=f"{CMDLINE} xenlab.after=poweroff:4", on_poweroff="preserve"))
-        renamed = conn.create(guest(made(), cmdline=f"{CMDLINE} xenlab.after=reboot:4", on_reboot="rename-restart"))
-        dumped = conn.create(guest(made(), cmdline=f"{CMDLINE} xenlab.after=crash:4", on_crash="coredump-destroy"))
-        again = conn.create(guest(made(), cmdline=f"{CMDLINE} xenlab.after=crash:4", on_crash="coredump-restart"))
+        kept = conn.create(guest(made(), after="poweroff:4", on_poweroff="preserve"))
+        renamed = conn.create(guest(made(), after="reboot:4", on_reboot="rename-restart"))
+        dumped = conn.create(guest(made(), after="crash:4", on_crash="coredump-destroy"))
+        again = conn.create(guest(made(), after="crash:4", on_crash="coredump-restart"))
 
         # coredump-restart: a core file, then back; coredump-destroy: a core file, then gone
         _restarted(again.name, again.id)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_xenlab
-from pytest_xenlab import GUEST_KERNEL, GUEST_RAMDISK, sh, wait_for
+from pytest_xenlab import sh, wait_for
 
 import virtkit
 from virtkit import DomainConfig
@@ -26,19 +26,9 @@ from virtkit_xen_libxl._libxlcfg import libxl_config
 
 pytestmark = pytest.mark.lab
 Made = Callable[..., str]
-CMDLINE = "console=hvc0 xenlab.role=guest quiet mitigations=off"
+#: The ``guest`` fixture (conftest): the lab's tiny PV guest's config, keywords replace fields.
+Guest = Callable[..., DomainConfig]
 RUNDIR = Path(os.environ.get("VIRTKIT_XEN_LIBXL_ENGINE_DIR", DEFAULT_RUNDIR))
-
-
-def guest(name: str, **kw: object) -> DomainConfig:
-    base: dict[str, object] = {
-        "name": name,
-        "memory": 131072,
-        "kernel": GUEST_KERNEL,
-        "initrd": GUEST_RAMDISK,
-        "cmdline": CMDLINE,
-    }
-    return DomainConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def ping() -> dict[str, Any]:
@@ -68,7 +58,7 @@ def xl_processes() -> list[str]:
     return out
 
 
-def test_the_engine_babysits_what_virtkit_creates(conn: virtkit.Connection, made: Made) -> None:
+def test_the_engine_babysits_what_virtkit_creates(conn: virtkit.Connection, made: Made, guest: Guest) -> None:
     dom = conn.create(guest(made()))
     state = ping()
     assert state["ok"] and dom.id in state["domains"], state
@@ -84,7 +74,7 @@ def test_the_engine_babysits_what_virtkit_creates(conn: virtkit.Connection, made
     [{}, {"max_memory": 262144, "vcpus": 1, "max_vcpus": 2, "on_reboot": "rename-restart", "on_crash": "preserve"}],
     ids=["plain", "maxima-and-actions"],
 )
-def test_built_config_is_what_xl_makes_of_the_xl_file(tmp_path: Path, kw: dict[str, Any]) -> None:
+def test_built_config_is_what_xl_makes_of_the_xl_file(tmp_path: Path, guest: Guest, kw: dict[str, Any]) -> None:
     cfg = guest("vkx-json", uuid=uuid.uuid4(), **kw)
     built = libxl_config(cfg)
     assert built is not None
@@ -102,7 +92,7 @@ def test_built_config_is_what_xl_makes_of_the_xl_file(tmp_path: Path, kw: dict[s
     assert drop_empty({**defaults, **xl}) == drop_empty(built)
 
 
-def test_a_new_engine_readopts_the_domains_of_the_last(conn: virtkit.Connection, made: Made) -> None:
+def test_a_new_engine_readopts_the_domains_of_the_last(conn: virtkit.Connection, made: Made, guest: Guest) -> None:
     dom = conn.create(guest(made(), on_reboot="restart"))
     pid = ping()["pid"]
     os.kill(pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._driver import Driver, XendError
-    from ._model import RUNTIME_KEYS, Devices, XendDomain, config_to_sxp, state_from_flags
+    from ._model import Devices, XendDomain, state_from_flags
     from ._sxp import (
         MAX_DEPTH,
         Sxp,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         value,
     )
     from ._transport import MAX_REPLY, Reply, Transport, UnixAdapter
+    from ._vmsxp import RUNTIME_KEYS, config_to_sxp
 
 __all__ = [
     "DEFAULT_PORT",
@@ -77,7 +78,8 @@ _LAZY = {
     "Reply": "._transport",
     "Transport": "._transport",
     "UnixAdapter": "._transport",
-    **dict.fromkeys(("RUNTIME_KEYS", "Devices", "XendDomain", "config_to_sxp", "state_from_flags"), "._model"),
+    **dict.fromkeys(("Devices", "XendDomain", "state_from_flags"), "._model"),
+    **dict.fromkeys(("RUNTIME_KEYS", "config_to_sxp"), "._vmsxp"),
     **dict.fromkeys(
         (
             "MAX_DEPTH",

@@ -35,12 +35,13 @@ from virtkit import (
     check_flags,
 )
 
-from ._model import XendDomain, config_to_sxp
+from ._model import XendDomain
 from ._numbers import MAX_MIB, number
 from ._replies import XendError, decode
 from ._stats import StatsMixin
 from ._sxp import Sxp, dumps, value
 from ._transport import Transport
+from ._vmsxp import config_to_sxp
 
 __all__ = ["Driver", "XendError"]
 

@@ -2,7 +2,8 @@
 
 Units: xend speaks MiB and seconds; everything here is KiB and nanoseconds like virtkit.
 The reading rules (defaults, clamps, which device blocks count) are libvirt 3.0's, and are
-checked against every one of libvirt's sexpr2xml fixtures.
+checked against every one of libvirt's sexpr2xml fixtures. The way back, a ``DomainConfig`` to
+the ``(vm ...)`` of a create, is ``_vmsxp``.
 """
 
 from __future__ import annotations
@@ -14,18 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import virtkit
-from virtkit import DomainConfig, DomainInfo, DomainRef, DomainState, DomainStateInfo, InvalidArgument, ProtocolError
+from virtkit import DomainConfig, DomainInfo, DomainRef, DomainState, DomainStateInfo, ProtocolError
 
 from ._numbers import MAX_CPU_SECONDS, MAX_DIGITS, MAX_DOMID, MAX_MIB, number, real
 from ._sxp import Sxp, child, children, dumps, lookup, parse_one, value
 
-__all__ = [
-    "RUNTIME_KEYS",
-    "Devices",
-    "XendDomain",
-    "config_to_sxp",
-    "state_from_flags",
-]
+__all__ = ["Devices", "XendDomain", "state_from_flags"]
 
 # libvirt's precedence: the first flag found in this order decides.
 _FLAG_STATES = (
@@ -45,24 +40,6 @@ _STATUS_STATES = {
     4: DomainState.SHUTDOWN,
     5: DomainState.CRASHED,
 }
-
-#: Keys xend adds to a running domain's record; dropped when a record is reused as a config.
-RUNTIME_KEYS = frozenset(
-    {
-        "domid",
-        "state",
-        "status",
-        "cpu_time",
-        "start_time",
-        "up_time",
-        "online_vcpus",
-        "store_mfn",
-        "console_mfn",
-        "shutdown_reason",
-        "memory_dynamic_min",
-        "memory_dynamic_max",
-    }
-)
 
 
 def state_from_flags(flags: str | None, status: int | None) -> DomainState:
@@ -359,148 +336,3 @@ class XendDomain:
             devices=self.devices.all(),
             extra=extra,
         )
-
-
-# -- DomainConfig -> (vm ...) for op=create / op=new ---------------------------------------------
-
-
-def _mib(kib: int) -> int:
-    return -(-kib // 1024)  # round up, as libvirt's VIR_DIV_UP: never give a guest less than asked
-
-
-def _device_sxp(dev: Mapping[str, Any]) -> list[Sxp]:
-    kind = dev.get("type")
-    if kind == "disk":
-        uname = dev.get("uname")
-        if uname is None and dev.get("source") is not None:
-            driver = dev.get("driver") or "file"
-            fmt = dev.get("format")
-            uname = (
-                f"{driver}:{fmt}:{dev['source']}" if driver in ("tap", "tap2") and fmt else f"{driver}:{dev['source']}"
-            )
-        target = str(dev.get("target") or "")
-        if not target:
-            raise InvalidArgument(f"disk device needs a 'target' (e.g. xvda): {dict(dev)}")
-        if dev.get("device") == "cdrom":
-            target += ":cdrom"
-        mode = ("r" if dev.get("readonly") else "w") + ("!" if dev.get("shareable") else "")
-        body: list[Sxp] = [str(dev.get("backend") or "vbd"), ["dev", target]]
-        if uname is not None:
-            body.append(["uname", str(uname)])
-        body.append(["mode", mode])
-        return ["device", body]
-    if kind == "interface":
-        body = ["vif"]
-        for key in ("mac", "bridge", "script", "model", "ip", "vifname", "rate"):
-            if dev.get(key) is not None:
-                body.append([key, str(dev[key])])
-        return ["device", body]
-    if kind == "graphics":
-        body = ["vfb", ["type", str(dev.get("kind") or "vnc")]]
-        for key in ("vnclisten", "keymap", "vncdisplay", "display"):
-            if dev.get(key) is not None:
-                body.append([key, str(dev[key])])
-        return ["device", body]
-    raise InvalidArgument(f"xend plugin cannot create device type {kind!r}: {dict(dev)}")
-
-
-def _pci_sxp(devs: list[Mapping[str, Any]]) -> list[Sxp]:
-    body: list[Sxp] = ["pci"]
-    for dev in devs:
-        addr = str(dev.get("address") or "")
-        try:
-            dom, bus, rest = addr.split(":")
-            slot, func = rest.split(".")
-            parts = [int(p, 16) for p in (dom, bus, slot, func)]
-        except ValueError:
-            raise InvalidArgument(f"PCI address must be DDDD:BB:SS.F, got {addr!r}") from None
-        body.append(
-            [
-                "dev",
-                ["domain", f"0x{parts[0]:04x}"],
-                ["bus", f"0x{parts[1]:02x}"],
-                ["slot", f"0x{parts[2]:02x}"],
-                ["func", f"0x{parts[3]:x}"],
-            ]
-        )
-    return ["device", body]
-
-
-def _set(vm: list[Sxp], key: str, val: Sxp | int) -> None:
-    item: list[Sxp] = [key, str(val) if isinstance(val, int) else val]
-    for i, c in enumerate(vm):
-        if isinstance(c, list) and c and c[0] == key:
-            vm[i] = item
-            return
-    vm.append(item)
-
-
-def _runtime(key: Sxp) -> bool:
-    return isinstance(key, str) and key in RUNTIME_KEYS  # a list as a key, as in (()), is no runtime key
-
-
-def config_to_sxp(config: DomainConfig) -> list[Sxp]:
-    """The ``(vm ...)`` xend's op=create / op=new take, as libvirt's xml2sexpr writes it.
-
-    With ``extra["sxp"]`` (e.g. from :meth:`XendDomain.to_config`) that record is the base:
-    runtime keys are dropped and the typed fields (name, uuid, memory, vcpus, on_*) override
-    its values; its image and devices are kept as they are.
-    """
-    if not isinstance(config, DomainConfig):
-        raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
-    max_kib = config.max_memory or config.memory
-    if config.memory <= 0 or max_kib < config.memory:
-        raise InvalidArgument(f"memory {config.memory} KiB must be positive and <= max_memory {max_kib} KiB")
-    max_vcpus = config.max_vcpus or config.vcpus
-    if config.vcpus <= 0 or max_vcpus < config.vcpus:
-        raise InvalidArgument(f"vcpus {config.vcpus} must be positive and <= max_vcpus {max_vcpus}")
-    base = config.extra.get("sxp") if config.extra else None
-    if base is not None:
-        parsed = parse_one(base) if isinstance(base, str) else base
-        if not isinstance(parsed, list) or not parsed or parsed[0] not in ("vm", "domain"):
-            raise InvalidArgument("extra['sxp'] must be a (vm ...) or (domain ...) S-expression")
-        vm: list[Sxp] = ["vm", *(c for c in parsed[1:] if not (isinstance(c, list) and c and _runtime(c[0])))]
-    else:
-        vm = ["vm"]
-    _set(vm, "name", config.name)
-    _set(vm, "memory", _mib(config.memory))
-    _set(vm, "maxmem", _mib(max_kib))
-    _set(vm, "vcpus", max_vcpus)
-    if config.vcpus < max_vcpus:
-        _set(vm, "vcpu_avail", (1 << config.vcpus) - 1)
-    if config.uuid is not None:
-        _set(vm, "uuid", str(config.uuid))
-    _set(vm, "on_poweroff", config.on_poweroff)
-    _set(vm, "on_reboot", config.on_reboot)
-    _set(vm, "on_crash", config.on_crash)
-    if base is not None:
-        return vm
-    bootloader = config.extra.get("bootloader") if config.extra else None
-    if bootloader is not None:
-        vm.append(["bootloader", str(bootloader)])
-        if config.extra.get("bootloader_args"):
-            vm.append(["bootloader_args", str(config.extra["bootloader_args"])])
-    if config.os_type not in ("linux", "hvm"):
-        raise InvalidArgument(f"xend runs os_type 'linux' (PV) or 'hvm', not {config.os_type!r}")
-    kind = config.os_type
-    image: list[Sxp] = [kind]
-    if kind == "hvm":
-        image.append(["kernel", str(config.extra.get("loader", "/usr/lib/xen/boot/hvmloader"))])
-        image.append(["vcpus", str(max_vcpus)])
-        image.append(["boot", str(config.extra.get("boot", "c"))])
-    # a PV config without kernel or bootloader is xend's to refuse (it answers xend.err)
-    if kind == "linux" and config.kernel is not None:
-        image.append(["kernel", config.kernel])
-    if config.initrd is not None:
-        image.append(["ramdisk", config.initrd])
-    if config.cmdline is not None:
-        image.append(["args", config.cmdline])
-    if len(image) > 1:
-        vm.append(["image", image])
-    pci = [d for d in config.devices if d.get("type") == "hostdev"]
-    for dev in config.devices:
-        if dev.get("type") != "hostdev":
-            vm.append(_device_sxp(dev))
-    if pci:
-        vm.append(_pci_sxp(pci))
-    return vm

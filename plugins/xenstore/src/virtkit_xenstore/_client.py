@@ -2,8 +2,9 @@
 
 ``Client`` is thread-safe: threads share one connection and their requests are pipelined (see
 _conn.Conn). A broken connection is replaced on the next call and its watches re-registered.
-The layers: _wire (packets, paths, errors) -> _conn (one connection) -> _ops (node operations)
--> _transaction, _watch -> _client -> _driver (catalogue methods) -> _plugin (the hooks).
+The layers: _wire (packets, paths, errors), _channel (the byte pipe) -> _conn (one connection)
+-> _ops (node operations) -> _transaction, _watch -> _client -> _driver (catalogue methods) ->
+_plugin (the hooks).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Callable, Iterator
 from virtkit import ConnectionClosed, InvalidArgument, ProtocolError, VirtError, check_timeout
 from virtkit import TimeoutError as XsTimeout
 
-from ._conn import SLICE, Conn, open_channel
+from ._channel import SLICE, open_channel
+from ._conn import Conn
 from ._ops import Ops, domid_bytes, number, text
 from ._wire import (
     Op,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from virtkit import ConnectionClosed, InvalidArgument, VirtError
 
-from ._conn import SLICE
+from ._channel import SLICE
 from ._wire import Op, PathExists, PathNotFound, check_path
 
 TYPE_CHECKING = False

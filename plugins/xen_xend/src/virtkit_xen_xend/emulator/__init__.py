@@ -8,7 +8,8 @@ it prints the URI of each listener, one per line, then serves until interrupted.
 
 from __future__ import annotations
 
-from ._host import SEED_FILES, EmulatedDomain, Host, XendFault, default_node, seed_domains
+from ._host import EmulatedDomain, Host, XendFault
+from ._seed import SEED_FILES, default_node, seed_domains
 from ._server import MAX_CONTENT_LENGTH, Fault, XendEmulator
 
 __all__ = [
