@@ -53,6 +53,7 @@ from ._types import (
     DomainRef,
     DomainState,
     DomainStateInfo,
+    DomainStats,
     NodeInfo,
     VcpuFlags,
     Version,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
         BalloonStats,
         BlockStats,
         CpuStats,
-        DomainStats,
         InterfaceStats,
         MemoryStats,
         VcpuInfo,
@@ -97,10 +97,9 @@ _STATS_NAMES = frozenset(
 _PLUGGY_NAMES = frozenset({"hookspec"})
 
 # Loaded on first use: most processes never ask for events (and queue is not on the start-up path);
-# a listing needs DomainStats and the group names but none of the groups' records.
+# a listing needs the group names but none of the groups' records.
 _HOMES = {
     "EventStream": "_events",
-    "DomainStats": "_stats_domain",
     "STATS_GROUPS": "_stats_route",
     "stats_groups": "_stats_route",
 }

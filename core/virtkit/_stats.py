@@ -3,6 +3,8 @@
 Units are in the field names: ``_ns`` nanoseconds, ``_kib`` KiB, ``_bytes`` bytes, ``_requests``
 and ``_packets`` counts. Counters only grow while one boot of a domain lasts; a domain that is
 started again (a new id) starts a new series from 0, as libvirt's and Xen's counters do.
+``DomainStats``, the bulk call's record, is made in ``_types`` (re-exported here): a listing asks
+for the state group alone, and loads none of the records below.
 
 Per-group composition (in ``_stats_route``, which does not import these records, so composing
 a connection never loads them): ``connect_get_all_domain_stats`` is one operation in the vtable,
@@ -21,9 +23,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 
-from ._stats_domain import DomainStats
 from ._stats_route import STATS_GROUPS, check_groups, stats_groups
-from ._types import DomainState
+from ._types import DomainState, DomainStats
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:

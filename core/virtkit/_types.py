@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
     from typing import Any, NamedTuple
+
+    from ._stats import BalloonStats, BlockStats, CpuStats, InterfaceStats, VcpuStats
 else:
     from ._record import NamedTuple, dataclass, field
 
@@ -23,6 +25,7 @@ __all__ = [
     "DomainRef",
     "DomainState",
     "DomainStateInfo",
+    "DomainStats",
     "NodeInfo",
     "VcpuFlags",
     "Version",
@@ -98,6 +101,18 @@ class DomainStateInfo(NamedTuple):
 
     state: DomainState
     reason: str | None = None
+
+
+class DomainStats(NamedTuple):
+    """One domain's record in a bulk call: the requested groups set, the others None."""
+
+    domain: DomainRef
+    state: DomainStateInfo | None = None
+    cpu: CpuStats | None = None
+    balloon: BalloonStats | None = None
+    vcpu: VcpuStats | None = None
+    block: tuple[BlockStats, ...] | None = None
+    net: tuple[InterfaceStats, ...] | None = None
 
 
 class NodeInfo(NamedTuple):
