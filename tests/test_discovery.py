@@ -259,3 +259,46 @@ def test_load_target_rejects_a_malformed_value(value: str) -> None:
 
     with pytest.raises(ValueError, match="malformed entry point value"):
         load_target(value)
+
+
+def _aged(path: pathlib.Path, seconds: float) -> pathlib.Path:
+    path.write_bytes(b"x")
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_stale_index_files_are_pruned_when_one_is_written(tmp_path: pathlib.Path) -> None:
+    """Every install or new working directory leaves an index nothing reads again: old ones, dead
+    writers' temporary files and all but the newest INDEX_MAX_FILES go; nothing else is touched."""
+    from virtkit._discovery import INDEX_MAX_AGE_S, INDEX_MAX_FILES, prune_index
+
+    old = _aged(tmp_path / "entry-points-00000000000000aa.marshal", INDEX_MAX_AGE_S + 60)
+    legacy = _aged(tmp_path / "entry-points-00000000000000bb.json", INDEX_MAX_AGE_S + 60)  # an older release's
+    dead = _aged(tmp_path / "entry-points-00000000000000cc.marshal.4242.tmp", 7200)
+    writing = _aged(tmp_path / "entry-points-00000000000000dd.marshal.4243.tmp", 5)
+    recent = [_aged(tmp_path / f"entry-points-{i:016x}.marshal", 60 * i) for i in range(1, INDEX_MAX_FILES + 20)]
+    keep = _aged(tmp_path / "entry-points-ffffffffffffffff.marshal", INDEX_MAX_AGE_S + 60)  # the one just written
+    foreign = _aged(tmp_path / "notes.txt", INDEX_MAX_AGE_S + 60)
+    prune_index(str(tmp_path), keep=str(keep))
+    left = set(tmp_path.iterdir())
+    assert not {old, legacy, dead} & left
+    assert {writing, keep, foreign} <= left
+    assert [p for p in recent if p in left] == recent[: INDEX_MAX_FILES - 1]  # the newest, with keep: the cap
+
+
+def test_a_rebuilt_index_prunes_its_directory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtkit import _discovery
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    name, _key, settled = _discovery._index_path()
+    if not settled:
+        pytest.skip("a sys.path directory changed in the last seconds: the index is not kept yet")
+    pathlib.Path(name).parent.mkdir(parents=True)
+    stale = _aged(pathlib.Path(name).parent / "entry-points-00000000000000aa.marshal", _discovery.INDEX_MAX_AGE_S + 1)
+    _discovery.refresh()
+    try:
+        assert _discovery.installed_entry_points()
+    finally:
+        _discovery.refresh()
+    assert pathlib.Path(name).is_file() and not stale.exists()

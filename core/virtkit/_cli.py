@@ -5,7 +5,9 @@ A user's mistake (bad URI, unknown domain, invalid transition, bad size) prints 
 and only with ``VIRTKIT_DEBUG=1``.
 
 The CLI's modules: ``_cli_table`` (every command: name, help, arguments, handler),
-``_cli_parser`` (argparse from the table), ``_cli_args`` (sizes, timeouts, ``[OP=]PLUGIN``),
+``_cli_quick`` (a plain command line read from the table without argparse), ``_cli_parser``
+(argparse from the table: any other line, every error and help message), ``_cli_args`` (sizes,
+timeouts, ``[OP=]PLUGIN``),
 ``_cli_output`` (safe text, tables, JSON), ``_cli_domain`` / ``_cli_stats`` / ``_cli_host``
 (the commands), ``_cli_fanout`` (several hosts), ``_cli_log`` (stderr logging); this module
 runs a command and turns what goes wrong into an exit code.

@@ -51,6 +51,7 @@ __all__ = [
     "load_entry_point",
     "load_plugins",
     "plugin_name",
+    "prune_index",
     "refresh",
     "scheme_of",
     "wanted_schemes",
@@ -215,8 +216,49 @@ def _read_group() -> list[tuple[str, str]]:
             marshal.dump({"key": key, "entry_points": eps}, f)
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only home: discovery still works, uncached
+        return eps  # a read-only home: discovery still works, uncached
+    prune_index(os.path.dirname(path), keep=path)
     return eps
+
+
+#: Index files not rewritten for this long are removed when another is written; of the rest, at
+#: most this many are kept (the newest). A removed index is only rebuilt when next needed.
+INDEX_MAX_AGE_S = 30 * 86400
+INDEX_MAX_FILES = 64
+
+
+def prune_index(directory: str, keep: str) -> None:
+    """Remove stale index files of ``directory`` (every install, upgrade or new working
+    directory leaves one, which nothing reads again), and temporary files of writers that died;
+    run only when an index is written, so a cold start that reads one pays nothing for it."""
+    now = time.time()
+    found: list[tuple[float, str]] = []
+    try:
+        with os.scandir(directory) as it:
+            for item in it:
+                if not item.name.startswith("entry-points-") or item.path == keep:
+                    continue
+                try:
+                    mtime = item.stat().st_mtime
+                except OSError:
+                    continue
+                stale = item.name.endswith(".tmp") and now - mtime > 3600
+                if stale or now - mtime > INDEX_MAX_AGE_S:
+                    _remove(item.path)
+                elif not item.name.endswith(".tmp"):
+                    found.append((mtime, item.path))
+    except OSError:
+        return
+    found.sort(reverse=True)
+    for _mtime, old in found[INDEX_MAX_FILES - 1 :]:
+        _remove(old)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # another process removed it first, or the directory is read-only
 
 
 def installed_entry_points() -> list[tuple[str, str]]:
