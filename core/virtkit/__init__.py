@@ -59,7 +59,6 @@ from ._types import (
     Version,
 )
 from ._uri import URI, parse_uri
-from ._version import __version__
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
 if TYPE_CHECKING:
@@ -77,6 +76,7 @@ if TYPE_CHECKING:
         VcpuStats,
         stats_groups,
     )
+    from ._version import __version__
 
 # Statistics (catalogue 1.1) load on first use: their record classes would be a noticeable share
 # of every `import virtkit`, and most processes never ask for statistics.
@@ -99,6 +99,7 @@ _PLUGGY_NAMES = frozenset({"hookspec"})
 # Loaded on first use: most processes never ask for events (and queue is not on the start-up path);
 # a listing needs the group names but none of the groups' records.
 _HOMES = {
+    "__version__": "_version",  # read when asked: a command that does not print it never loads it
     "EventStream": "_events",
     "STATS_GROUPS": "_stats_route",
     "stats_groups": "_stats_route",

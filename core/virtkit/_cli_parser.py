@@ -79,6 +79,10 @@ def _add(parser: argparse.ArgumentParser, a: Arg) -> None:
     options = dict(a.options)
     if options.get("default") == SUPPRESS:
         options["default"] = argparse.SUPPRESS  # argparse tells it by identity, not by value
+    if options.get("action") == "version":
+        from ._version import __version__  # not at start-up: only argparse's parser prints it
+
+        options.setdefault("version", __version__)
     parser.add_argument(*a.names, **options)
 
 

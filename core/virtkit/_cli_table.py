@@ -70,12 +70,6 @@ class Command(NamedTuple):
         return getattr(sys.modules[name], function)  # type: ignore[no-any-return]
 
 
-def _version() -> str:
-    from ._version import __version__
-
-    return __version__
-
-
 #: The options before the command. Those taking a value are what the start-up guess skips.
 GLOBAL_OPTIONS = (
     arg(
@@ -113,7 +107,7 @@ GLOBAL_OPTIONS = (
         metavar="[OP=]PLUGIN",
         help="never serve OP (default: any op) by PLUGIN; repeatable",
     ),
-    arg("--version", action="version", version=_version(), help="print virtkit's version and exit"),
+    arg("--version", action="version", help="print virtkit's version and exit"),  # _cli_parser adds which
 )
 
 SUPPRESS: Final = "==SUPPRESS=="  # argparse.SUPPRESS (the table is read without argparse: _cli_quick)

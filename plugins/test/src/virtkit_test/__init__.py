@@ -14,7 +14,10 @@ from __future__ import annotations
 from ._driver import Driver
 from ._host import DEFAULT_HOST, DEFAULT_HOST_DATA, DomainSpec, HostSpec, load_host, parse_host
 from ._plugin import PRIORITY, Plugin
-from ._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._version import __version__
 
 __all__ = [
     "DEFAULT_HOST",
@@ -29,6 +32,16 @@ __all__ = [
     "parse_host",
     "plugin",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The version is read when asked for: an open never needs it.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._version import __version__
+
+    return __version__
+
 
 #: The object the ``virtkit.drivers`` entry point ``test`` names.
 plugin = Plugin()

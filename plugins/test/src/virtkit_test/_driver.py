@@ -29,10 +29,12 @@ from virtkit import (
 )
 
 from ._dom import Dom
-from ._events import Callback, EventHub
 from ._host import HostSpec, check_config, with_changes
 from ._stats import StatsMixin, vcpu_times
-from ._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._events import Callback, EventHub
 
 __all__ = ["Driver"]
 
@@ -41,7 +43,6 @@ _PAUSED = DomainState.PAUSED
 _SHUTOFF = DomainState.SHUTOFF
 _ACTIVE = frozenset({_RUNNING, _PAUSED})
 _MAXIMUM = int(VcpuFlags.MAXIMUM)
-_VERSION = Version.parse(__version__)
 
 
 class Driver(StatsMixin):
@@ -69,7 +70,7 @@ class Driver(StatsMixin):
         self._by_uuid: dict[_uuid.UUID, Dom] = {}
         self._by_name: dict[str, Dom] = {}
         self._active: dict[int, Dom] = {}  # id -> running or paused domain
-        self._events = EventHub(self._lock)
+        self._events: EventHub | None = None  # made on first use (see _hub)
         now = time.monotonic_ns()
         for spec in host.domains:
             assert spec.config.uuid is not None
@@ -116,7 +117,7 @@ class Driver(StatsMixin):
         d.vcpu_base, d.vcpu_t0 = [], 0  # a new boot is a new series of counters
         self._set_id(d, self._next_id)
         self._next_id += 1
-        self._events.emit(DomainEventType.STARTED, d.ref, "booted")
+        self._hub.emit(DomainEventType.STARTED, d.ref, "booted")
 
     def _stop(self, d: Dom, reason: str) -> None:
         """Shut a domain off: a persistent one stays defined, a transient one is gone."""
@@ -126,7 +127,7 @@ class Driver(StatsMixin):
         self._set_id(d, None)
         if not d.persistent:
             del self._by_uuid[d.uuid], self._by_name[d.name]
-        self._events.emit(DomainEventType.STOPPED, d.ref, reason)
+        self._hub.emit(DomainEventType.STOPPED, d.ref, reason)
 
     def _require_active(self, d: Dom, op: str) -> None:
         if d.state not in _ACTIVE:
@@ -149,11 +150,27 @@ class Driver(StatsMixin):
 
     # -- connection --------------------------------------------------------------------------
 
+    @property
+    def _hub(self) -> EventHub:
+        """The event hub, made on first use under ``self._lock`` (emit and subscribe hold it): a
+        connection that neither changes anything nor listens never loads the events module."""
+        if self._events is None:
+            from ._events import EventHub
+
+            self._events = EventHub(self._lock)
+        return self._events
+
+    def _dispatch(self) -> None:
+        """Deliver what was emitted, outside the lock; nothing to do before anything was."""
+        if self._events is not None:
+            self._events.dispatch()
+
     def close(self, *, flags: int = 0) -> None:
         """Forget callbacks and pending events; later calls raise ConnectionClosed. Idempotent."""
         with self._lock:
             self._closed = True
-            self._events.clear()
+            if self._events is not None:
+                self._events.clear()
 
     def connect_get_type(self, *, flags: int = 0) -> str:
         check_flags(flags)
@@ -163,7 +180,9 @@ class Driver(StatsMixin):
     def connect_get_version(self, *, flags: int = 0) -> Version:
         check_flags(flags)
         self._open()
-        return _VERSION
+        from ._version import __version__  # not at import: an open never asks for it
+
+        return Version.parse(__version__)
 
     def connect_get_hostname(self, *, flags: int = 0) -> str:
         check_flags(flags)
@@ -243,7 +262,7 @@ class Driver(StatsMixin):
             raise InvalidArgument(f"callback must be callable, got {type(callback).__name__}")
         with self._lock:
             self._open()
-            return self._events.subscribe(callback)
+            return self._hub.subscribe(callback)
 
     # -- domain queries ------------------------------------------------------------------------
 
@@ -302,8 +321,8 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot suspend domain {d.name!r}: it is {d.state.label}, not running")
             d.cpu_ns, d.since = d.cpu_time(time.monotonic_ns()), None
             d.state, d.reason = _PAUSED, "user"
-            self._events.emit(DomainEventType.SUSPENDED, d.ref, "paused")
-        self._events.dispatch()
+            self._hub.emit(DomainEventType.SUSPENDED, d.ref, "paused")
+        self._dispatch()
 
     def domain_resume(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -313,8 +332,8 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot resume domain {d.name!r}: it is {d.state.label}, not paused")
             d.since = time.monotonic_ns()
             d.state, d.reason = _RUNNING, "unpaused"
-            self._events.emit(DomainEventType.RESUMED, d.ref, "unpaused")
-        self._events.dispatch()
+            self._hub.emit(DomainEventType.RESUMED, d.ref, "unpaused")
+        self._dispatch()
 
     def domain_shutdown(self, dom: DomainRef, *, flags: int = 0) -> None:
         # The guest cooperates at once, as in libvirt's test driver: running or paused -> shut off.
@@ -322,9 +341,9 @@ class Driver(StatsMixin):
         with self._lock:
             d = self._find(dom)
             self._require_active(d, "shut down")
-            self._events.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
+            self._hub.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
             self._stop(d, "shutdown")
-        self._events.dispatch()
+        self._dispatch()
 
     def domain_reboot(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -332,14 +351,14 @@ class Driver(StatsMixin):
             d = self._find(dom)
             self._require_active(d, "reboot")
             if d.config.on_reboot == "destroy":  # the config says a reboot ends the domain
-                self._events.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
+                self._hub.emit(DomainEventType.SHUTDOWN, d.ref, "finished")
                 self._stop(d, "shutdown")
             else:  # same id, like libvirt's test driver; cpu time keeps counting
                 if d.since is None:
                     d.since = time.monotonic_ns()
                 d.state, d.reason = _RUNNING, "booted"
-                self._events.emit(DomainEventType.REBOOTED, d.ref, "")
-        self._events.dispatch()
+                self._hub.emit(DomainEventType.REBOOTED, d.ref, "")
+        self._dispatch()
 
     def domain_destroy(self, dom: DomainRef, *, flags: int = 0) -> None:
         check_flags(flags)
@@ -347,7 +366,7 @@ class Driver(StatsMixin):
             d = self._find(dom)
             self._require_active(d, "destroy")
             self._stop(d, "destroyed")
-        self._events.dispatch()
+        self._dispatch()
 
     def domain_create(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)
@@ -355,16 +374,16 @@ class Driver(StatsMixin):
             d = self._new(config, persistent=False)
             self._boot(d)
             ref = d.ref
-        self._events.dispatch()
+        self._dispatch()
         return ref
 
     def domain_define(self, config: DomainConfig, *, flags: int = 0) -> DomainRef:
         check_flags(flags)
         with self._lock:
             d = self._new(config, persistent=True)
-            self._events.emit(DomainEventType.DEFINED, d.ref, "added")
+            self._hub.emit(DomainEventType.DEFINED, d.ref, "added")
             ref = d.ref
-        self._events.dispatch()
+        self._dispatch()
         return ref
 
     def domain_start(self, dom: DomainRef, *, flags: int = 0) -> DomainRef:
@@ -375,7 +394,7 @@ class Driver(StatsMixin):
                 raise InvalidOperation(f"cannot start domain {d.name!r}: it is already {d.state.label}")
             self._boot(d)
             ref = d.ref
-        self._events.dispatch()
+        self._dispatch()
         return ref
 
     def domain_undefine(self, dom: DomainRef, *, flags: int = 0) -> None:
@@ -388,8 +407,8 @@ class Driver(StatsMixin):
             d.persistent = False
             if d.id is None:
                 del self._by_uuid[d.uuid], self._by_name[d.name]
-            self._events.emit(DomainEventType.UNDEFINED, d.ref, "removed")
-        self._events.dispatch()
+            self._hub.emit(DomainEventType.UNDEFINED, d.ref, "removed")
+        self._dispatch()
 
     # -- resources -------------------------------------------------------------------------------
 
