@@ -54,9 +54,11 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    import sys
 
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    module = f"{__name__}.{mod}"
+    __import__(module)  # importlib.import_module, without importing importlib (and warnings)
+    return getattr(sys.modules[module], name)
 
 
 #: The object the ``virtkit.drivers`` entry point ``xen.libxl`` names.

@@ -104,9 +104,11 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    import sys
 
-    return getattr(importlib.import_module(mod, __name__), name)
+    module = __name__ + mod  # mod is relative: "._sxp"
+    __import__(module)  # importlib.import_module, without importing importlib (and warnings)
+    return getattr(sys.modules[module], name)
 
 
 #: The object the ``virtkit.drivers`` entry point ``xen`` names.
