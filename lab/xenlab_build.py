@@ -132,6 +132,8 @@ chroot "$R" $APT upgrade
 chroot "$R" $APT install --no-install-recommends {pkgs}
 chroot "$R" $APT clean
 rm -rf "$R/var/lib/apt/lists/"*
+# the host keys openssh-server made at install: never used (dom0-init makes one per boot), never shipped
+rm -f "$R"/etc/ssh/ssh_host_*
 """
 
 
