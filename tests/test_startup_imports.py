@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 _HEAVY = ("pluggy", "logging", "json", "queue", "shutil", "importlib.metadata")
 
 
@@ -72,4 +74,19 @@ def test_a_plain_list_imports_neither_typing_nor_dataclasses_nor_urllib_nor_argp
         "sys.exit(code)\n"
     )
     assert "defined-vm" in r.stdout
+    assert r.stdout.splitlines()[-1].split() == ["imported:"]
+
+
+@pytest.mark.parametrize("command", [["domstats", "web"], ["dominfo", "web"], ["nodeinfo"], ["domstate", "web"]])
+def test_other_plain_commands_import_neither_typing_nor_argparse(command: list[str]) -> None:
+    off = ("typing", "argparse", "gettext", "logging", "json")
+    r = _run(
+        "import sys\n"
+        f"for m in {off!r}:\n"
+        "    sys.modules.pop(m, None)\n"
+        "from virtkit._cli import main\n"
+        f"code = main(['-c', 'test:///default', *{command!r}])\n"
+        f"print('imported:', ' '.join(m for m in {off!r} if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
     assert r.stdout.splitlines()[-1].split() == ["imported:"]

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._cli_args import excludes, op_plugin
 from ._cli_log import OpenLog
@@ -14,6 +13,9 @@ from ._cli_output import safe, table
 from ._cli_table import Command
 from ._connection import Connection
 from ._errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["fan_out"]
 
@@ -29,7 +31,7 @@ def fan_out(cmd: Command, uris: list[str], args: argparse.Namespace, openlog: Op
 
     def one(conn: Connection) -> Any:
         openlog.open_ended(True)  # fleet calls this in the thread that opened conn
-        host_args = argparse.Namespace(**vars(args))
+        host_args = type(args)(**vars(args))  # argparse's namespace or _cli_quick's
         host_args.sink = []
         handler(conn, host_args)
         return host_args.sink[0] if host_args.sink else None

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ._cli_output import columns, emit, fields, table
 from ._connection import Connection
 from ._errors import InvalidArgument
+
+TYPE_CHECKING = False  # argparse is not imported at run time: see _cli_quick
+if TYPE_CHECKING:
+    import argparse
 
 __all__: list[str] = []
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 from ._cli_output import emit, safe
 from ._connection import Connection
 from ._stats import STATS_GROUPS, BlockStats, DomainStats, InterfaceStats, VcpuState, groups_data, vcpu_data
+
+TYPE_CHECKING = False  # neither typing nor argparse is imported at run time (a cold domstats)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 __all__ = ["domstats_lines", "stats_dict"]
 
