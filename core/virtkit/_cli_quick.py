@@ -103,9 +103,8 @@ class _Parser:
     __slots__ = ("ok", "options", "positionals", "specs")
 
     def __init__(self, args: Sequence[Arg]) -> None:
-        self.ok = all(set(a.options) <= _KNOWN for a in args)
         self.specs = [_Spec(a) for a in args]
-        self.ok = self.ok and all(s.supported() for s in self.specs)
+        self.ok = all(set(a.options) <= _KNOWN for a in args) and all(s.supported() for s in self.specs)
         self.options = {n: s for a, s in zip(args, self.specs, strict=True) if not s.positional for n in a.names}
         self.positionals = [s for s in self.specs if s.positional]
 
