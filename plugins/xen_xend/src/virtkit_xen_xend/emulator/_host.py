@@ -19,8 +19,6 @@ from ._seed import default_node, seed_domains
 
 __all__ = ["EmulatedDomain", "Host", "XendFault"]
 
-# xend's power-state names, as ?state= compares them (case-insensitively).
-_POWER_NAMES = {0: "halted", 1: "paused", 2: "running", 3: "suspended", 4: "halted", 5: "crashed", 6: "unknown"}
 _SHUTDOWN_REASONS = ("poweroff", "reboot", "halt", "suspend", "crash")
 
 
