@@ -106,8 +106,9 @@ _HOMES = {
 }
 
 # Public submodules, imported on first use so `import virtkit` stays cheap: virtkit.rpc (the
-# remote protocol, for remote plugins) and virtkit.fleet (many hosts at once).
-_LAZY = ("fleet", "rpc")
+# remote protocol, for remote plugins), virtkit.fleet (many hosts at once) and virtkit.daemon (a
+# process-based plugin's helper process).
+_LAZY = ("daemon", "fleet", "rpc")
 
 
 def __getattr__(name: str) -> object:
@@ -190,6 +191,7 @@ __all__ = [
     "check_memory",
     "check_timeout",
     "check_vcpus",
+    "daemon",
     "fleet",
     "hookimpl",
     "hookspec",

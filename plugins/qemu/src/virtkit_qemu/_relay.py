@@ -35,12 +35,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import pathlib
-import select
 import sys
 import threading
 import time
@@ -52,6 +50,7 @@ from qemu.qmp.message import Message
 from qemu.qmp.protocol import Runstate
 
 from virtkit import VirtError, load_json_file, read_config_file
+from virtkit.daemon import run_daemon
 
 __all__ = [
     "MONITOR",
@@ -352,48 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=30.0)
     args = ap.parse_args(argv)
     rundir: pathlib.Path = args.rundir.absolute()
-    lock = os.open(rundir / "relay.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # a relay is alive for this domain (it holds the lock for its whole life)
-    rfd, wfd = os.pipe()
-    if os.fork() > 0:
-        os.close(wfd)
-        os.close(lock)
-        readable, _, _ = select.select([rfd], [], [], args.timeout + 5)
-        answer = os.read(rfd, 4096).decode(errors="replace") if readable else "no answer in time"
-        if answer == "ok":
-            return 0
-        print(f"virtkit-qemu relay for {rundir}: {answer}", file=sys.stderr)
-        return 1
-    # The relay: its own session, stdio detached, its own log in the run directory.
-    os.close(rfd)
-    os.setsid()
-    os.chdir("/")  # a daemon holds no directory busy
-    null = os.open(os.devnull, os.O_RDWR)
-    logfd = os.open(rundir / "relay.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.dup2(logfd, 2)
-    os.close(null)
-    os.close(logfd)
-    (rundir / "relay.pid").write_text(f"{os.getpid()}\n")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-
-    def ready(answer: str) -> None:
-        with contextlib.suppress(OSError):
-            os.write(wfd, answer.encode())
-            os.close(wfd)
-
-    try:
-        return asyncio.run(serve(rundir, args.timeout, ready))
-    except Exception as exc:
-        ready(f"{type(exc).__name__}: {exc}")
-        log.exception("relay failed")
-        return 1
-    finally:
-        (rundir / "relay.pid").unlink(missing_ok=True)
+    return run_daemon(
+        rundir,
+        "relay",
+        lambda ready: asyncio.run(serve(rundir, args.timeout, ready)),
+        wait=args.timeout + 5,
+        what=f"virtkit-qemu relay for {rundir}",
+        log=log,
+    )
 
 
 # Not ``-m virtkit_qemu._relay``: the package imports this module first, which runpy warns about.

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import pathlib
-import select
 import socket
 import socketserver
 import sys
@@ -42,6 +40,8 @@ import uuid as _uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from virtkit.daemon import run_daemon
 
 from ._libxl import Libxl, LibxlError, release
 from ._plugin import DEFAULT_RUNDIR, ENDED, ENDED_KEEP_S, ENV_RUNDIR
@@ -417,49 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rundir: pathlib.Path = args.rundir.absolute()
     rundir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = os.open(rundir / "engine.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # an engine is alive (it holds the lock for its whole life)
-    rfd, wfd = os.pipe()
-    if os.fork() > 0:
-        os.close(wfd)
-        os.close(lock)
-        readable, _, _ = select.select([rfd], [], [], args.timeout)
-        answer = os.read(rfd, 4096).decode(errors="replace") if readable else "no answer in time"
-        if answer == "ok":
-            return 0
-        print(f"virtkit xen_libxl engine in {rundir}: {answer}", file=sys.stderr)
-        return 1
-    os.close(rfd)
-    os.setsid()
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    logfd = os.open(rundir / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.dup2(logfd, 2)
-    os.close(null)
-    os.close(logfd)
-    (rundir / "engine.pid").write_text(f"{os.getpid()}\n")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-
-    def ready(answer: str) -> None:
-        with contextlib.suppress(OSError):
-            os.write(wfd, answer.encode())
-            os.close(wfd)
-
-    try:
-        return serve(rundir, ready)
-    except Exception as exc:
-        ready(f"{type(exc).__name__}: {exc}")
-        log.exception("engine failed")
-        return 1
-    finally:
-        with contextlib.suppress(OSError):
-            if (rundir / "engine.pid").read_text().strip() == str(os.getpid()):
-                (rundir / "engine.pid").unlink()
+    return run_daemon(
+        rundir,
+        "engine",
+        lambda ready: serve(rundir, ready),
+        wait=args.timeout,
+        what=f"virtkit xen_libxl engine in {rundir}",
+        log=log,
+    )
 
 
 # Not ``-m``: the package imports this module first, which runpy warns about (as the qemu relay).
