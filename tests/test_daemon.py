@@ -82,3 +82,19 @@ def test_a_daemon_that_never_says_ready_fails_its_start_after_wait(tmp_path: pat
     pid = int((tmp_path / "served").read_text())
     (tmp_path / "stop").write_text("")
     assert _gone(pid)
+
+
+def test_a_kept_link_is_stale_once_anything_arrives_or_it_closes() -> None:
+    import socket
+
+    from virtkit.daemon import stale
+
+    ours, theirs = socket.socketpair()
+    assert not stale(ours)  # idle and open: send on it
+    theirs.sendall(b"x")  # an idle link gets nothing but its end, or junk
+    assert stale(ours)
+    ours.recv(1)
+    theirs.close()  # the daemon idled out
+    assert stale(ours)
+    ours.close()  # closed here: its fileno is -1
+    assert stale(ours)

@@ -14,20 +14,38 @@ after its arguments are read:
   /dev/null and stderr at ``NAME.log`` (warnings logged there), writes ``NAME.pid``, and returns
   ``serve(ready)``; what ``serve`` raises is the parent's answer (if it had none yet) and is
   logged; ``NAME.pid`` is removed at the end if it is still this process's.
+
+A client keeping a connection to such a daemon asks :func:`stale` before each request (the qemu
+plugin's relay link and xen_libxl's engine client do).
+This module is light to import (no logging, no pathlib): clients load it on their start-up path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import logging
 import os
-import pathlib
 import select
 import sys
 from collections.abc import Callable
 
-__all__ = ["run_daemon"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    import pathlib
+    import socket
+
+__all__ = ["run_daemon", "stale"]
+
+
+def stale(sock: socket.socket) -> bool:
+    """Whether a kept connection to a daemon must be made anew before sending: nothing arrives on
+    an idle link but its end (a daemon that idled out or was restarted) or junk; a closed or
+    broken socket is stale too."""
+    try:
+        readable, _w, _x = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def run_daemon(
@@ -68,12 +86,16 @@ def run_daemon(
     os.close(logfd)
     pidfile = rundir / f"{name}.pid"
     pidfile.write_text(f"{os.getpid()}\n")
+    import logging  # the daemon's side only: a client importing this module does not load it
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
 
     def ready(answer: str) -> None:
-        with contextlib.suppress(OSError):
+        try:
             os.write(wfd, answer.encode())
             os.close(wfd)
+        except OSError:
+            pass  # said already, or the parent is gone
 
     try:
         return serve(ready)
@@ -82,6 +104,8 @@ def run_daemon(
         log.exception("%s failed", name)
         return 1
     finally:
-        with contextlib.suppress(OSError):
+        try:
             if pidfile.read_text().strip() == str(os.getpid()):
                 pidfile.unlink()
+        except OSError:
+            pass

@@ -15,7 +15,6 @@ import concurrent.futures
 import json
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from virtkit import ConnectionClosed, DriverError, InvalidOperation, ProtocolError
 from virtkit import TimeoutError as VirtTimeout
+from virtkit.daemon import stale
 
 from ._relay import RELAY
 
@@ -378,15 +378,6 @@ class CommandLink:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    @staticmethod
-    def _stale(sock: socket.socket) -> bool:
-        """Nothing ever arrives on an idle link but its end (EOF), or junk: either way, reconnect."""
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
-
     def _connect(self, until: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -414,7 +405,7 @@ class CommandLink:
         if not self._lock.acquire(timeout=_left(until, f"the relay on {self.path}")):
             raise VirtTimeout(f"the relay on {self.path}: another command held the link past the deadline")
         try:
-            if self._sock is not None and self._stale(self._sock):
+            if self._sock is not None and stale(self._sock):
                 self._drop()  # the relay went away since our last command (a new one may be up)
             if self._sock is None:
                 self._sock = self._connect(until)

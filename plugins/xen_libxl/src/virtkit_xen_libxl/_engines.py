@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import pathlib
-import select
 import socket
 import sys
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Mapping
 
 import virtkit
 from virtkit import DomainConfig, InvalidArgument, InvalidOperation, NoSuchDomain, PermissionDenied, VirtError
+from virtkit.daemon import stale
 
 from . import _xlcfg
 from ._libxlcfg import libxl_config
@@ -164,16 +164,6 @@ class LibxlEngine:
             self._sock.close()
         self._sock = None
 
-    @staticmethod
-    def _stale(sock: socket.socket) -> bool:
-        """Nothing arrives on an idle connection but its end (an engine that idled out or was
-        restarted) or junk: either way, connect anew before sending."""
-        try:
-            readable, _w, _x = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
-
     def _connect(self, deadline: float) -> socket.socket:
         from ._engine import SOCKET, connect
 
@@ -203,7 +193,7 @@ class LibxlEngine:
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise virtkit.TimeoutError(f"the xen_libxl engine: another request held the connection ({req['op']})")
         try:
-            if self._sock is not None and self._stale(self._sock):
+            if self._sock is not None and stale(self._sock):
                 self._drop()
             if self._sock is None:
                 self._sock = self._connect(deadline)
