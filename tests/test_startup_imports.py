@@ -35,18 +35,31 @@ def test_lazy_names_still_resolve() -> None:
     assert r.stdout.strip() == "ok"
 
 
+def _imports_of(command: list[str], watched: tuple[str, ...], *, drop: bool) -> tuple[str, list[str]]:
+    """``virtkit -c test:///default COMMAND`` run by ``main`` in a fresh interpreter: its output,
+    and which of ``watched`` it imported. With ``drop``, they are dropped from sys.modules first:
+    an interpreter's site (an editable install's finder) may have loaded some, and the check is
+    about what the command loads."""
+    r = _run(
+        "import sys\n"
+        f"watched = {watched!r}\n"
+        + ("for m in watched:\n    sys.modules.pop(m, None)\n" if drop else "")
+        + "from virtkit._cli import main\n"
+        f"code = main(['-c', 'test:///default', *{command!r}])\n"
+        "print('imported:', ' '.join(m for m in watched if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    *out, last = r.stdout.splitlines()
+    assert last.startswith("imported:")
+    return "\n".join(out), last.split()[1:]
+
+
 def test_a_plain_list_imports_no_logging() -> None:
     """``virtkit -c test:///default list --all``: neither the CLI (its stderr handler waits for
     logging to be imported) nor the test plugin's driver (it logs only a failing callback) loads it."""
-    r = _run(
-        "import sys\n"
-        "from virtkit._cli import main\n"
-        "code = main(['-c', 'test:///default', 'list', '--all'])\n"
-        "print('imported:', ' '.join(m for m in ('logging', 'pluggy', 'json') if m in sys.modules))\n"
-        "sys.exit(code)\n"
-    )
-    assert "defined-vm" in r.stdout
-    assert r.stdout.splitlines()[-1].split() == ["imported:"]
+    out, imported = _imports_of(["list", "--all"], ("logging", "pluggy", "json"), drop=False)
+    assert "defined-vm" in out
+    assert imported == []
 
 
 # Off the path of a plain list since session 5: the records are made by virtkit._record, the test
@@ -61,32 +74,12 @@ _OFF_THE_LIST_PATH = (
 
 
 def test_a_plain_list_imports_neither_typing_nor_dataclasses_nor_urllib_nor_argparse() -> None:
-    """The modules are dropped from sys.modules first: an interpreter's site (an editable
-    install's finder) may have loaded some, and the check is about what the command loads."""
-    r = _run(
-        "import sys\n"
-        f"off = {_OFF_THE_LIST_PATH!r}\n"
-        "for m in off:\n"
-        "    sys.modules.pop(m, None)\n"
-        "from virtkit._cli import main\n"
-        "code = main(['-c', 'test:///default', 'list', '--all'])\n"
-        "print('imported:', ' '.join(m for m in off if m in sys.modules))\n"
-        "sys.exit(code)\n"
-    )
-    assert "defined-vm" in r.stdout
-    assert r.stdout.splitlines()[-1].split() == ["imported:"]
+    out, imported = _imports_of(["list", "--all"], _OFF_THE_LIST_PATH, drop=True)
+    assert "defined-vm" in out
+    assert imported == []
 
 
 @pytest.mark.parametrize("command", [["domstats", "web"], ["dominfo", "web"], ["nodeinfo"], ["domstate", "web"]])
 def test_other_plain_commands_import_neither_typing_nor_argparse(command: list[str]) -> None:
-    off = ("typing", "argparse", "gettext", "logging", "json")
-    r = _run(
-        "import sys\n"
-        f"for m in {off!r}:\n"
-        "    sys.modules.pop(m, None)\n"
-        "from virtkit._cli import main\n"
-        f"code = main(['-c', 'test:///default', *{command!r}])\n"
-        f"print('imported:', ' '.join(m for m in {off!r} if m in sys.modules))\n"
-        "sys.exit(code)\n"
-    )
-    assert r.stdout.splitlines()[-1].split() == ["imported:"]
+    _out, imported = _imports_of(command, ("typing", "argparse", "gettext", "logging", "json"), drop=True)
+    assert imported == []
