@@ -14,7 +14,7 @@ import pytest
 
 import virtkit
 from virtkit import URI, DomainConfig, DomainEvent, DomainEventType, DomainInfo, DomainRef, DomainState, Version
-from virtkit._record import NamedTuple, dataclass, field
+from virtkit._record import NamedTuple, _NamedTupleMeta, dataclass, field
 
 U = uuid.UUID("12345678-1234-5678-1234-567812345678")
 REF = DomainRef("web", U, 3)
@@ -165,3 +165,128 @@ def test_a_dataclass_records_methods_are_written_on_first_use() -> None:
     assert value == Fresh(1, "x", {}) and value != Fresh(2)
     assert Fresh.__init__.__qualname__ == f"{Fresh.__qualname__}.__init__"
     assert not any(isinstance(Fresh.__dict__[m], _Written) for m in methods[:3])
+
+
+def _namedtuple_records() -> list[type]:
+    """Every NamedTuple record the core defines, found in its modules (not listed by hand)."""
+    import importlib
+    import pkgutil
+
+    from virtkit._record import _nt_asdict
+
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(virtkit.__path__, "virtkit."):
+        if info.name == "virtkit.__main__":
+            continue
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == info.name and vars(value).get("_asdict") is _nt_asdict:
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return [found[k] for k in sorted(found)]
+
+
+_RECORDS = _namedtuple_records()
+
+
+def test_every_namedtuple_record_is_found() -> None:
+    names = {cls.__name__ for cls in _RECORDS}
+    assert {"DomainRef", "DomainInfo", "Version", "Operation", "Route"} <= names and len(_RECORDS) >= 20
+
+
+@pytest.mark.parametrize("cls", _RECORDS, ids=lambda c: c.__name__)
+def test_a_namedtuple_record_behaves_as_collections_namedtuple(cls: type) -> None:
+    """Each record against the class collections.namedtuple makes of the same fields: the same
+    signature, values, repr, errors and helpers (typing.NamedTuple is built on it)."""
+    import collections
+    import inspect
+
+    rec: typing.Any = cls
+    twin: typing.Any = collections.namedtuple(cls.__name__, rec._fields, defaults=tuple(rec._field_defaults.values()))
+    assert cls.__bases__ == (tuple,) and cls.__slots__ == () and "__dict__" not in dir(rec(*rec._fields))
+    assert (rec._fields, rec._field_defaults, rec.__match_args__) == (
+        twin._fields,
+        twin._field_defaults,
+        twin.__match_args__,
+    )
+    assert list(cls.__annotations__) == list(rec._fields)
+    assert str(inspect.signature(cls)) == str(inspect.signature(twin))
+    values = [object() for _ in rec._fields]
+    value, other = rec(*values), twin(*values)
+    assert value == other and tuple(value) == tuple(values) and hash(value) == hash(other)
+    assert rec(**dict(zip(rec._fields, values, strict=True))) == value
+    assert [getattr(value, n) for n in rec._fields] == values
+    assert [getattr(cls, n).__doc__ for n in rec._fields] == [getattr(twin, n).__doc__ for n in rec._fields]
+    if vars(cls)["__repr__"].__module__ == "virtkit._record":  # a record with a repr of its own keeps it
+        assert repr(value) == repr(other)
+    assert value._asdict() == other._asdict() and value.__getnewargs__() == other.__getnewargs__()
+    first = rec._fields[0]
+    changed = value._replace(**{first: 1})
+    assert type(changed) is cls and changed == other._replace(**{first: 1})
+    assert rec._make(values) == value and type(rec._make(values)) is cls
+
+    def error(call: typing.Callable[[], object]) -> tuple[type[BaseException], str]:
+        with pytest.raises((TypeError, ValueError)) as raised:
+            call()
+        return raised.type, str(raised.value).replace(twin.__name__, "T").replace(cls.__qualname__, "T")
+
+    assert error(lambda: value._replace(bogus=1)) == error(lambda: other._replace(bogus=1))
+    assert error(lambda: rec._make([*values, 1])) == error(lambda: twin._make([*values, 1]))
+    assert error(lambda: rec(*values, 1)) == error(lambda: twin(*values, 1))
+    required = [n for n in rec._fields if n not in rec._field_defaults]
+    if required:
+        assert error(lambda: rec()) == error(lambda: twin())
+    plain = rec(*range(len(rec._fields)))
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(plain, proto)) == plain
+    assert copy.copy(value) == value and copy.deepcopy(rec(*range(len(rec._fields)))) == tuple(range(len(rec._fields)))
+
+
+def test_a_namedtuple_record_is_made_without_a_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to twelve fields, ``__new__`` is a renamed copy of one written per number of fields
+    (no eval, no compile); beyond, it is compiled as namedtuple does. Both behave alike."""
+    import builtins
+    import collections
+    import inspect
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "eval", refused)
+        patch.setattr(builtins, "compile", refused)
+        patch.setattr(builtins, "exec", refused)
+
+        class Fresh(NamedTuple):
+            """A record."""
+
+            a: int
+            b: str = "x"
+
+            def both(self) -> str:
+                return f"{self.a}{self.b}"
+
+        value = Fresh(1)
+    assert value.both() == "1x" and Fresh(b="y", a=2) == (2, "y") and repr(value) == "Fresh(a=1, b='x')"
+    assert Fresh.__new__.__qualname__ == f"{Fresh.__qualname__}.__new__" and Fresh.__new__.__defaults__ == ("x",)
+    assert str(inspect.signature(Fresh)) == "(a, b='x')" and Fresh.__doc__ == "A record."
+    with pytest.raises(TypeError, match=r"Fresh.__new__\(\) missing 1 required positional argument: 'a'"):
+        Fresh()  # type: ignore[call-arg]
+
+    class One(NamedTuple):
+        a: int
+
+    assert One.__doc__ == "One(a,)" and One(5) == (5,) and str(inspect.signature(One)) == "(a)"
+    names = [f"f{i}" for i in range(14)]
+    wide = _NamedTupleMeta(
+        "Wide", (NamedTuple,), {"__module__": __name__, "__annotations__": dict.fromkeys(names, int)}
+    )
+    twin = collections.namedtuple("Wide", names)
+    assert str(inspect.signature(wide)) == str(inspect.signature(twin))
+    assert wide(*range(14)) == twin(*range(14)) and wide(*range(14)).f13 == 13
+    with pytest.raises(ValueError):
+
+        class Underscore(NamedTuple):
+            _a: int
+
+    with pytest.raises(ValueError):
+        _NamedTupleMeta("Keyword", (NamedTuple,), {"__module__": __name__, "__annotations__": {"class": int}})

@@ -11,9 +11,10 @@ type stays visible to users' mypy; at run time the names come from here::
     else:
         from ._record import NamedTuple
 
-:class:`NamedTuple` builds the class ``typing.NamedTuple`` builds: ``collections.namedtuple``
-with the class body's methods and docstring (``__annotations__`` keep the strings written,
-as a dataclass's do). :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
+:class:`NamedTuple` builds the class ``typing.NamedTuple`` builds (``collections.namedtuple``
+with the class body's methods and docstring; ``__annotations__`` keep the strings written, as a
+dataclass's do), without namedtuple's compile of each class's ``__new__`` (see ``_BY_ARITY``):
+tests/test_records.py holds every record equal to the namedtuple made of its fields. :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
 methods ``dataclasses`` would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen
 ``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``; the four compiled ones
 when first used, see :class:`_Written`); the real
@@ -24,7 +25,18 @@ tests/test_records.py compares each record with the class ``dataclasses`` makes 
 
 from __future__ import annotations
 
-import collections
+import sys
+from keyword import iskeyword as _iskeyword
+from types import FunctionType as _function
+
+try:
+    from _collections import _tuplegetter  # type: ignore[import-not-found]  # the C accessor namedtuple uses
+except ImportError:  # another Python than CPython: what collections itself falls back to
+    from operator import itemgetter as _itemgetter
+
+    def _tuplegetter(index: int, doc: str) -> Any:
+        return property(_itemgetter(index), doc=doc)
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +50,8 @@ _PROHIBITED = frozenset(
     {"__new__", "__init__", "__slots__", "__getnewargs__", "_fields", "_field_defaults"}
     | {"_make", "_replace", "_asdict", "_source"}
 )
-_NOT_COPIED = frozenset({"__module__", "__name__", "__annotations__"})
+_NOT_COPIED = frozenset({"__module__", "__name__", "__qualname__", "__annotations__"})
+_HAS_REPLACE = sys.version_info >= (3, 13)  # collections.namedtuple gives copy.replace's hook there
 
 
 class _NamedTupleMeta(type):
@@ -48,23 +61,118 @@ class _NamedTupleMeta(type):
         if bases != (NamedTuple,):
             raise TypeError("a record can only inherit from NamedTuple")
         fields: dict[str, Any] = ns.get("__annotations__", {})
-        with_default = [n for n in fields if n in ns]
-        if with_default != list(fields)[len(fields) - len(with_default) :]:
+        names = tuple(fields)
+        for n in names:
+            if n.startswith("_") or not n.isidentifier() or _iskeyword(n):
+                raise ValueError(f"{name}: bad field name {n!r}")
+        with_default = [n for n in names if n in ns]
+        if with_default != list(names[len(names) - len(with_default) :]):
             raise TypeError(f"{name}: a field without a default follows one with a default")
-        defaults = [ns[n] for n in with_default]
-        cls: type = collections.namedtuple(name, fields, defaults=defaults, module=ns["__module__"])  # type: ignore[misc]
-        cls.__annotations__ = dict(fields)
+        body: dict[str, Any] = {
+            "__doc__": f"{name}({', '.join(names)}{',' if len(names) == 1 else ''})",
+            "__slots__": (),
+            "_fields": names,
+            "_field_defaults": {n: ns[n] for n in with_default},
+            "__new__": _new_for(name, ns.get("__qualname__", name), names, tuple(ns[n] for n in with_default)),
+            "_make": classmethod(_nt_make),
+            "_replace": _nt_replace,
+            "__repr__": _nt_repr,
+            "_asdict": _nt_asdict,
+            "__getnewargs__": _nt_getnewargs,
+            "__match_args__": names,
+            "__module__": ns["__module__"],
+            "__qualname__": ns.get("__qualname__", name),
+        }
+        if _HAS_REPLACE:
+            body["__replace__"] = _nt_replace
+        for index, n in enumerate(names):
+            body[n] = _tuplegetter(index, f"Alias for field number {index}")
         for key, value in ns.items():
             if key in _PROHIBITED:
                 raise AttributeError(f"cannot overwrite NamedTuple attribute {key}")
             if key not in _NOT_COPIED and key not in fields:
-                setattr(cls, key, value)
+                body[key] = value
+        cls = type(name, (tuple,), body)
+        cls.__annotations__ = dict(fields)
         return cls
 
 
 class NamedTuple(metaclass=_NamedTupleMeta):
     """Base of ``class Name(NamedTuple): field: type = default``; the class made is a plain
     subclass of ``tuple``, as with ``typing.NamedTuple``."""
+
+
+# What collections.namedtuple gives each class, written once here (its own are closures made per
+# class): each reads the class's _fields.
+
+
+def _nt_make(cls: type, iterable: Any) -> Any:
+    """Make a new record from a sequence or iterable."""
+    made: tuple[Any, ...] = tuple.__new__(cls, iterable)
+    if len(made) != len(cls._fields):  # type: ignore[attr-defined]
+        raise TypeError(f"Expected {len(cls._fields)} arguments, got {len(made)}")  # type: ignore[attr-defined]
+    return made
+
+
+def _nt_replace(self: Any, /, **changes: Any) -> Any:
+    """Return a new record replacing specified fields with new values."""
+    made = self._make(map(changes.pop, self._fields, self))
+    if changes:
+        raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+    return made
+
+
+def _nt_repr(self: Any) -> str:
+    """Return a nicely formatted representation string"""
+    shown = ", ".join([f"{n}={v!r}" for n, v in zip(self._fields, self, strict=True)])
+    return f"{self.__class__.__name__}({shown})"
+
+
+def _nt_asdict(self: Any) -> dict[str, Any]:
+    """Return a new dict which maps field names to their values."""
+    return dict(zip(self._fields, self, strict=True))
+
+
+def _nt_getnewargs(self: Any) -> tuple[Any, ...]:
+    """Return self as a plain tuple.  Used by copy and pickle."""
+    return tuple(self)
+
+
+_tuple_new = tuple.__new__
+
+# collections.namedtuple compiles each class's __new__ from source with eval, a compile per
+# record class at import (most of what a record cost). The function is the same for every class
+# of a given number of fields but for its parameters' names, so it is written here once per
+# number of fields and each class gets a copy of it with its own names: the same signature,
+# keywords and error messages as namedtuple's, without a compile.
+_BY_ARITY = (
+    lambda _cls, a: _tuple_new(_cls, (a,)),
+    lambda _cls, a, b: _tuple_new(_cls, (a, b)),
+    lambda _cls, a, b, c: _tuple_new(_cls, (a, b, c)),
+    lambda _cls, a, b, c, d: _tuple_new(_cls, (a, b, c, d)),
+    lambda _cls, a, b, c, d, e: _tuple_new(_cls, (a, b, c, d, e)),
+    lambda _cls, a, b, c, d, e, f: _tuple_new(_cls, (a, b, c, d, e, f)),
+    lambda _cls, a, b, c, d, e, f, g: _tuple_new(_cls, (a, b, c, d, e, f, g)),
+    lambda _cls, a, b, c, d, e, f, g, h: _tuple_new(_cls, (a, b, c, d, e, f, g, h)),
+    lambda _cls, a, b, c, d, e, f, g, h, i: _tuple_new(_cls, (a, b, c, d, e, f, g, h, i)),
+    lambda _cls, a, b, c, d, e, f, g, h, i, j: _tuple_new(_cls, (a, b, c, d, e, f, g, h, i, j)),
+    lambda _cls, a, b, c, d, e, f, g, h, i, j, k: _tuple_new(_cls, (a, b, c, d, e, f, g, h, i, j, k)),
+    lambda _cls, a, b, c, d, e, f, g, h, i, j, k, m: _tuple_new(_cls, (a, b, c, d, e, f, g, h, i, j, k, m)),
+)
+
+
+def _new_for(name: str, qualname: str, names: tuple[str, ...], defaults: tuple[Any, ...]) -> Any:
+    """The ``__new__`` namedtuple would compile for these fields."""
+    args = ", ".join(names) + ("," if len(names) == 1 else "")
+    if 0 < len(names) <= len(_BY_ARITY):
+        code = _BY_ARITY[len(names) - 1].__code__
+        code = code.replace(co_varnames=("_cls", *names), co_name="__new__", co_qualname=f"{qualname}.__new__")
+        new = _function(code, globals(), "__new__", defaults or None)
+    else:  # the source is built from the class's own field names, checked as identifiers
+        new = eval(f"lambda _cls, {args}: _tuple_new(_cls, ({args}))", {"_tuple_new": _tuple_new})
+        new.__name__, new.__qualname__, new.__defaults__ = "__new__", f"{qualname}.__new__", defaults or None
+    new.__doc__ = f"Create new instance of {name}({args})"
+    return new
 
 
 _MISSING: Any = object()
