@@ -1,9 +1,17 @@
 """Cold start of whole commands, taken in turn: median wall and CPU time of each, and each one's
-ratio to the first command, pair by pair (issue 14; the lab's figure: run it in dom0 with
-``lab/xenlab run 'python3 bench/cold_cli.py ...'``).
+ratio to the first command, pair by pair (issue 14).
 
     python3 bench/cold_cli.py -n 7 'virsh -c test:///default list --all' \
         'virtkit -c test:///default list --all' 'python3 -c pass' 'python3 -S -c pass'
+
+The lab's figure runs it in dom0 with the packages where ``pip install`` puts them, as virsh is
+on dom0's own disk: copied to /usr/local/lib/python3.11/dist-packages, no PYTHONPATH (a lab job
+has the 9p shares /mnt/pydeps and /mnt/src/lab on it, ahead of the standard library, and every
+import, the standard library's too, then looks there first)::
+
+    lab/xenlab run --timeout 900 'unset PYTHONPATH; cp -a /mnt/pydeps/virtkit* \
+        /usr/local/lib/python3.11/dist-packages/ && cd /mnt/src && python3 bench/cold_cli.py \
+        -n 21 "virsh -c test:///default list --all" "virtkit -c test:///default list --all"'
 
 Each command runs once unmeasured, then the commands run one after another, ``-n`` rounds. CPU
 time is the child's user + system time as the kernel accounts it (``os.wait4``); output goes
