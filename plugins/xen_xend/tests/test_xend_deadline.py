@@ -217,3 +217,51 @@ def test_keep_alive_survives_the_deadline_machinery(emu: XendEmulator) -> None:
 def test_the_transport_refuses_timeouts_requests_cannot_take(bad: object) -> None:
     with pytest.raises(virtkit.InvalidArgument, match="timeout"):
         Transport.tcp("127.0.0.1", 1, timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The system resolver, except for two names under .invalid: ``hung.invalid`` is a resolver
+    that does not answer (until the test ends), ``gone.invalid`` one that says no such name."""
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        numeric = len(args) >= 5 and isinstance(args[4], int) and args[4] & socket.AI_NUMERICHOST
+        if numeric:  # an address literal only: no look-up, as the real one does
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        if host == "hung.invalid":
+            release.wait(30)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host == "gone.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        yield release
+    finally:
+        release.set()
+
+
+def test_a_resolver_that_does_not_answer_ends_by_the_deadline(resolver: threading.Event) -> None:
+    start = time.monotonic()
+    with pytest.raises(virtkit.TimeoutError, match="within 1s"):
+        virtkit.open("xen://hung.invalid:8000/", timeout=TIMEOUT)
+    _within(start)
+
+
+def test_a_name_that_does_not_resolve_is_a_driver_error(resolver: threading.Event) -> None:
+    with pytest.raises(virtkit.DriverError, match=r"cannot reach xend at http://gone\.invalid:8000: .*not known"):
+        virtkit.open("xen://gone.invalid:8000/", timeout=TIMEOUT)
+
+
+def test_a_host_name_is_looked_up_and_each_address_tried(emu: XendEmulator, resolver: threading.Event) -> None:
+    # localhost may resolve to ::1 first, where the emulator does not listen: the next address serves
+    with virtkit.open(f"xen://localhost:{emu.port}/", timeout=5.0) as conn:
+        assert conn.hostname() == "talon"
+    with socket.socket() as srv:  # nothing listens on the port any address of localhost gives
+        srv.bind(("127.0.0.1", 0))
+        port = srv.getsockname()[1]
+    with pytest.raises(virtkit.DriverError, match="cannot reach xend"):
+        virtkit.open(f"xen://localhost:{port}/", timeout=5.0)

@@ -5,7 +5,9 @@ slowly, holds a call for as long as it likes. Here an operation opens :func:`bou
 one wins when operations nest); every send, receive and TLS handshake on the sockets below first
 sets the socket's timeout to what is left, and refuses to start once nothing is. Python's TLS
 layer already treats one call's timeout as a deadline for that call, so the bound holds from
-``connect`` through the last byte of the body, over TCP, TLS and the unix socket alike.
+``connect`` through the last byte of the body, over TCP, TLS and the unix socket alike. The
+host name is looked up under the same deadline (:func:`resolve`): a resolver that does not
+answer would otherwise hold the operation for as long as the system's resolver retries.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["DeadlineSSLSocket", "DeadlineSocket", "bounded", "remaining"]
+__all__ = ["DeadlineSSLSocket", "DeadlineSocket", "bounded", "remaining", "resolve"]
 
 _state = threading.local()
 
@@ -44,6 +46,40 @@ def bounded(seconds: float) -> Iterator[float]:
         yield deadline
     finally:
         _state.deadline = None
+
+
+def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo`` for a stream connection, done by this thread's deadline.
+
+    getaddrinfo cannot be interrupted, so past the deadline it is left to end on a daemon thread
+    (its answer unused) and TimeoutError is raised; errors (``socket.gaierror``) propagate. An
+    address literal is read at once."""
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name: look it up
+    left = remaining()
+    if left is None:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    if left <= 0:
+        raise TimeoutError(f"timed out: the operation's deadline passed before looking up {host}")
+    box: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(left):
+        raise TimeoutError(f"timed out looking up {host} ({left:.3g}s left of the operation)")
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]  # type: ignore[no-any-return]
 
 
 def _arm(sock: socket.socket) -> None:

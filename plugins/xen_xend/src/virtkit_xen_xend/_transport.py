@@ -31,7 +31,7 @@ import virtkit
 from virtkit import DriverError, InvalidArgument, ProtocolError, VirtError
 from virtkit import TimeoutError as VirtTimeoutError
 
-from ._deadline import DeadlineSocket, DeadlineSSLSocket, bounded, remaining
+from ._deadline import DeadlineSocket, DeadlineSSLSocket, bounded, remaining, resolve
 
 __all__ = ["MAX_REPLY", "Reply", "Transport", "UnixAdapter"]
 
@@ -56,16 +56,49 @@ def _connect_timeout(conn: urllib3.connection.HTTPConnection) -> None:
         conn.timeout = left
 
 
+def _tcp_socket(conn: urllib3.connection.HTTPConnection) -> DeadlineSocket:
+    """What urllib3's own ``_new_conn`` does (look the host up, try each address in turn), with
+    the look-up and every connect inside the operation's deadline: urllib3 looks the name up
+    with no bound at all. Errors come out as urllib3's, which requests turns into its own."""
+    _connect_timeout(conn)
+    host, port = conn.host, conn.port
+    try:
+        addresses = resolve(host, port)
+    except TimeoutError as exc:
+        raise urllib3.exceptions.ConnectTimeoutError(conn, str(exc)) from exc
+    except socket.gaierror as exc:
+        raise urllib3.exceptions.NameResolutionError(host, conn, exc) from exc
+    last: OSError | None = None
+    for family, kind, proto, _name, address in addresses:
+        _connect_timeout(conn)  # what is left now, after the look-up and any failed address
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            timeout = conn.timeout
+            sock.settimeout(timeout if isinstance(timeout, int | float) else None)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+        except TimeoutError as exc:  # socket.timeout
+            sock.close()
+            raise urllib3.exceptions.ConnectTimeoutError(conn, f"timed out connecting to {host}:{port}") from exc
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return DeadlineSocket.adopt(sock)
+    raise urllib3.exceptions.NewConnectionError(conn, f"cannot connect to {host}:{port}: {last}")
+
+
 class _HTTPConnection(urllib3.connection.HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        _connect_timeout(self)
-        return DeadlineSocket.adopt(super()._new_conn())
+        return _tcp_socket(self)
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        _connect_timeout(self)
-        return DeadlineSocket.adopt(super()._new_conn())  # wrapped by the context's DeadlineSSLSocket
+        return _tcp_socket(self)  # wrapped by the context's DeadlineSSLSocket
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
