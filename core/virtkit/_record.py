@@ -14,12 +14,14 @@ type stays visible to users' mypy; at run time the names come from here::
 :class:`NamedTuple` builds the class ``typing.NamedTuple`` builds (``collections.namedtuple``
 with the class body's methods and docstring; ``__annotations__`` keep the strings written, as a
 dataclass's do), without namedtuple's compile of each class's ``__new__`` (see ``_BY_ARITY``):
-tests/test_records.py holds every record equal to the namedtuple made of its fields. :func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the
-methods ``dataclasses`` would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen
-``__setattr__``, ``__match_args__``, pickling, 3.13's ``__replace__``; the four compiled ones
-when first used, see :class:`_Written`); the real
-``dataclasses`` computes ``__dataclass_fields__`` on first access, so ``dataclasses.fields``,
-``replace``, ``asdict`` and ``is_dataclass`` work on these classes as on any dataclass.
+tests/test_records.py holds every record equal to the namedtuple made of its fields.
+
+:func:`dataclass` accepts only ``frozen=True, slots=True`` and makes the methods ``dataclasses``
+would (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, frozen ``__setattr__``,
+``__match_args__``, pickling, 3.13's ``__replace__``; the four compiled ones when first used,
+see :class:`_Written`); the real ``dataclasses`` computes ``__dataclass_fields__`` on first
+access, so ``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass`` work on these
+classes as on any dataclass.
 tests/test_records.py compares each record with the class ``dataclasses`` makes of it.
 """
 
