@@ -37,7 +37,7 @@ def test_naming_rule() -> None:
 
 def test_catalogue_fields() -> None:
     assert {op for op, o in CATALOGUE.items() if o.mandatory} >= {"connect_get_type", "domain_get_info"}
-    assert {o.since for o in CATALOGUE.values()} == {"1.0", "1.1"}
+    assert {o.since for o in CATALOGUE.values()} == {"1.0", "1.1", "1.2"}
     added = {o.name for o in CATALOGUE.values() if o.since == "1.1"}
     assert added == {
         "connect_get_all_domain_stats",
@@ -47,6 +47,10 @@ def test_catalogue_fields() -> None:
         "domain_get_vcpu_info",
     }
     assert not any(CATALOGUE[op].mandatory or CATALOGUE[op].mutates for op in added)  # a 1.0 plugin still opens
+    added = {o.name for o in CATALOGUE.values() if o.since == "1.2"}
+    assert added == {"domain_is_persistent", "domain_get_autostart", "domain_set_autostart"}
+    assert not any(CATALOGUE[op].mandatory for op in added)  # a 1.1 plugin still opens
+    assert {op for op in added if CATALOGUE[op].mutates} == {"domain_set_autostart"}
     mut = {op for op, o in CATALOGUE.items() if o.mutates}
     assert "domain_suspend" in mut and "domain_get_info" not in mut
     assert all(not o.name.startswith("domain_get") for o in CATALOGUE.values() if o.mutates)

@@ -1,6 +1,7 @@
 """What a virsh user expects of `virtkit` (issue 14, item 6): --version, `python -m virtkit`,
 help for every command and argument, list --name/--inactive/--uuid, domid/domname/domuuid,
-vcpucount, dumpconfig (round trip through create/define), dominfo's Persistent line, one line
+vcpucount, dumpconfig (round trip through create/define), dominfo's Persistent and Autostart
+lines and the autostart command (catalogue 1.2), one line
 for a failed open, and one command table behind the parser, the start-up guess and dispatch."""
 
 from __future__ import annotations
@@ -171,14 +172,60 @@ def test_vcpucount_matches_virsh_for_libvirts_test_domain() -> None:
     assert "\n".join(live) + "\n" == ok("-c", URI, "vcpucount", "test")
 
 
-def test_dominfo_persistent_only_where_known() -> None:
-    lines = ok("-c", URI, "dominfo", "defined-vm").splitlines()
-    assert lines[-1] == "Persistent:     yes"
-    assert json.loads(ok("-c", URI, "--json", "dominfo", "defined-vm"))["persistent"] is True
-    # a running domain's persistence and any domain's autostart: no catalogue operation says
-    running = ok("-c", URI, "dominfo", "web")
+def _dominfo(*args: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in ok(*args).splitlines())
+
+
+def test_dominfo_persistent_and_autostart_as_virsh_prints_them() -> None:
+    ours = _dominfo("-c", URI, "dominfo", "test")
+    assert (ours["Persistent"].strip(), ours["Autostart"].strip()) == ("yes", "disable")
+    assert list(ours)[-2:] == ["Persistent", "Autostart"]  # virsh's order, after Used memory
+    virsh = pytest.importorskip("shutil").which("virsh")
+    if virsh:  # libvirt's own test:///default: the same two lines for its 'test' domain
+        r = subprocess.run([virsh, "-c", URI, "dominfo", "test"], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            theirs = dict(line.split(":", 1) for line in r.stdout.splitlines() if ":" in line)
+            assert (theirs["Persistent"], theirs["Autostart"]) == (ours["Persistent"], ours["Autostart"])
+
+
+def test_dominfo_of_a_transient_and_an_autostarting_domain(tmp_path: pathlib.Path) -> None:
+    host = tmp_path / "host.json"
+    host.write_text(
+        json.dumps(
+            {
+                "domains": [
+                    {"name": "once", "memory": 65536, "persistent": False},
+                    {"name": "boots", "state": "shutoff", "memory": 65536, "autostart": True},
+                ]
+            }
+        )
+    )
+    once = _dominfo("-c", f"test://{host}", "dominfo", "once")
+    assert (once["Persistent"].strip(), once["Autostart"].strip()) == ("no", "disable")
+    data = json.loads(ok("-c", f"test://{host}", "--json", "dominfo", "boots"))
+    assert (data["persistent"], data["autostart"]) == (True, True)
+    r = run("-c", f"test://{host}", "autostart", "once")
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "transient" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_dominfo_leaves_out_what_no_plugin_serves() -> None:
+    """Without the 1.2 operations, a defined domain is still persistent by the catalogue's contract;
+    a running one's persistence and any domain's autostart are left out."""
+    without = ("--exclude", "domain_is_persistent=test", "--exclude", "domain_get_autostart=test")
+    defined = _dominfo("-c", URI, *without, "dominfo", "defined-vm")
+    assert defined["Persistent"].strip() == "yes" and "Autostart" not in defined
+    running = _dominfo("-c", URI, *without, "dominfo", "web")
     assert "Persistent" not in running and "Autostart" not in running
-    assert "persistent" not in json.loads(ok("-c", URI, "--json", "dominfo", "web"))
+    assert "persistent" not in json.loads(ok("-c", URI, *without, "--json", "dominfo", "web"))
+
+
+def test_autostart_marks_and_unmarks_as_virsh_says_it() -> None:
+    assert ok("-c", URI, "autostart", "test") == "Domain 'test' marked as autostarted\n"
+    assert ok("-c", URI, "autostart", "--disable", "web") == "Domain 'web' unmarked as autostarted\n"
+    assert json.loads(ok("-c", URI, "--json", "autostart", "--disable", "test")) == {"name": "test", "autostart": False}
+    r = run("-r", "-c", URI, "autostart", "test")
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "read-only" in r.stderr, r.stderr
 
 
 # -- dumpconfig ----------------------------------------------------------------------------------

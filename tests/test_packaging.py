@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: The first core release carrying each catalogue version (docs/plugins.md §5): a plugin
 #: targeting it depends on virtkit>=that,<the catalogue's major (the core's next major).
-FIRST_CORE_OF_CATALOGUE = {"1.0": "0.1", "1.1": "0.1"}
+FIRST_CORE_OF_CATALOGUE = {"1.0": "0.1", "1.1": "0.1", "1.2": "0.2"}
 
 #: Another engineer's plugin, updated by them (issue 14): strict, so the marker goes when it passes.
 _PENDING: dict[str, str] = {}

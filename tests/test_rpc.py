@@ -42,6 +42,7 @@ _BLOCK = virtkit.BlockStats("xvda", 1, 4096, 2, 8192, None, None, None, None, 0,
 _NET = virtkit.InterfaceStats("vif2.0", 1000, 1, 600, 1)
 VALUES |= {
     "StatsGroups": ["cpu", "net"],
+    "bool": True,  # catalogue 1.2: persistence and autostart
     "list[DomainRef] | None": [REF],
     "list[DomainStats]": [
         virtkit.DomainStats(REF, DomainStateInfo(DomainState.RUNNING, "booted"), virtkit.CpuStats(10**9)),
@@ -73,6 +74,9 @@ def test_every_catalogue_type_that_travels_round_trips() -> None:
         ("int", 2**64),
         ("int", "3"),
         ("str", 3),
+        ("bool", 1),
+        ("bool", "true"),
+        ("bool", None),
         ("None", 0),
         ("list[int]", [1, "2"]),
         ("UUID", "not-a-uuid"),

@@ -237,7 +237,7 @@ class Old:
 
 
 def test_a_catalogue_1_0_plugin_keeps_working() -> None:
-    assert virtkit.CATALOGUE_VERSION == "1.1"
+    assert virtkit.CATALOGUE_VERSION == "1.2"
     plugin = Part("old", 10, Old(), catalogue="1.0")
     with virtkit.open("old:///", entry_points=False, plugins=[plugin], strict=True) as conn:
         assert [d.name for d in conn.domains()] == ["test", "web", "paused-vm"]

@@ -33,7 +33,7 @@ __all__ = [
 
 #: major.minor. A plugin targeting the same major and a minor <= ours is compatible: minors
 #: only add optional operations, a new major may change signatures.
-CATALOGUE_VERSION = "1.1"
+CATALOGUE_VERSION = "1.2"
 
 #: A driver that delivers only some event types names them in this attribute (a collection of
 #: DomainEventType); undeclared means every type its operations must fire. The kit checks the
@@ -321,6 +321,36 @@ _OPS = (
         "stops (libvirt's rule).",
     ),
     _op("domain_get_config", (_DOM,), "DomainConfig", "The domain's configuration.", errors=(_GONE,)),
+    # 1.2: persistence and autostart (libvirt's virDomainIsPersistent, virDomainGet/SetAutostart)
+    _op(
+        "domain_is_persistent",
+        (_DOM,),
+        "bool",
+        "Whether the domain has a persistent config, so that it outlives its stop.",
+        since="1.2",
+        errors=(_GONE,),
+        note="True for a defined domain, shut off or running; False for one made by domain_create and "
+        "for a running one after domain_undefine. Serve it only where the backend keeps the definitions.",
+    ),
+    _op(
+        "domain_get_autostart",
+        (_DOM,),
+        "bool",
+        "Whether the domain is started when its host (or the backend's daemon) starts.",
+        since="1.2",
+        errors=(_GONE,),
+        note="False for a transient domain. Serve it only where something starts the marked domains.",
+    ),
+    _op(
+        "domain_set_autostart",
+        (_DOM, Param("autostart", "bool", "True: start it with the host")),
+        "None",
+        "Mark or unmark the domain to be started when its host starts.",
+        mutates=True,
+        since="1.2",
+        errors=(_GONE, ("InvalidOperation", "the domain is transient: it has no config to start")),
+        note="Read back by domain_get_autostart at once; changes no state and fires no event.",
+    ),
     _op(
         "connect_domain_event_register",
         (Param("callback", "Callable[[DomainEvent], None]", "called once per event, from any thread"),),

@@ -1,6 +1,6 @@
 """The CLI's domain commands, in virsh's formats: listing and looking (``list``, ``dominfo``,
 ``domstate``, ``domid``, ``domname``, ``domuuid``, ``vcpucount``, ``dumpconfig``), changing
-(lifecycle, memory, vcpus, ``create``, ``define``) and ``events``."""
+(lifecycle, memory, vcpus, ``autostart``, ``create``, ``define``) and ``events``."""
 
 from __future__ import annotations
 
@@ -83,11 +83,12 @@ def cmd_dominfo(conn: Connection, args: argparse.Namespace) -> None:
         data["os_type"] = dom.os_type()
     if conn.served_by("domain_get_vcpus"):
         data["max_vcpus"] = dom.vcpus(flags=VcpuFlags.MAXIMUM)
-    # By the catalogue's contract a domain without an id is a defined one: only a persistent
-    # domain outlives its stop. Whether a running domain is persistent, and any domain's
-    # autostart, no catalogue operation says: those lines are left out.
-    if dom.id is None:
+    if conn.served_by("domain_is_persistent"):
+        data["persistent"] = dom.is_persistent()
+    elif dom.id is None:  # by the catalogue's contract only a persistent domain outlives its stop
         data["persistent"] = True
+    if conn.served_by("domain_get_autostart"):
+        data["autostart"] = dom.autostart()
     lines = [
         ("Id", "-" if dom.id is None else dom.id),
         ("Name", dom.name),
@@ -101,6 +102,8 @@ def cmd_dominfo(conn: Connection, args: argparse.Namespace) -> None:
     ]
     if "persistent" in data:
         lines.append(("Persistent", "yes" if data["persistent"] else "no"))
+    if "autostart" in data:
+        lines.append(("Autostart", "enable" if data["autostart"] else "disable"))
     emit(args, data, lambda: fields(lines))
 
 
@@ -207,6 +210,14 @@ def cmd_setvcpus(conn: Connection, args: argparse.Namespace) -> None:
     dom = conn.lookup(args.domain)
     dom.set_vcpus(args.count, flags=VcpuFlags.MAXIMUM if args.maximum else 0)
     emit(args, {"name": dom.name, "vcpus": args.count}, f"Domain '{dom.name}' vcpus set to {args.count}")
+
+
+def cmd_autostart(conn: Connection, args: argparse.Namespace) -> None:
+    dom = conn.lookup(args.domain)
+    flag = not args.disable
+    dom.set_autostart(flag)
+    done = "marked as autostarted" if flag else "unmarked as autostarted"
+    emit(args, {"name": dom.name, "autostart": flag}, f"Domain '{safe(dom.name)}' {done}")
 
 
 def _load_config(path: str, fmt: str | None) -> DomainConfig:

@@ -215,6 +215,15 @@ COMMANDS: tuple[Command, ...] = (
             arg("--maximum", action="store_true", help="set the maximum instead (only while shut off)"),
         ),
     ),
+    Command(
+        "autostart",
+        "mark a domain to start with its host",
+        "domain.cmd_autostart",
+        (_DOM, arg("--disable", action="store_true", help="unmark it instead")),
+        description="Mark a persistent domain to be started when its host starts (virsh's autostart); "
+        "--disable unmarks it. dominfo shows the mark. Only a backend that starts the marked domains "
+        "serves it; a transient domain is refused.",
+    ),
     Command("create", "start a domain from a config file", "domain.cmd_create", (_CONFIG, _FORMAT)),
     Command("define", "define a domain from a config file", "domain.cmd_define", (_CONFIG, _FORMAT)),
     Command(

@@ -85,6 +85,13 @@ def check_vcpus(count: object, what: str = "vcpus") -> int:
     return _check_int(count, what, 1, MAX_VCPUS)
 
 
+def check_bool(value: object, what: str = "autostart") -> bool:
+    """A yes/no argument: True or False only (a 0/1 or a string would hide a caller's mix-up)."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be True or False, got {_short(value)}")
+    return value
+
+
 def as_uuid(value: object) -> _uuid.UUID:
     """A UUID, or text naming one (any form uuid.UUID reads), as a uuid.UUID."""
     if isinstance(value, _uuid.UUID):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Callable, Iterable
 
-from ._input import as_domain_refs, as_uuid, check_domain_config, check_memory, check_vcpus
+from ._input import as_domain_refs, as_uuid, check_bool, check_domain_config, check_memory, check_vcpus
 from ._types import DomainConfig, DomainEvent, DomainInfo, DomainRef, DomainStateInfo, NodeInfo, Version
 
 TYPE_CHECKING = False  # typing is not imported at run time: see _record
@@ -266,6 +266,27 @@ class DomainMethods:
             return self._vt["domain_get_config"](self._ref, flags=flags)  # type: ignore[no-any-return]
         except Exception as exc:
             raise self._conn._fail("domain_get_config", exc)
+
+    def is_persistent(self, *, flags: int = 0) -> bool:
+        """Whether the domain has a persistent config, so that it outlives its stop."""
+        try:
+            return self._vt["domain_is_persistent"](self._ref, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_is_persistent", exc)
+
+    def autostart(self, *, flags: int = 0) -> bool:
+        """Whether the domain is started when its host (or the backend's daemon) starts."""
+        try:
+            return self._vt["domain_get_autostart"](self._ref, flags=flags)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._conn._fail("domain_get_autostart", exc)
+
+    def set_autostart(self, autostart: bool, *, flags: int = 0) -> None:
+        """Mark or unmark the domain to be started when its host starts."""
+        try:
+            self._vt["domain_set_autostart"](self._ref, check_bool(autostart), flags=flags)
+        except Exception as exc:
+            raise self._conn._fail("domain_set_autostart", exc)
 
     def block_stats(self, device: str = "", *, flags: int = 0) -> BlockStats:
         """A disk's I/O counters: requests, bytes, ns."""

@@ -30,6 +30,7 @@ _CHECKS = {
     "config": "check_domain_config",
     "uuid": "as_uuid",
     "domains": "as_domain_refs",
+    "autostart": "check_bool",
 }
 # catalogue type -> the public parameter's annotation, where the public side accepts more
 _PUBLIC_TYPES = {"UUID": "_uuid.UUID | str"}

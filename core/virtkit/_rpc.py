@@ -228,6 +228,7 @@ def _list_of(item: Callable[[object], Any], what: str) -> Callable[[object], lis
 _DECODERS: dict[str, Callable[[object], Any]] = {
     "str": lambda d: _str(d, "string"),
     "int": lambda d: _int(d, "integer"),
+    "bool": lambda d: d if isinstance(d, bool) else _bad_raise("boolean", d),
     "None": lambda d: None if d is None else _bad_raise("None", d),
     "list[int]": _list_of(lambda d: _int(d, "integer"), "list of integers"),
     "list[str]": _list_of(lambda d: _str(d, "string"), "list of strings"),

@@ -138,6 +138,7 @@ def _check_callable(v: object) -> str | None:
 RESULT_CHECKS: dict[str, Callable[[object], str | None]] = {
     "str": _is(str, "str"),
     "int": _is(int, "int"),
+    "bool": _is(bool, "bool"),
     "None": _check_none,
     "Version": _check_version,
     "NodeInfo": _check_node,

@@ -217,6 +217,8 @@ def arg_for(conn: Connection, op: Operation, index: int, ref: DomainRef) -> Any:
         return lambda _event: None
     if p.name == "device":
         return ""
+    if p.name == "autostart":
+        return False
     raise AssertionError(f"the kit has no argument for {op.name}({p.name}: {p.type})")
 
 
@@ -378,6 +380,10 @@ def test_domain_reads_consistent(conn: Connection) -> None:
         if provided(conn, "domain_get_config"):
             cfg = call(conn, "domain_get_config", ref)
             assert cfg.name == ref.name, f"{ref.name}: get_config names {cfg.name!r}"
+        persistent = call(conn, "domain_is_persistent", ref) if provided(conn, "domain_is_persistent") else None
+        assert persistent is not False or ref.id is not None, f"{ref.name} is defined and shut off, not persistent"
+        if persistent is False and provided(conn, "domain_get_autostart"):
+            assert not call(conn, "domain_get_autostart", ref), f"transient {ref.name} is marked to autostart"
 
 
 # -- mutating checks, events and statistics (catalogue 1.1): tests in their own modules, collected here
@@ -395,10 +401,12 @@ from ._contract_lifecycle import (  # noqa: E402, F401 - collected here, with th
     remove,
     scratch,
     start_new,
+    test_autostart,
     test_create_transient,
     test_define_start_undefine,
     test_destroy,
     test_invalid_transitions,
+    test_persistence,
     test_reboot,
     test_set_max_memory,
     test_set_memory,

@@ -312,3 +312,65 @@ def test_set_vcpus(conn: Connection, settings: Settings, scratch: Scratch) -> No
     expect_error(InvalidArgument, lambda: call(conn, "domain_set_vcpus", ref, 0), "set_vcpus(0)")
     call(conn, "domain_set_vcpus", ref, info.vcpus)
     wait_for(lambda: call(conn, "domain_get_info", ref).vcpus == info.vcpus, settings.timeout, f"{info.vcpus} vcpus")
+
+
+# -- persistence and autostart (catalogue 1.2) ------------------------------------------------------
+
+
+def _mutating(settings: Settings) -> None:
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+
+
+def test_persistence(conn: Connection, settings: Settings) -> None:
+    """A defined domain is persistent, shut off and running; a created one is not."""
+    _mutating(settings)
+    need(conn, "domain_is_persistent")
+    if not (provided(conn, "domain_define") or provided(conn, "domain_create")):
+        pytest.skip("the driver neither defines nor creates domains")
+    if provided(conn, "domain_define"):
+        ref = call(conn, "domain_define", new_config(settings))
+        try:
+            assert call(conn, "domain_is_persistent", ref) is True, "a defined domain is not persistent"
+            if provided(conn, "domain_start"):
+                call(conn, "domain_start", ref)
+                wait_state(conn, ref, RUNNING, "running after start", settings.timeout)
+                ref = refresh(conn, ref)
+                assert call(conn, "domain_is_persistent", ref) is True, "a started definition is not persistent"
+        finally:
+            remove(conn, ref.uuid, settings.timeout)
+    if provided(conn, "domain_create"):
+        ref = call(conn, "domain_create", new_config(settings))
+        try:
+            assert call(conn, "domain_is_persistent", ref) is False, "a domain made by create is persistent"
+        finally:
+            remove(conn, ref.uuid, settings.timeout)
+
+
+def test_autostart(conn: Connection, settings: Settings) -> None:
+    """A new definition does not autostart; set_autostart is read back; a transient domain refuses it."""
+    _mutating(settings)
+    need(conn, "domain_get_autostart", "domain_set_autostart")
+    if provided(conn, "domain_define"):
+        ref = call(conn, "domain_define", new_config(settings))
+        try:
+            assert call(conn, "domain_get_autostart", ref) is False, "a new definition is marked to autostart"
+            for flag in (True, False):
+                call(conn, "domain_set_autostart", ref, flag)
+                got = call(conn, "domain_get_autostart", ref)
+                assert got is flag, f"set_autostart({flag}) then get_autostart() returned {got!r}"
+            info = call(conn, "domain_get_info", ref)
+            assert info.state in INACTIVE, f"set_autostart changed the domain's state to {info.state.label}"
+        finally:
+            remove(conn, ref.uuid, settings.timeout)
+    if provided(conn, "domain_create"):
+        ref = call(conn, "domain_create", new_config(settings))
+        try:
+            assert call(conn, "domain_get_autostart", ref) is False, "a transient domain is marked to autostart"
+            expect_error(
+                InvalidOperation,
+                lambda: call(conn, "domain_set_autostart", ref, True),
+                "set_autostart of a transient domain",
+            )
+        finally:
+            remove(conn, ref.uuid, settings.timeout)

@@ -1,12 +1,15 @@
-"""create / define / start / undefine, and the transient versus persistent distinction."""
+"""create / define / start / undefine, the transient versus persistent distinction, autostart."""
 
 from __future__ import annotations
 
+import json
+import pathlib
 import uuid
 
 import pytest
 
 import virtkit
+import virtkit_test
 from virtkit import DomainConfig, DomainState
 
 
@@ -127,3 +130,59 @@ def test_random_uuid_when_config_has_none(conn: virtkit.Connection) -> None:
     b = conn.define(DomainConfig("b", 1024))
     assert a.uuid != b.uuid
     assert a.config().uuid == a.uuid
+
+
+# -- persistence and autostart (catalogue 1.2) --------------------------------------------------
+
+
+def test_persistence_follows_define_create_and_undefine(conn: virtkit.Connection) -> None:
+    assert len(conn.domains(all=True)) == 4 and all(d.is_persistent() for d in conn.domains(all=True))
+    once = conn.create(DomainConfig("once", 65536))
+    assert once.is_persistent() is False
+    kept = conn.define(DomainConfig("kept", 65536))
+    assert kept.is_persistent() is True
+    kept.start()
+    assert kept.is_persistent() is True
+    web = conn.lookup_by_name("web")
+    web.set_autostart(True)
+    web.undefine()  # running: it becomes transient, and a transient domain never autostarts
+    assert (web.is_persistent(), web.autostart()) == (False, False)
+    with pytest.raises(virtkit.InvalidOperation, match="transient"):
+        web.set_autostart(True)
+
+
+def test_autostart_is_kept_and_read_back(conn: virtkit.Connection) -> None:
+    dom = conn.lookup_by_name("defined-vm")
+    assert dom.autostart() is False
+    dom.set_autostart(True)
+    assert dom.autostart() is True
+    assert conn.lookup_by_name("defined-vm").info().state is DomainState.SHUTOFF  # marking starts nothing
+    dom.start()
+    dom.destroy()
+    assert dom.autostart() is True  # the mark belongs to the definition, not to one run
+    dom.set_autostart(False)
+    assert dom.autostart() is False
+
+
+def test_autostart_of_a_transient_domain_is_refused(conn: virtkit.Connection) -> None:
+    once = conn.create(DomainConfig("once", 65536))
+    assert once.autostart() is False
+    with pytest.raises(virtkit.InvalidOperation, match="transient"):
+        once.set_autostart(True)
+    assert once.autostart() is False
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_set_autostart_takes_a_bool_only(conn: virtkit.Connection, value: object) -> None:
+    dom = conn.lookup_by_name("defined-vm")
+    with pytest.raises(virtkit.InvalidArgument, match="autostart must be True or False"):
+        dom.set_autostart(value)  # type: ignore[arg-type]
+    assert dom.autostart() is False
+
+
+def test_autostart_from_a_host_file(tmp_path: pathlib.Path) -> None:
+    host = tmp_path / "host.json"
+    boots = {"name": "boots", "state": "shutoff", "memory": 65536, "autostart": True}
+    host.write_text(json.dumps({"domains": [boots]}))
+    with virtkit.open(f"test://{host}", entry_points=False, plugins=[virtkit_test.plugin]) as c:
+        assert c.lookup_by_name("boots").autostart() is True

@@ -124,6 +124,8 @@ BAD: list[tuple[str, object, str]] = [
     ("uuid-int", _dom(uuid=5), r"domains\[0\].uuid: not a UUID: 5"),
     ("neg-id", _dom(id=-1), r"domains\[0\].id: must be between 0 and"),
     ("persistent-str", _dom(persistent="yes"), r"persistent: must be true or false"),
+    ("autostart-int", _dom(autostart=1), r"autostart: must be true or false"),
+    ("autostart-transient", _dom(persistent=False, autostart=True), "a transient domain cannot autostart"),
     ("off-with-id", _dom(state="shutoff", id=3), "a shut-off domain has no id"),
     ("off-transient", _dom(state="shutoff", persistent=False), "must be persistent"),
     ("off-cpu", _dom(state="shutoff", cpu_time=5), "has used no cpu time"),

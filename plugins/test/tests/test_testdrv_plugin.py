@@ -14,7 +14,7 @@ from virtkit import Declined, parse_uri
 
 def test_plugin_metadata() -> None:
     p = virtkit_test.plugin
-    assert (p.virtkit_catalogue, p.virtkit_name, p.virtkit_default_uri) == ("1.1", "test", "test:///default")
+    assert (p.virtkit_catalogue, p.virtkit_name, p.virtkit_default_uri) == ("1.2", "test", "test:///default")
 
 
 def test_entry_point_is_installed_under_the_scheme() -> None:

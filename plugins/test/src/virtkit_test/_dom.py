@@ -15,6 +15,7 @@ class Dom:
     """One domain's mutable state. Hot fields live here; the rest of its config in ``config``."""
 
     __slots__ = (
+        "autostart",
         "config",
         "cpu_ns",
         "disks",
@@ -41,6 +42,7 @@ class Dom:
         self.name = config.name
         self.uuid = uuid
         self.persistent = persistent
+        self.autostart = False  # only a persistent domain may be marked
         self.memory = config.memory
         self.max_memory = config.max_memory
         self.vcpus = config.vcpus

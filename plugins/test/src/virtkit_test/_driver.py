@@ -75,6 +75,7 @@ class Driver(StatsMixin):
         for spec in host.domains:
             assert spec.config.uuid is not None
             d = Dom(spec.config, spec.config.uuid, spec.persistent)
+            d.autostart = spec.autostart
             self._by_uuid[d.uuid] = self._by_name[d.name] = d
             if spec.state in _ACTIVE:
                 assert spec.id is not None
@@ -311,6 +312,25 @@ class Driver(StatsMixin):
                 d.config, memory=d.memory, max_memory=d.max_memory, vcpus=d.vcpus, max_vcpus=d.max_vcpus
             )
 
+    def domain_is_persistent(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        check_flags(flags)
+        with self._lock:
+            return self._find(dom).persistent
+
+    def domain_get_autostart(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        check_flags(flags)
+        with self._lock:
+            return self._find(dom).autostart
+
+    def domain_set_autostart(self, dom: DomainRef, autostart: bool, *, flags: int = 0) -> None:
+        # An in-memory host never boots again: the mark is kept and read back, as libvirt's test driver does.
+        check_flags(flags)
+        with self._lock:
+            d = self._find(dom)
+            if not d.persistent:
+                raise InvalidOperation(f"cannot set autostart of {d.name!r}: it is transient")
+            d.autostart = bool(autostart)
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def domain_suspend(self, dom: DomainRef, *, flags: int = 0) -> None:
@@ -404,7 +424,7 @@ class Driver(StatsMixin):
             d = self._find(dom)
             if not d.persistent:
                 raise InvalidOperation(f"cannot undefine domain {d.name!r}: it is transient (destroy it instead)")
-            d.persistent = False
+            d.persistent = d.autostart = False
             if d.id is None:
                 del self._by_uuid[d.uuid], self._by_name[d.name]
             self._hub.emit(DomainEventType.UNDEFINED, d.ref, "removed")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         id: int | None
         persistent: bool
         cpu_time: int
+        autostart: bool
 
     class HostSpec(NamedTuple):
         hostname: str
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
         domains: tuple[DomainSpec, ...]
 
 else:
-    DomainSpec = collections.namedtuple("DomainSpec", "config state id persistent cpu_time")
+    DomainSpec = collections.namedtuple("DomainSpec", "config state id persistent cpu_time autostart")
     HostSpec = collections.namedtuple("HostSpec", "hostname node domains")
 
 DomainSpec.__doc__ = """One domain as a description starts it: ``config`` is complete (max memory/vcpus and
@@ -89,7 +90,7 @@ DEFAULT_NODE: Mapping[str, Any] = {
 }
 
 _CONFIG_KEYS = frozenset(DomainConfig.__match_args__)
-_DOMAIN_KEYS = _CONFIG_KEYS | {"id", "state", "persistent", "cpu_time"}
+_DOMAIN_KEYS = _CONFIG_KEYS | {"id", "state", "persistent", "cpu_time", "autostart"}
 _NODE_KEYS = frozenset({"model", "memory", "cpus", "mhz", "nodes", "sockets", "cores", "threads"})
 _HOST_KEYS = frozenset({"hostname", "node", "domains"})
 
@@ -189,7 +190,7 @@ def _parse_uuid(value: object, where: str) -> _uuid.UUID:
     raise _Bad(f"{where}: not a UUID: {value!r}")
 
 
-def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | None, bool, int]:
+def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | None, bool, int, bool]:
     data = _obj(raw, where, _DOMAIN_KEYS)
     name = _str(data.get("name"), f"{where}.name")
     state_name = data.get("state", "running")
@@ -199,6 +200,11 @@ def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | N
     persistent = data.get("persistent", True)
     if not isinstance(persistent, bool):
         raise _Bad(f"{where}.persistent: must be true or false, got {persistent!r}")
+    autostart = data.get("autostart", False)
+    if not isinstance(autostart, bool):
+        raise _Bad(f"{where}.autostart: must be true or false, got {autostart!r}")
+    if autostart and not persistent:
+        raise _Bad(f"{where}.autostart: a transient domain cannot autostart (it has no config to start)")
     dom_id = data.get("id")
     if dom_id is not None:
         dom_id = _int(dom_id, f"{where}.id", minimum=0, maximum=2**31 - 1)
@@ -220,7 +226,7 @@ def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | N
             raise _Bad(f"{where}.devices: must be a list of objects")
         kw["devices"] = tuple(kw["devices"])
     config = check_config(DomainConfig(**kw), where)
-    return config, state, dom_id, persistent, cpu_time
+    return config, state, dom_id, persistent, cpu_time, autostart
 
 
 def parse_host(data: object) -> HostSpec:
@@ -239,7 +245,7 @@ def parse_host(data: object) -> HostSpec:
     names: dict[str, int] = {}
     uuids: dict[_uuid.UUID, int] = {}
     ids: dict[int, int] = {}
-    for i, (config, _state, dom_id, _p, _c) in enumerate(parsed):
+    for i, (config, _state, dom_id, _p, _c, _a) in enumerate(parsed):
         if config.name in names:
             raise _Bad(f"domains[{i}].name: duplicate name {config.name!r} (also domains[{names[config.name]}])")
         names[config.name] = i
@@ -254,10 +260,10 @@ def parse_host(data: object) -> HostSpec:
     # Active domains without an id get the next free ones, in file order.
     next_id = max(ids, default=0) + 1
     specs = []
-    for config, state, dom_id, persistent, cpu_time in parsed:
+    for config, state, dom_id, persistent, cpu_time, autostart in parsed:
         if dom_id is None and state is not DomainState.SHUTOFF:
             dom_id, next_id = next_id, next_id + 1
-        specs.append(DomainSpec(config, state, dom_id, persistent, cpu_time))
+        specs.append(DomainSpec(config, state, dom_id, persistent, cpu_time, autostart))
     return HostSpec(hostname, node, tuple(specs))
 
 

@@ -18,7 +18,7 @@ class Plugin:
 
     __slots__ = ()
 
-    virtkit_catalogue = "1.1"
+    virtkit_catalogue = "1.2"
     virtkit_name = "test"
     virtkit_default_uri = "test:///default"
 
