@@ -128,13 +128,23 @@ class BrokenDriver:
         self._emit(DomainEventType.STARTED, d)
         return self._ref(d)
 
+    def domain_is_persistent(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        self._get(dom)
+        return True  # BUG: a domain made by create is transient
+
+    def domain_get_autostart(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        return bool(self._get(dom).get("autostart", False))
+
+    def domain_set_autostart(self, dom: DomainRef, autostart: bool, *, flags: int = 0) -> None:
+        self._get(dom)["autostart"] = autostart  # BUG: a transient domain has nothing to autostart
+
     def connect_domain_event_register(self, callback: Callable[[DomainEvent], None], *, flags: int = 0) -> Any:
         self.callbacks.append(callback)
         return lambda: self.callbacks.remove(callback)
 
 
 class Plugin:
-    virtkit_catalogue = "1.0"
+    virtkit_catalogue = "1.2"
     virtkit_name = "broken"
 
     @hookimpl
@@ -162,6 +172,8 @@ EXPECTED_FAILURES = {
     "test_create_transient": "a transient domain survives destroy",
     "test_set_memory": "memory above the maximum accepted",
     "test_set_max_memory": "a new maximum accepted but never applied",
+    "test_persistence": "a created domain said to be persistent",
+    "test_autostart": "a transient domain marked to autostart",
 }
 #: rules this driver keeps: the kit must not fail them
 EXPECTED_PASSES = (
@@ -174,6 +186,9 @@ EXPECTED_PASSES = (
     "test_suspend_resume",
     "test_event[create]",
     "test_event[resume]",
+    "test_result_type[domain_get_autostart]",
+    "test_missing_domain[domain_set_autostart]",
+    "test_readonly_refuses[domain_set_autostart]",
 )
 
 

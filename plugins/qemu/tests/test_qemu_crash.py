@@ -53,6 +53,7 @@ def test_kill9_of_a_persistent_domain_is_crashed_then_startable(glab: Any) -> No
         again.start()
         again = conn.lookup_by_name("p1")
         assert again.id is not None and again.id != dom.id
+        assert again.is_persistent() is True
         pid2 = glab.qemu_pid(again.id)
         assert glab.pid_alive(pid2)
         again.destroy()
@@ -61,6 +62,22 @@ def test_kill9_of_a_persistent_domain_is_crashed_then_startable(glab: Any) -> No
         assert conn.list_defined_domains() == ["p1"]
         conn.lookup_by_name("p1").undefine()
         assert conn.list_defined_domains() == []
+
+
+def test_undefine_while_running_leaves_a_transient_domain(glab: Any) -> None:
+    """libvirt's rule: the domain runs on, no longer persistent, and is gone once it stops."""
+    with glab.open() as conn:
+        dom = conn.define(glab.config("p2"))
+        dom.start()
+        dom = conn.lookup_by_name("p2")
+        assert dom.is_persistent() is True
+        dom.undefine()
+        assert dom.is_persistent() is False and conn.lookup_by_name("p2").id == dom.id
+        with glab.open() as other:  # the state directory says so to every connection
+            assert other.lookup_by_name("p2").is_persistent() is False
+        dom.destroy()
+        with pytest.raises(virtkit.NoSuchDomain):
+            conn.lookup_by_name("p2")
 
 
 def test_kill9_of_a_transient_domain_is_gone(glab: Any) -> None:

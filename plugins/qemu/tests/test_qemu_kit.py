@@ -53,7 +53,14 @@ def test_kit_passes_on_qemu_session(tmp_path: pathlib.Path, glab: Any) -> None:
     )
     assert run.returncode == 0, run.output[-6000:]
     # The lifecycle and stats checks must really have run, not been skipped.
-    lifecycle = ("test_suspend_resume", "test_shutdown", "test_reboot", "test_destroy", "test_define_start_undefine")
+    lifecycle = (
+        "test_suspend_resume",
+        "test_shutdown",
+        "test_reboot",
+        "test_destroy",
+        "test_define_start_undefine",
+        "test_persistence",
+    )
     stats = ("test_stats_bulk_groups", "test_stats_counters_monotonic", "test_stats_domain_ops")
     for name in (*lifecycle, *stats, "test_stats_unknown_device"):
         assert run.outcomes.get(name) == "passed", (name, run.outcomes.get(name), run.output[-3000:])

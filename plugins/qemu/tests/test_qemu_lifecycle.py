@@ -68,6 +68,9 @@ def test_lookups_and_listings(booted: Any) -> None:
     assert conn.lookup_by_id(dom.id).uuid == dom.uuid
     assert conn.lookup_by_name("guest1").id == dom.id
     assert conn.lookup_by_uuid(dom.uuid).name == "guest1"
+    assert dom.is_persistent() is False  # created, not defined
+    with pytest.raises(virtkit.Unsupported):
+        dom.autostart()  # nothing of the plugin runs at boot to honour a mark
 
 
 def test_a_new_connection_reattaches(booted: Any) -> None:

@@ -69,6 +69,7 @@ def test_define_persists_across_connections(lab: object, tmp_path: pathlib.Path)
         assert conn.lookup_by_uuid(dom.uuid).name == "keep"
         assert again.info().state is virtkit.DomainState.SHUTOFF
         assert again.info().memory == 65536
+        assert again.is_persistent() is True
         again.undefine()
         assert conn.list_defined_domains() == []
         with pytest.raises(virtkit.NoSuchDomain):

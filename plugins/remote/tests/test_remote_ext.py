@@ -54,6 +54,21 @@ def test_mutations_and_events_cross_the_link(h: type) -> None:
         assert ev is not None and ev.type is DomainEventType.RESUMED
 
 
+def test_persistence_and_autostart_cross_the_link(h: type) -> None:
+    """Catalogue 1.2's booleans travel as booleans; the far driver's refusal arrives typed."""
+    with virtkit.open(h.ext_uri()) as conn:
+        dom = conn.lookup_by_name("defined-vm")
+        assert (dom.is_persistent(), dom.autostart()) == (True, False)
+        dom.set_autostart(True)
+        assert dom.autostart() is True  # one far connection: the far test host kept the mark
+        once = conn.create(virtkit.DomainConfig("once", 65536))
+        assert once.is_persistent() is False
+        with pytest.raises(virtkit.InvalidOperation, match="transient"):
+            once.set_autostart(True)
+    with virtkit.open(h.ext_uri(), readonly=True) as conn, pytest.raises(virtkit.ReadOnlyError):
+        conn.lookup_by_name("defined-vm").set_autostart(True)
+
+
 def test_read_only_is_refused_here_and_on_the_far_side(h: type) -> None:
     with virtkit.open(h.ext_uri(), readonly=True) as conn:
         dom = conn.lookup_by_name("web")

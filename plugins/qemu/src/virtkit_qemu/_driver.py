@@ -330,6 +330,13 @@ class Driver(StatsMixin):
         check_flags(flags)
         return self._find(dom).config
 
+    @bounded
+    def domain_is_persistent(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        # A defined config, or a running domain started from one and not undefined since.
+        # Autostart is not served: no daemon of this plugin runs at boot to start marked domains.
+        check_flags(flags)
+        return self._find(dom).persistent
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     @bounded

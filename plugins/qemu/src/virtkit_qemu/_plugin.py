@@ -34,7 +34,7 @@ class Plugin:
 
     __slots__ = ()
 
-    virtkit_catalogue = "1.1"
+    virtkit_catalogue = "1.2"
     virtkit_name = "qemu"
     virtkit_default_uri = "qemu:///session"
     virtkit_driver_class = "virtkit_qemu._driver:Driver"
