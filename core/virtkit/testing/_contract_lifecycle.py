@@ -322,6 +322,16 @@ def _mutating(settings: Settings) -> None:
         pytest.skip("mutating check: pass --virtkit-mutating")
 
 
+@contextlib.contextmanager
+def _made(conn: Connection, settings: Settings, op: str) -> Iterator[DomainRef]:
+    """A new domain from ``op`` (domain_define or domain_create), removed afterwards."""
+    ref = call(conn, op, new_config(settings))
+    try:
+        yield ref
+    finally:
+        remove(conn, ref.uuid, settings.timeout)
+
+
 def test_persistence(conn: Connection, settings: Settings) -> None:
     """A defined domain is persistent, shut off and running; a created one is not."""
     _mutating(settings)
@@ -329,22 +339,16 @@ def test_persistence(conn: Connection, settings: Settings) -> None:
     if not (provided(conn, "domain_define") or provided(conn, "domain_create")):
         pytest.skip("the driver neither defines nor creates domains")
     if provided(conn, "domain_define"):
-        ref = call(conn, "domain_define", new_config(settings))
-        try:
+        with _made(conn, settings, "domain_define") as ref:
             assert call(conn, "domain_is_persistent", ref) is True, "a defined domain is not persistent"
             if provided(conn, "domain_start"):
                 call(conn, "domain_start", ref)
                 wait_state(conn, ref, RUNNING, "running after start", settings.timeout)
                 ref = refresh(conn, ref)
                 assert call(conn, "domain_is_persistent", ref) is True, "a started definition is not persistent"
-        finally:
-            remove(conn, ref.uuid, settings.timeout)
     if provided(conn, "domain_create"):
-        ref = call(conn, "domain_create", new_config(settings))
-        try:
+        with _made(conn, settings, "domain_create") as ref:
             assert call(conn, "domain_is_persistent", ref) is False, "a domain made by create is persistent"
-        finally:
-            remove(conn, ref.uuid, settings.timeout)
 
 
 def test_autostart(conn: Connection, settings: Settings) -> None:
@@ -352,8 +356,7 @@ def test_autostart(conn: Connection, settings: Settings) -> None:
     _mutating(settings)
     need(conn, "domain_get_autostart", "domain_set_autostart")
     if provided(conn, "domain_define"):
-        ref = call(conn, "domain_define", new_config(settings))
-        try:
+        with _made(conn, settings, "domain_define") as ref:
             assert call(conn, "domain_get_autostart", ref) is False, "a new definition is marked to autostart"
             for flag in (True, False):
                 call(conn, "domain_set_autostart", ref, flag)
@@ -361,16 +364,11 @@ def test_autostart(conn: Connection, settings: Settings) -> None:
                 assert got is flag, f"set_autostart({flag}) then get_autostart() returned {got!r}"
             info = call(conn, "domain_get_info", ref)
             assert info.state in INACTIVE, f"set_autostart changed the domain's state to {info.state.label}"
-        finally:
-            remove(conn, ref.uuid, settings.timeout)
     if provided(conn, "domain_create"):
-        ref = call(conn, "domain_create", new_config(settings))
-        try:
+        with _made(conn, settings, "domain_create") as ref:
             assert call(conn, "domain_get_autostart", ref) is False, "a transient domain is marked to autostart"
             expect_error(
                 InvalidOperation,
                 lambda: call(conn, "domain_set_autostart", ref, True),
                 "set_autostart of a transient domain",
             )
-        finally:
-            remove(conn, ref.uuid, settings.timeout)
