@@ -153,6 +153,8 @@ def test_create_from_fields_and_from_another_domains_config(conn: virtkit.Connec
     assert (c.kernel, c.memory, len(c.devices)) == (base.kernel, 100 * 1024, len(base.devices))
     with pytest.raises(virtkit.InvalidOperation, match="already exists"):
         conn.create(dataclasses.replace(base, uuid=uuid.uuid4()))
+    twin = conn.create(dataclasses.replace(base, name="rhel5-twin", uuid=None))  # xend makes its uuid
+    assert twin.uuid not in (base.uuid, clone.uuid) and twin.config().kernel == base.kernel
 
 
 def test_readonly_refuses_mutations_centrally(emu: XendEmulator) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from virtkit_xen_xend import XendDomain, parse_one, value
+from virtkit_xen_xend import XendDomain, dumps, parse_one, value
 from virtkit_xen_xend.emulator import MAX_CONTENT_LENGTH, XendEmulator
 
 SXP = {"Accept": "application/sxp"}
@@ -139,6 +139,21 @@ def test_create_and_new(emu: XendEmulator) -> None:
     assert bad.status_code == 500 and "Invalid configuration" in bad.text
     r = post(emu, "/xend/domain", op="new", config="(vm (name later) (memory 32) (image (linux (kernel /k))))")
     assert r.ok and XendDomain.from_text(r.text).id is None
+
+
+def test_new_redefines_by_name_and_uuid(emu: XendEmulator) -> None:
+    """xend's op=new: the same name and uuid update the config (a (domain ...) record is read as
+    a config too, as libvirt posted it back); the name with another uuid is refused."""
+    rec = parse_one(requests.get(base(emu) + "/xend/domain/test", headers=SXP, timeout=5).text)
+    assert isinstance(rec, list) and value(rec, "on_xend_start") == "ignore"
+    marked = [c if not (isinstance(c, list) and c[0] == "on_xend_start") else ["on_xend_start", "start"] for c in rec]
+    r = post(emu, "/xend/domain", op="new", config=dumps(marked))
+    assert r.status_code == 200 and value(parse_one(r.text), "on_xend_start") == "start"
+    assert len([d for d in emu.host.domains if d.name == "test"]) == 1
+    clash = post(emu, "/xend/domain", op="new", config="(vm (name test) (memory 32) (image (linux (kernel /k))))")
+    assert clash.status_code == 500 and parse_one(clash.text)[0] == "xend.err"
+    fresh = post(emu, "/xend/domain", op="new", config="(vm (name bare) (memory 32) (image (linux (kernel /k))))")
+    assert value(parse_one(fresh.text), "on_xend_start") == "ignore"  # XendConfig's default
 
 
 def test_request_body_cap(emu: XendEmulator) -> None:

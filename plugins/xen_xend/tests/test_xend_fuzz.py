@@ -156,6 +156,8 @@ _CALLS: list[Callable[[Driver], object]] = [
     lambda d: d.domain_get_info(_REF),
     lambda d: d.domain_get_config(_REF),
     lambda d: d.domain_suspend(_REF),
+    lambda d: d.domain_get_autostart(_REF),
+    lambda d: d.domain_set_autostart(_REF, True),
 ]
 _NODE = dumps(default_node())
 

@@ -22,7 +22,7 @@ def test_entry_point_names_the_scheme() -> None:
         ep for ep in importlib.metadata.entry_points(group="virtkit.drivers") if ep.value == "virtkit_xen_xend:plugin"
     ]
     assert [ep.name for ep in eps] == ["xen"]
-    assert plugin.virtkit_catalogue == "1.1" and plugin.virtkit_name == "xen_xend"
+    assert plugin.virtkit_catalogue == "1.2" and plugin.virtkit_name == "xen_xend"
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from virtkit import (
     check_flags,
 )
 
+from ._autostart import AutostartMixin
 from ._model import XendDomain
 from ._numbers import MAX_MIB, number
 from ._replies import XendError, decode
@@ -82,7 +83,7 @@ def _segment(name: str) -> str | None:
     return urllib.parse.quote(name, safe="")
 
 
-class Driver(StatsMixin):
+class Driver(StatsMixin, AutostartMixin):
     """One connection to one xend; the methods are the catalogue's operations."""
 
     __slots__ = ("_closed", "_t", "uri")

@@ -44,7 +44,7 @@ class Plugin:
 
     __slots__ = ()
 
-    virtkit_catalogue = "1.1"
+    virtkit_catalogue = "1.2"
     virtkit_name = "xen_xend"
     # a string, so the support matrix can read it without importing requests
     virtkit_driver_class = "virtkit_xen_xend._driver:Driver"

@@ -102,16 +102,22 @@ def _set(vm: list[Sxp], key: str, val: Sxp | int) -> None:
     vm.append(item)
 
 
+#: Dropped with the runtime keys: autostart is set by domain_set_autostart only (libvirt's define
+#: never carried it), so neither a clone made with create nor a new definition is marked.
+_NOT_CONFIG = RUNTIME_KEYS | {"on_xend_start"}
+
+
 def _runtime(key: Sxp) -> bool:
-    return isinstance(key, str) and key in RUNTIME_KEYS  # a list as a key, as in (()), is no runtime key
+    return isinstance(key, str) and key in _NOT_CONFIG  # a list as a key, as in (()), is no runtime key
 
 
 def config_to_sxp(config: DomainConfig) -> list[Sxp]:
     """The ``(vm ...)`` xend's op=create / op=new take, as libvirt's xml2sexpr writes it.
 
     With ``extra["sxp"]`` (e.g. from :meth:`XendDomain.to_config`) that record is the base:
-    runtime keys are dropped and the typed fields (name, uuid, memory, vcpus, on_*) override
-    its values; its image and devices are kept as they are.
+    runtime keys and ``on_xend_start`` are dropped and the typed fields (name, uuid, memory,
+    vcpus, on_*) override its values (uuid None drops the record's); its image and devices are
+    kept as they are.
     """
     if not isinstance(config, DomainConfig):
         raise InvalidArgument(f"expected a DomainConfig, got {type(config).__name__}")
@@ -137,6 +143,8 @@ def config_to_sxp(config: DomainConfig) -> list[Sxp]:
         _set(vm, "vcpu_avail", (1 << config.vcpus) - 1)
     if config.uuid is not None:
         _set(vm, "uuid", str(config.uuid))
+    else:  # no uuid asked for: xend makes one, so a record's copy is not refused as its twin
+        vm = [c for c in vm if not (isinstance(c, list) and c and c[0] == "uuid")]
     _set(vm, "on_poweroff", config.on_poweroff)
     _set(vm, "on_reboot", config.on_reboot)
     _set(vm, "on_crash", config.on_crash)

@@ -61,7 +61,17 @@ def _int_field(rec: Sxp, key: str, default: int) -> int:
 class EmulatedDomain:
     """One domain: its xend record plus the runtime state xend tracks outside of it."""
 
-    __slots__ = ("cpu_base", "crashed", "domid", "managed", "paused", "pending_shutdown", "rec", "running_since")
+    __slots__ = (
+        "cpu_base",
+        "crashed",
+        "domid",
+        "managed",
+        "paused",
+        "pending_shutdown",
+        "rec",
+        "running_since",
+        "staged",
+    )
 
     def __init__(self, rec: list[Sxp], *, domid: int | None, managed: bool) -> None:
         self.rec = rec
@@ -70,6 +80,9 @@ class EmulatedDomain:
         self.paused = False
         self.crashed = False  # kept by on_crash=preserve: still has its domid
         self.pending_shutdown: str | None = None  # a shutdown a paused guest has not acted on yet
+        # op=new of a live domain: xend saves it as the managed config, but the running domain's
+        # record (what GET answers) keeps its values until it stops
+        self.staged: list[Sxp] | None = None
         try:
             self.cpu_base = float(value(rec, "cpu_time") or 0.0)
         except ValueError:
@@ -292,6 +305,8 @@ class Host:
             self._halt(d, reason)
 
     def _halt(self, d: EmulatedDomain, reason: str) -> None:
+        if d.staged is not None:
+            d.rec, d.staged = d.staged, None
         d.stop(reason)
         if not d.managed:  # a transient domain is gone once it stops
             self.domains.remove(d)
@@ -323,6 +338,20 @@ class Host:
         if d.active:
             raise XendFault(500, f"Domain '{d.name}' is already running")
         d.start(self.next_id(), paused=paused)
+
+    def autostart_domains(self) -> list[EmulatedDomain]:
+        """What xend does as it starts (XendDomain.autostart_domains, 3.1.0 on): start, unpaused,
+        each halted managed domain whose config says exactly ``(on_xend_start start)``. A node
+        saying ``xend_config_format`` 3 or less is an older xend, which started none."""
+        if _int_field(self.node, "xend_config_format", 0) < 4:
+            return []
+        with self.lock:
+            marked = [
+                d for d in self.domains if d.managed and not d.active and value(d.rec, "on_xend_start") == "start"
+            ]
+            for d in marked:
+                self.start(d, paused=False)
+            return marked
 
     def delete(self, d: EmulatedDomain) -> None:
         if d.active:
@@ -382,30 +411,41 @@ class Host:
 
     # -- create / new -------------------------------------------------------------------------
 
+    def _same_uuid(self, uid: str) -> EmulatedDomain | None:
+        want = _uuid.UUID(uid)
+        for d in self.domains:
+            try:
+                if _uuid.UUID(d.uuid) == want:
+                    return d
+            except ValueError:
+                continue
+        return None
+
+    def _refuse_clash(self, rec: list[Sxp]) -> None:
+        name, uid = value(rec, "name") or "", value(rec, "uuid") or ""
+        for d in self.domains:
+            if d.name == name:
+                raise XendFault(500, f"VM name '{name}' already in use by domain {d.domid if d.active else '-'}")
+        if self._same_uuid(uid) is not None:
+            raise XendFault(500, f"VM with UUID {uid} already exists")
+
     def _config(self, text: str) -> list[Sxp]:
+        """A posted config as the record xend keeps; xend's XendConfig reads ``(vm ...)`` and
+        ``(domain ...)`` alike (it never looks at the head), and libvirt posted records back."""
         try:
             vm = parse_one(text)
         except SxpError as exc:
             raise XendFault(500, f"Invalid configuration: {exc}") from None
-        if not isinstance(vm, list) or not vm or vm[0] != "vm":
+        if not isinstance(vm, list) or not vm or vm[0] not in ("vm", "domain"):
             raise XendFault(500, "Invalid configuration: expected (vm ...)")
         name = value(vm, "name")
         if not name:
             raise XendFault(500, "Invalid configuration: missing name")
-        for d in self.domains:
-            if d.name == name:
-                raise XendFault(500, f"VM name '{name}' already in use by domain {d.domid if d.active else '-'}")
         uid = value(vm, "uuid") or str(_uuid.uuid4())
         try:
             parsed = _uuid.UUID(uid)
         except ValueError:
             raise XendFault(500, f"Invalid configuration: bad uuid {uid!r}") from None
-        for d in self.domains:
-            try:
-                if _uuid.UUID(d.uuid) == parsed:
-                    raise XendFault(500, f"VM with UUID {parsed} already exists")
-            except ValueError:
-                continue
         memory = _int_field(vm, "memory", 128)
         maxmem = max(_int_field(vm, "maxmem", memory), memory)
         rec: list[Sxp] = ["domain", ["uuid", str(parsed)]]
@@ -416,20 +456,40 @@ class Host:
         _set(rec, "memory", memory)
         if child(rec, "vcpus") is None:
             _set(rec, "vcpus", 1)
+        for key in ("on_xend_start", "on_xend_stop"):  # XendConfig's defaults, in every record since 3.0.4
+            if child(rec, key) is None:
+                _set(rec, key, "ignore")
         return rec
 
     def create(self, text: str) -> EmulatedDomain:
-        d = EmulatedDomain(self._config(text), domid=None, managed=False)
+        rec = self._config(text)
+        self._refuse_clash(rec)
+        d = EmulatedDomain(rec, domid=None, managed=False)
         d.start(self.next_id())
         self.domains.append(d)
         return d
 
     def new(self, text: str) -> EmulatedDomain:
-        d = EmulatedDomain(self._config(text), domid=None, managed=True)
-        d.stop("poweroff")
-        _drop(d.rec, "shutdown_reason")
-        self.domains.append(d)
-        return d
+        """xend's domain_new: a name and uuid both in use by one domain update its config (the
+        name check, XendDomainInfo._checkName, lets the same uuid through); xend then registers it
+        as managed, a live transient domain included, whose running record keeps its values."""
+        rec = self._config(text)
+        same = self._same_uuid(value(rec, "uuid") or "")
+        if same is None or same.name != value(rec, "name"):
+            self._refuse_clash(rec)
+            d = EmulatedDomain(rec, domid=None, managed=True)
+            d.stop("poweroff")
+            _drop(d.rec, "shutdown_reason")
+            self.domains.append(d)
+            return d
+        same.managed = True
+        if same.active:
+            same.staged = rec
+        else:
+            same.rec = rec
+            same.stop("poweroff")
+            _drop(same.rec, "shutdown_reason")
+        return same
 
     def dump(self) -> str:
         """Every domain's record, one per line: handy when a test fails."""

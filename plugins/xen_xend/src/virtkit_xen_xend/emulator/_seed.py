@@ -55,7 +55,7 @@ def default_node() -> list[Sxp]:
         ["cc_compile_by", "sdague"],
         ["cc_compile_domain", "(none)"],
         ["cc_compile_date", "Mon Nov 14 14:16:48 EST 2005"],
-        ["xend_config_format", "3"],
+        ["xend_config_format", "4"],  # the sample says 3 (xend 3.0.4); the records are 3.1+ xend's
     ]
 
 

@@ -389,6 +389,9 @@ class XendEmulator:
         return type("Handler", (_Handler,), {"emu": self})
 
     def start(self) -> XendEmulator:
+        # xend (SrvServer.run) starts its marked managed domains as it comes up; done first here, so
+        # no client sees the moment before
+        self.host.autostart_domains()
         handler = self._handler()
         try:
             if self._want_port is not None:
