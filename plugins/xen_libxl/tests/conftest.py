@@ -24,6 +24,7 @@ class Host:
         caps = tmp / "capabilities"
         caps.write_text("control_d\n")
         self.state_dir = tmp / "state"
+        self.auto_dir = tmp / "auto"  # xendomains' /etc/xen/auto, never the real one
         self.host_plugin = fakexen.FakeHostPlugin(self.world, stats=stats)
         self.plugin = Plugin(
             str(caps),
@@ -41,7 +42,11 @@ class Host:
             plugins=[self.host_plugin, self.plugin],
             entry_points=False,
             # the pretend host has only an xl command: no libxl library, no resident engine
-            params={"xen_libxl_state_dir": str(self.state_dir), "xen_libxl_engine": "xl"},
+            params={
+                "xen_libxl_state_dir": str(self.state_dir),
+                "xen_libxl_auto_dir": str(self.auto_dir),
+                "xen_libxl_engine": "xl",
+            },
         )
 
     def doms(self) -> dict[str, dict[str, object]]:

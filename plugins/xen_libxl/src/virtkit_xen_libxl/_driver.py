@@ -35,6 +35,7 @@ from virtkit import (
 )
 
 from . import _xlcfg
+from ._autostart import AutoDir, AutostartMixin
 from ._engines import XlEngine
 from ._libxljson import config_from_libxl
 from ._listing import PRIORITY, Idents, ListingMixin, XenstoreIdents, serves_state
@@ -64,19 +65,27 @@ def _log() -> logging.Logger:
 _NIL = _uuid.UUID(int=0)
 
 
-class Driver(ListingMixin):
+class Driver(ListingMixin, AutostartMixin):
     """A driver connection over ``inner`` (the rest of xen:///), ``xl`` and the state directory;
     ``idents`` reads running domains' names and uuids in bulk (default: from xenstore);
-    ``engine`` creates, destroys, shuts down and reboots (default: xl)."""
+    ``engine`` creates, destroys, shuts down and reboots (default: xl); ``auto`` is xendomains'
+    auto directory (default: from xendomains' settings)."""
 
     def __init__(
-        self, inner: Connection, xl: Xl, state: State, idents: Idents | None = None, engine: Engine | None = None
+        self,
+        inner: Connection,
+        xl: Xl,
+        state: State,
+        idents: Idents | None = None,
+        engine: Engine | None = None,
+        auto: AutoDir | None = None,
     ) -> None:
         self.inner = inner
         self._vt = inner.vtable
         self.xl = xl
         self.engine: Engine = engine or XlEngine(xl)
         self.state = state
+        self.auto = auto or AutoDir()
         self._by_stats = serves_state(inner)
         self._idents = idents or XenstoreIdents(xl.timeout)
         self._subs: list[Any] = []
@@ -301,6 +310,7 @@ class Driver(ListingMixin):
             cfg = replace(rec.config, **changes)
             _xlcfg.xl_settings(cfg)
             self.state.write(cfg)
+            self._autostart_follow(cfg)
 
     @virtkit.priority(PRIORITY)
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
@@ -433,6 +443,8 @@ class Driver(ListingMixin):
                 with contextlib.suppress(OSError):
                     path.unlink()
             self.state.write(cfg)
+            if old is not None:  # a new definition leaves a user's config of that name alone
+                self._autostart_follow(cfg)
         ref = DomainRef(cfg.name, cfg.uuid, running.id if running else None)
         if old is None:
             self._note(DomainEventType.DEFINED, ref)
@@ -454,6 +466,7 @@ class Driver(ListingMixin):
             if rec is None:
                 name = running.name if running else dom.name
                 raise InvalidOperation(f"domain {name!r} is not defined (transient): nothing to undefine")
+            self._autostart_drop(rec.config)  # first: a failure leaves the domain defined, still marked
             self.state.remove(rec)
         assert rec.config.uuid is not None
         self._note(DomainEventType.UNDEFINED, DomainRef(rec.config.name, rec.config.uuid, None))

@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from ._driver import Driver
     from ._listing import Idents
 
-__all__ = ["CAPABILITIES", "ENDED", "INNER_PARAM", "PRIORITY", "STATE_PARAM", "Plugin", "ended_reason"]
+__all__ = [
+    "AUTO_DIR_PARAM",
+    "CAPABILITIES",
+    "ENDED",
+    "INNER_PARAM",
+    "PRIORITY",
+    "STATE_PARAM",
+    "Plugin",
+    "ended_reason",
+]
 
 CAPABILITIES = "/proc/xen/capabilities"
 #: Low at the plugin level: only the operations below, each with its own priority, are its job.
@@ -30,6 +39,9 @@ STATE_PARAM = "xen_libxl_state_dir"
 #: ``params={"xen_libxl_engine_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_ENGINE_DIR) moves the
 #: resident engine's socket and records (default /run/virtkit/xen-libxl-engine).
 ENGINE_DIR_PARAM = "xen_libxl_engine_dir"
+#: ``params={"xen_libxl_auto_dir": PATH}`` (or $VIRTKIT_XEN_LIBXL_AUTO_DIR) moves xendomains'
+#: auto directory, where autostart configs go (default: XENDOMAINS_AUTO, else /etc/xen/auto).
+AUTO_DIR_PARAM = "xen_libxl_auto_dir"
 # The engine's defaults live here, not in _engine (the engine process's module, with its
 # logging and dataclasses): an open reads them without loading it.
 DEFAULT_RUNDIR = "/run/virtkit/xen-libxl-engine"
@@ -45,7 +57,7 @@ _PATHS = ("", "/", "/system")
 class Plugin:
     """The ``xen_libxl`` plugin; stateless, each open builds its own driver."""
 
-    virtkit_catalogue = "1.1"  # the state group of connect_get_all_domain_stats
+    virtkit_catalogue = "1.2"  # persistence and autostart (1.1: the state group of all_domain_stats)
     virtkit_name = "xen_libxl"
     virtkit_default_uri = "xen:///"
     virtkit_driver_class = "virtkit_xen_libxl._driver:Driver"
@@ -127,6 +139,15 @@ def state_dir(options: OpenOptions | None = None) -> str:
     return os.environ.get(ENV_ROOT) or DEFAULT_ROOT
 
 
+def auto_dir(options: OpenOptions | None = None) -> str | None:
+    """xendomains' auto directory as params or the environment move it; None: xendomains' own."""
+    from ._autostart import ENV_AUTO_DIR
+
+    if options is not None and options.params.get(AUTO_DIR_PARAM):
+        return str(options.params[AUTO_DIR_PARAM])
+    return os.environ.get(ENV_AUTO_DIR) or None
+
+
 def connect(
     uri: URI,
     options: OpenOptions,
@@ -136,6 +157,7 @@ def connect(
     idents: Idents | None = None,
 ) -> Driver:
     """The driver: the inner xen:/// (without this plugin), xl, and the state directory."""
+    from ._autostart import AutoDir
     from ._driver import Driver
     from ._engines import choose
     from ._state import State
@@ -165,4 +187,4 @@ def connect(
     except BaseException:
         inner.close()
         raise
-    return Driver(inner, xl, state, idents, engine)
+    return Driver(inner, xl, state, idents, engine, AutoDir(auto_dir(options)))

@@ -121,8 +121,9 @@ def _tokens(text: str, where: str) -> list[tuple[str, str, int]]:
     return out
 
 
-def parse(text: str, where: str = "<config>") -> dict[str, Value]:
-    """An xl config's settings, in file order. Syntax errors and unknown keys are InvalidArgument."""
+def parse(text: str, where: str = "<config>", *, strict: bool = True) -> dict[str, Value]:
+    """An xl config's settings, in file order. Syntax errors and unknown keys are InvalidArgument;
+    ``strict=False`` takes unknown keys as xl does (silently), to read configs xl would run."""
     if len(text) > MAX_BYTES:
         raise InvalidArgument(f"{where}: larger than {MAX_BYTES} bytes")
     toks = _tokens(text, where)
@@ -165,7 +166,7 @@ def parse(text: str, where: str = "<config>") -> dict[str, Value]:
             continue
         if kind != "id":
             raise _bad(where, line, f"expected a setting name, got {tok!r}")
-        if tok not in XL_KEYS:
+        if strict and tok not in XL_KEYS:
             raise _bad(where, line, f"unknown xl config key {tok!r}")
         i += 1
         op = toks[i]

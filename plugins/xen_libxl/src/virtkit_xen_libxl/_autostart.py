@@ -1,0 +1,293 @@
+"""Persistence and autostart, the way Xen hosts have them.
+
+A domain is persistent when the state directory holds its definition (_state). Autostart is
+Xen's ``xendomains`` service: at host boot it runs ``xl create`` on every file in its auto
+directory (``XENDOMAINS_AUTO``, set in /etc/default/xendomains on Debian, /etc/sysconfig/xendomains
+elsewhere; /etc/xen/auto by default). Marking a domain writes its definition there as an xl config
+``NAME.cfg`` (uuid included, so the domain xendomains starts is the same definition), atomically,
+under a header that says virtkit wrote it. Any entry there whose config names the domain marks it:
+by its uuid, or by its name when it has no uuid (a user's symlink ``guest.cfg -> ../guest.cfg``
+counts). Unmarking removes the entries that are virtkit's files or symlinks; a regular file the
+user wrote is theirs: unmarking refuses to delete it (undefine leaves it, with a warning). Entries
+that cannot be read or parsed, larger than :data:`MAX_BYTES`, or not regular files are skipped;
+dotfiles too (xendomains' ``*`` glob skips them, so a write's temporary file is never started).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+import uuid as _uuid
+
+import virtkit
+from virtkit import DomainRef, InvalidArgument, InvalidOperation, PermissionDenied, check_flags
+
+from ._listing import PRIORITY
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from virtkit import DomainConfig
+
+    from ._state import Record, State
+
+__all__ = ["DEFAULT_AUTO_DIR", "ENV_AUTO_DIR", "MAX_BYTES", "XENDOMAINS_DEFAULTS", "AutoDir", "AutostartMixin"]
+
+DEFAULT_AUTO_DIR = "/etc/xen/auto"
+ENV_AUTO_DIR = "VIRTKIT_XEN_LIBXL_AUTO_DIR"
+#: Where xendomains reads its settings: Debian's file, then other distributions'.
+XENDOMAINS_DEFAULTS = ("/etc/default/xendomains", "/etc/sysconfig/xendomains")
+#: An xl config is a few hundred bytes: larger entries in the auto directory are skipped unread.
+MAX_BYTES = 1 << 20
+_SETTINGS_MAX = 1 << 16
+_SUFFIX = ".cfg"
+#: In the first line of every file virtkit writes there: what marks a file as virtkit's to remove.
+_OURS = b"(virtkit xen_libxl)"
+
+
+def xendomains_auto(files: tuple[str, ...] = XENDOMAINS_DEFAULTS) -> str | None:
+    """``XENDOMAINS_AUTO`` as the first of ``files`` that exists sets it (its last assignment,
+    as the shell that sources it would); :data:`DEFAULT_AUTO_DIR` when unset, or set to what
+    only a shell could evaluate; None when set empty (xendomains then starts no config)."""
+    import shlex
+
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(_SETTINGS_MAX).decode("utf-8", "replace")
+        except OSError:
+            continue
+        value: str | None = DEFAULT_AUTO_DIR
+        for line in text.splitlines():
+            head, sep, raw = line.strip().removeprefix("export ").partition("=")
+            if not sep or head != "XENDOMAINS_AUTO" or "$" in raw or "`" in raw:
+                continue
+            try:
+                words = shlex.split(raw, comments=True)
+            except ValueError:  # unbalanced quotes: the shell would fail there too
+                continue
+            if len(words) <= 1:  # X= and X="" set it empty; several words are a command's environment
+                value = words[0] if words and words[0] else None
+        return value
+    return DEFAULT_AUTO_DIR
+
+
+def _read(path: str) -> bytes | None:
+    """A regular file's bytes, at most MAX_BYTES; None for anything else (never blocks on a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None
+        chunks, total = [], 0
+        while chunk := os.read(fd, MAX_BYTES + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_BYTES:  # grew since the fstat
+                return None
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _ours(path: str) -> bool:
+    """Whether ``path`` is a regular file virtkit wrote (not a symlink, our header first)."""
+    if os.path.islink(path):
+        return False
+    data = _read(path)
+    return data is not None and _OURS in data.split(b"\n", 1)[0]
+
+
+def names_domain(path: str, cfg: DomainConfig) -> bool | None:
+    """Whether the xl config at ``path`` starts domain ``cfg`` (its uuid, else its name); None
+    when it cannot be read or parsed as an xl config."""
+    from ._xlcfg import parse
+
+    data = _read(path)
+    if data is None:
+        return None
+    try:
+        # xl ignores keys it does not know, so a config xendomains would run is read as xl reads it
+        settings = parse(data.decode("utf-8"), path, strict=False)
+        name, raw_uuid = settings.get("name"), settings.get("uuid")
+        if not isinstance(name, str) or not isinstance(raw_uuid, str | None):
+            return None
+        uid = _uuid.UUID(raw_uuid) if raw_uuid is not None else None
+    except (ValueError, RecursionError):  # InvalidArgument and UnicodeDecodeError are ValueErrors
+        return None
+    return uid == cfg.uuid if uid is not None else name == cfg.name
+
+
+class AutoDir:
+    """xendomains' auto directory: ``path`` given (params, environment), else read from
+    xendomains' settings (``xendomains``: those files, default :data:`XENDOMAINS_DEFAULTS`) on
+    first use."""
+
+    def __init__(self, path: str | None = None, xendomains: tuple[str, ...] | None = None) -> None:
+        self._given = path
+        self._xendomains = xendomains
+        self._path: str | None = None
+        self._resolved = path is not None
+
+    def __repr__(self) -> str:
+        return f"<AutoDir {self._given or 'from xendomains'}>"
+
+    @property
+    def path(self) -> str | None:
+        """The directory, or None where xendomains' settings turn autostart off."""
+        if not self._resolved:
+            self._path, self._resolved = xendomains_auto(self._xendomains or XENDOMAINS_DEFAULTS), True
+        return self._given or self._path
+
+    def _entries(self) -> list[str]:
+        root = self.path
+        if root is None:
+            return []
+        try:
+            names = os.listdir(root)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot read xendomains' auto directory {root}: {exc.strerror}") from None
+        return [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
+
+    def find(self, cfg: DomainConfig) -> list[str]:
+        """The entries whose config starts ``cfg``'s domain."""
+        return [p for p in self._entries() if names_domain(p, cfg)]
+
+    def write(self, cfg: DomainConfig) -> str:
+        """``cfg`` (uuid set) as ``NAME.cfg``, atomically; refused where that name holds another
+        domain's config or a file that is not an xl config (the user's, not ours to replace)."""
+        from ._xlcfg import config_to_xl
+
+        root = self.path
+        if root is None:
+            files = " or ".join(self._xendomains or XENDOMAINS_DEFAULTS)
+            raise InvalidOperation(f"XENDOMAINS_AUTO is empty in {files}: xendomains starts no domain at boot")
+        if cfg.uuid is None:
+            raise InvalidArgument("an autostart config needs a uuid")
+        virtkit.check_domain_name(cfg.name)  # a file name: no '/', no leading dot
+        final = os.path.join(root, f"{cfg.name}{_SUFFIX}")
+        if os.path.lexists(final) and not names_domain(final, cfg):
+            raise InvalidOperation(f"{final} exists and is not {cfg.name!r}'s xl config: remove it first")
+        text = (
+            f"# {cfg.name}'s definition (virtkit xen_libxl), started at boot by xendomains.\n"
+            f"# `virtkit autostart --disable {cfg.name}` removes this file.\n" + config_to_xl(cfg)
+        )
+        try:
+            os.makedirs(root, mode=0o755, exist_ok=True)
+            tmp = os.path.join(root, f".{cfg.name}{_SUFFIX}.{os.getpid()}.{threading.get_ident()}.tmp")
+            # 0600 like the definitions: an xl config may hold secrets (vncpasswd); xendomains is root
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)  # over a symlink: the link goes, its target stays untouched
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(root)
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot write {final}: {exc.strerror}") from None
+        return final
+
+    def remove(self, cfg: DomainConfig, *, keep_users: bool = False) -> list[str]:
+        """Unmark: virtkit's files and the symlinks naming the domain go (a link, not its target).
+        A regular file the user wrote that names it is refused (InvalidOperation, nothing
+        removed), or with ``keep_users`` left in place; returns the entries left."""
+        found = self.find(cfg)
+        users = [p for p in found if not os.path.islink(p) and not _ours(p)]
+        if users and not keep_users:
+            raise InvalidOperation(
+                f"{users[0]} starts {cfg.name!r} at boot and virtkit did not write it: "
+                "move it out of xendomains' auto directory yourself (virtkit removes only its own files and links)"
+            )
+        gone = [p for p in found if p not in users]
+        for path in gone:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except PermissionError as exc:
+                raise PermissionDenied(f"cannot remove {path}: {exc.strerror}") from None
+        if gone:
+            _fsync_dir(os.path.dirname(gone[0]))
+        return users
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AutostartMixin:
+    """The persistence and autostart operations of :class:`virtkit_xen_libxl.Driver` (mixed in)."""
+
+    if TYPE_CHECKING:
+        state: State
+        auto: AutoDir
+
+        def _record(self, dom: DomainRef) -> Record | None: ...
+        def _resolve(self, dom: DomainRef) -> tuple[DomainRef | None, Record | None]: ...
+
+    def _definition(self, dom: DomainRef) -> Record | None:
+        """The domain's definition; None for a running transient one, NoSuchDomain for none."""
+        rec = self._record(dom)  # one stat for a defined domain: no hypercall
+        return rec if rec is not None else self._resolve(dom)[1]
+
+    @virtkit.priority(PRIORITY)
+    def domain_is_persistent(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        check_flags(flags)
+        return self._definition(dom) is not None
+
+    @virtkit.priority(PRIORITY)
+    def domain_get_autostart(self, dom: DomainRef, *, flags: int = 0) -> bool:
+        """Whether xendomains' auto directory holds a config of the domain. A transient domain
+        never autostarts: a file of its name there is not a definition virtkit keeps."""
+        check_flags(flags)
+        rec = self._definition(dom)
+        return rec is not None and bool(self.auto.find(rec.config))
+
+    @virtkit.priority(PRIORITY)
+    def domain_set_autostart(self, dom: DomainRef, autostart: bool, *, flags: int = 0) -> None:
+        check_flags(flags)
+        with self.state.locked():  # against a define or undefine of the same domain
+            rec = self._definition(dom)
+            if rec is None:
+                who = dom.name or str(dom.uuid)
+                raise InvalidOperation(f"cannot set autostart of {who!r}: it is transient (define it first)")
+            if autostart:
+                self.auto.write(rec.config)
+            else:
+                self.auto.remove(rec.config)
+
+    def _autostart_follow(self, cfg: DomainConfig) -> None:
+        """After a redefine (state lock held): virtkit's auto config of the domain becomes the new
+        definition. A user's entry is theirs: a symlink follows their file, not ours."""
+        root = self.auto.path
+        final = os.path.join(root, f"{cfg.name}{_SUFFIX}") if root is not None else None
+        if final is not None and _ours(final) and names_domain(final, cfg):
+            self.auto.write(cfg)
+
+    def _autostart_drop(self, cfg: DomainConfig) -> None:
+        """At undefine (state lock held): a transient domain never autostarts, so virtkit's marks
+        go; a file the user wrote stays theirs, said in a warning."""
+        kept = self.auto.remove(cfg, keep_users=True)
+        if kept:
+            import logging
+
+            logging.getLogger("virtkit.xen_libxl").warning(
+                "undefined %r, but %s (not virtkit's) still starts it at boot", cfg.name, ", ".join(kept)
+            )
