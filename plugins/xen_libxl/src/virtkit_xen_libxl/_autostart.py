@@ -15,16 +15,15 @@ dotfiles too (xendomains' ``*`` glob skips them, so a write's temporary file is 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import threading
 import uuid as _uuid
 
 import virtkit
 from virtkit import DomainRef, InvalidArgument, InvalidOperation, PermissionDenied, check_flags
 
 from ._listing import PRIORITY
+from ._state import fsync_dir, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -182,20 +181,7 @@ class AutoDir:
         )
         try:
             os.makedirs(root, mode=0o755, exist_ok=True)
-            tmp = os.path.join(root, f".{cfg.name}{_SUFFIX}.{os.getpid()}.{threading.get_ident()}.tmp")
-            # 0600 like the definitions: an xl config may hold secrets (vncpasswd); xendomains is root
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, final)  # over a symlink: the link goes, its target stays untouched
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(root)
+            write_atomic(root, f"{cfg.name}{_SUFFIX}", text)  # its dotfile is skipped by xendomains' glob
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write {final}: {exc.strerror}") from None
         return final
@@ -220,16 +206,8 @@ class AutoDir:
             except PermissionError as exc:
                 raise PermissionDenied(f"cannot remove {path}: {exc.strerror}") from None
         if gone:
-            _fsync_dir(os.path.dirname(gone[0]))
+            fsync_dir(os.path.dirname(gone[0]))
         return users
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AutostartMixin:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 else:
     _Record = namedtuple("_Record", "config path", module=__name__)
 
-__all__ = ["DEFAULT_ROOT", "ENV_ROOT", "Record", "State"]
+__all__ = ["DEFAULT_ROOT", "ENV_ROOT", "Record", "State", "fsync_dir", "write_atomic"]
 
 DEFAULT_ROOT = "/var/lib/virtkit/xen-libxl"
 ENV_ROOT = "VIRTKIT_XEN_LIBXL_STATE_DIR"
@@ -186,21 +186,7 @@ class State:
         if cfg.uuid is None:
             raise InvalidArgument("a definition needs a uuid")
         body: dict[str, Any] = {"config": cfg.to_dict()}
-        text = json.dumps(body, indent=1, sort_keys=True) + "\n"
-        final = self.dir / f"{cfg.uuid}{_SUFFIX}"
-        tmp = self.dir / f".{cfg.uuid}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        self._fsync_dir()
+        final = write_atomic(self.dir, f"{cfg.uuid}{_SUFFIX}", json.dumps(body, indent=1, sort_keys=True) + "\n")
         self._listing = None
         return Record(cfg, final)
 
@@ -223,14 +209,40 @@ class State:
                         p.unlink()
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
 
     def scratch(self) -> Path:
         """A directory for the xl config files handed to ``xl create``."""
         d = self.root / "run"
         d.mkdir(exist_ok=True, mode=0o700)
         return d
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(directory: str | os.PathLike[str], name: str, text: str) -> Path:
+    """``text`` as ``directory/name``, mode 0600 (a config may hold secrets, e.g. vncpasswd):
+    written to a dotfile there, fsynced, renamed over the old file (a symlink there goes, its
+    target stays untouched), the directory fsynced. A crash leaves the old file or the new one."""
+    final = Path(directory, name)
+    tmp = Path(directory, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(directory)
+    return final
