@@ -23,7 +23,7 @@ def test_entry_point_is_installed_under_the_scheme() -> None:
     assert eps[0].load() is virtkit_test.plugin
     assert importlib.metadata.version("virtkit-test") == virtkit_test.__version__
     # virtkit only, as the range of cores carrying its catalogue (docs/plugins.md §5)
-    assert importlib.metadata.requires("virtkit-test") == ["virtkit<1,>=0.1"]
+    assert importlib.metadata.requires("virtkit-test") == ["virtkit<1,>=0.2"]
 
 
 @pytest.mark.parametrize("uri", ["test:///default", "test:///tmp/x.json"])

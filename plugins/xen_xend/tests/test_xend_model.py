@@ -134,7 +134,8 @@ def test_config_from_a_record_drops_runtime_keys_and_takes_typed_fields() -> Non
     keys = [c[0] for c in vm[1:] if isinstance(c, list)]
     assert not {"domid", "state", "cpu_time", "status", "store_mfn"} & set(keys)
     assert value(vm, "name") == "copy" and value(vm, "memory") == "128"
-    assert value(vm, "uuid") == U  # the base's uuid stays unless the config names another
+    assert value(vm, "uuid") is None  # uuid None: xend makes one, as every backend does for a new domain
+    assert value(config_to_sxp(cfg), "uuid") == U  # the record's own uuid, from to_config, stays
     assert value(lookup(vm, "image/linux"), "kernel") == "/k"
 
 
