@@ -96,6 +96,17 @@ def test_fifo_without_writer_is_refused_without_blocking(tmp_path: Path) -> None
     assert isinstance(result[0], InvalidArgument) and "is not a regular file" in str(result[0])
 
 
+def test_a_lower_limit_is_kept(tmp_path: Path) -> None:
+    f = tmp_path / "small.cfg"
+    f.write_text("x" * 100)
+    assert virtkit.read_config_file(f, limit=100) == "x" * 100
+    with pytest.raises(InvalidArgument, match="larger than 99 bytes"):
+        virtkit.read_config_file(f, limit=99)
+    f.write_bytes(b"x" * (1 << 20) + b"x")
+    with pytest.raises(InvalidArgument, match="larger than 1 MiB"):
+        virtkit.read_config_file(f, "entry", limit=1 << 20)
+
+
 def _capture(out: list[BaseException], path: Path) -> None:
     try:
         virtkit.read_config_file(path)

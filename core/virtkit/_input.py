@@ -146,11 +146,12 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
-def read_config_file(path: str | os.PathLike[str], what: str = "config") -> str:
-    """The UTF-8 text of a regular file of at most :data:`MAX_CONFIG_BYTES`.
+def read_config_file(path: str | os.PathLike[str], what: str = "config", *, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes (:data:`MAX_CONFIG_BYTES`).
 
     FIFOs, devices and directories are refused before any read (a FIFO would block, a device
-    like /dev/zero never ends); every failure is :class:`InvalidArgument` naming the file.
+    like /dev/zero never ends); every failure is :class:`InvalidArgument` naming the file. A
+    lower ``limit`` suits files of a kind known to be small.
     """
     shown = os.fspath(path)
     try:
@@ -162,15 +163,15 @@ def read_config_file(path: str | os.PathLike[str], what: str = "config") -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidArgument(f"{what} {shown!r} is not a regular file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise InvalidArgument(f"{what} {shown!r} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+        if st.st_size > limit:
+            raise InvalidArgument(f"{what} {shown!r} is larger than {_size(limit)}")
         os.set_blocking(fd, True)
         chunks = []
         total = 0
         while chunk := os.read(fd, 1 << 20):  # the file may grow after fstat: count what arrives
             total += len(chunk)
-            if total > MAX_CONFIG_BYTES:
-                raise InvalidArgument(f"{what} {shown!r} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+            if total > limit:
+                raise InvalidArgument(f"{what} {shown!r} is larger than {_size(limit)}")
             chunks.append(chunk)
     except OSError as exc:
         raise InvalidArgument(f"cannot read {what} {shown!r}: {exc.strerror}") from None
@@ -180,6 +181,10 @@ def read_config_file(path: str | os.PathLike[str], what: str = "config") -> str:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{what} {shown!r} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024 // 1024} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
