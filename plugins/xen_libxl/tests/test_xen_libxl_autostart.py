@@ -179,6 +179,18 @@ def test_a_file_of_another_kind_under_the_domains_name_is_not_overwritten(conn: 
         assert theirs.read_text() == text and dom.autostart() is False
 
 
+def test_a_users_own_file_under_the_domains_name_is_never_overwritten(conn: virtkit.Connection, host: Host) -> None:
+    dom = conn.define(cfg())
+    host.auto_dir.mkdir()
+    theirs = host.auto_dir / "g1.cfg"
+    text = f'name = "g1"\nuuid = "{dom.uuid}"\nmemory = 128\nkernel = "{KERNEL}"\n'
+    theirs.write_text(text)
+    dom.set_autostart(True)  # marked already, by their file: nothing to write
+    assert theirs.read_text() == text and dom.autostart() is True
+    conn.define(cfg(uuid=dom.uuid, memory=262144))  # a redefine rewrites only virtkit's own file
+    assert theirs.read_text() == text
+
+
 def test_a_transient_domain_is_refused_and_never_autostarts(conn: virtkit.Connection, host: Host) -> None:
     dom = conn.create(cfg("t1"))
     host.auto_dir.mkdir()

@@ -16,7 +16,6 @@ dotfiles too (xendomains' ``*`` glob skips them, so a write's temporary file is 
 from __future__ import annotations
 
 import os
-import stat
 import uuid as _uuid
 
 import virtkit
@@ -42,7 +41,7 @@ MAX_BYTES = 1 << 20
 _SETTINGS_MAX = 1 << 16
 _SUFFIX = ".cfg"
 #: In the first line of every file virtkit writes there: what marks a file as virtkit's to remove.
-_OURS = b"(virtkit xen_libxl)"
+_OURS = "(virtkit xen_libxl)"
 
 
 def xendomains_auto(files: tuple[str, ...] = XENDOMAINS_DEFAULTS) -> str | None:
@@ -72,54 +71,35 @@ def xendomains_auto(files: tuple[str, ...] = XENDOMAINS_DEFAULTS) -> str | None:
     return DEFAULT_AUTO_DIR
 
 
-def _read(path: str) -> bytes | None:
-    """A regular file's bytes, at most MAX_BYTES; None for anything else (never blocks on a FIFO)."""
+def _text(path: str) -> str | None:
+    """An entry's text: a regular UTF-8 file of at most MAX_BYTES; None for anything else
+    (never blocks on a FIFO)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        return virtkit.read_config_file(path, "xendomains entry", limit=MAX_BYTES)
+    except InvalidArgument:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
-            return None
-        chunks, total = [], 0
-        while chunk := os.read(fd, MAX_BYTES + 1 - total):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > MAX_BYTES:  # grew since the fstat
-                return None
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
-def _ours(path: str) -> bool:
-    """Whether ``path`` is a regular file virtkit wrote (not a symlink, our header first)."""
-    if os.path.islink(path):
-        return False
-    data = _read(path)
-    return data is not None and _OURS in data.split(b"\n", 1)[0]
+def _ours(path: str, text: str) -> bool:
+    """Whether the entry at ``path``, holding ``text``, is a regular file virtkit wrote (our
+    header first, not a symlink)."""
+    return _OURS in text.partition("\n")[0] and not os.path.islink(path)
 
 
-def names_domain(path: str, cfg: DomainConfig) -> bool | None:
-    """Whether the xl config at ``path`` starts domain ``cfg`` (its uuid, else its name); None
-    when it cannot be read or parsed as an xl config."""
+def _starts(path: str, text: str, cfg: DomainConfig) -> bool:
+    """Whether the xl config ``text`` (from ``path``) starts domain ``cfg``: its uuid, else its
+    name; False when it is no xl config."""
     from ._xlcfg import parse
 
-    data = _read(path)
-    if data is None:
-        return None
     try:
         # xl ignores keys it does not know, so a config xendomains would run is read as xl reads it
-        settings = parse(data.decode("utf-8"), path, strict=False)
+        settings = parse(text, path, strict=False)
         name, raw_uuid = settings.get("name"), settings.get("uuid")
         if not isinstance(name, str) or not isinstance(raw_uuid, str | None):
-            return None
+            return False
         uid = _uuid.UUID(raw_uuid) if raw_uuid is not None else None
-    except (ValueError, RecursionError):  # InvalidArgument and UnicodeDecodeError are ValueErrors
-        return None
+    except (ValueError, RecursionError):  # InvalidArgument is a ValueError
+        return False
     return uid == cfg.uuid if uid is not None else name == cfg.name
 
 
@@ -156,32 +136,65 @@ class AutoDir:
             raise PermissionDenied(f"cannot read xendomains' auto directory {root}: {exc.strerror}") from None
         return [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
 
+    def _found(self, cfg: DomainConfig) -> list[tuple[str, bool]]:
+        """Each entry whose config starts ``cfg``'s domain, and whether it is virtkit's own file."""
+        found = []
+        for path in self._entries():
+            text = _text(path)
+            if text is not None and _starts(path, text, cfg):
+                found.append((path, _ours(path, text)))
+        return found
+
     def find(self, cfg: DomainConfig) -> list[str]:
         """The entries whose config starts ``cfg``'s domain."""
-        return [p for p in self._entries() if names_domain(p, cfg)]
+        return [path for path, _ours in self._found(cfg)]
 
-    def write(self, cfg: DomainConfig) -> str:
-        """``cfg`` (uuid set) as ``NAME.cfg``, atomically; refused where that name holds another
-        domain's config or a file that is not an xl config (the user's, not ours to replace)."""
-        from ._xlcfg import config_to_xl
-
+    def _final(self, cfg: DomainConfig) -> str:
+        """Where virtkit writes ``cfg``'s autostart config; InvalidOperation where xendomains' settings
+        turn autostart off."""
         root = self.path
         if root is None:
             files = " or ".join(self._xendomains or XENDOMAINS_DEFAULTS)
             raise InvalidOperation(f"XENDOMAINS_AUTO is empty in {files}: xendomains starts no domain at boot")
+        virtkit.check_domain_name(cfg.name)  # a file name: no '/', no leading dot
+        return os.path.join(root, f"{cfg.name}{_SUFFIX}")
+
+    def write(self, cfg: DomainConfig) -> str:
+        """``cfg`` (uuid set) as ``NAME.cfg``, atomically. Refused where that name holds another
+        domain's config or a file that is not an xl config; a regular file the user wrote that
+        starts the domain marks it already and is never overwritten."""
+        final = self._final(cfg)
+        if os.path.lexists(final):
+            text = _text(final)
+            if text is None or not _starts(final, text, cfg):
+                raise InvalidOperation(f"{final} exists and is not {cfg.name!r}'s xl config: remove it first")
+            if not _ours(final, text) and not os.path.islink(final):
+                return final
+        return self._put(final, cfg)
+
+    def rewrite(self, cfg: DomainConfig) -> None:
+        """After a redefine: virtkit's own ``NAME.cfg`` of the domain, if there, becomes ``cfg``.
+        A user's entry is theirs: a symlink follows their file, not ours."""
+        if self.path is None:
+            return
+        final = self._final(cfg)
+        text = _text(final)
+        if text is not None and _ours(final, text) and _starts(final, text, cfg):
+            self._put(final, cfg)
+
+    def _put(self, final: str, cfg: DomainConfig) -> str:
+        from ._xlcfg import config_to_xl
+
         if cfg.uuid is None:
             raise InvalidArgument("an autostart config needs a uuid")
-        virtkit.check_domain_name(cfg.name)  # a file name: no '/', no leading dot
-        final = os.path.join(root, f"{cfg.name}{_SUFFIX}")
-        if os.path.lexists(final) and not names_domain(final, cfg):
-            raise InvalidOperation(f"{final} exists and is not {cfg.name!r}'s xl config: remove it first")
         text = (
-            f"# {cfg.name}'s definition (virtkit xen_libxl), started at boot by xendomains.\n"
+            f"# {cfg.name}'s definition {_OURS}, started at boot by xendomains.\n"
             f"# `virtkit autostart --disable {cfg.name}` removes this file.\n" + config_to_xl(cfg)
         )
+        root = os.path.dirname(final)
         try:
             os.makedirs(root, mode=0o755, exist_ok=True)
-            write_atomic(root, f"{cfg.name}{_SUFFIX}", text)  # its dotfile is skipped by xendomains' glob
+            write_atomic(root, os.path.basename(final), text)  # its dotfile is skipped by xendomains' glob
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write {final}: {exc.strerror}") from None
         return final
@@ -190,14 +203,14 @@ class AutoDir:
         """Unmark: virtkit's files and the symlinks naming the domain go (a link, not its target).
         A regular file the user wrote that names it is refused (InvalidOperation, nothing
         removed), or with ``keep_users`` left in place; returns the entries left."""
-        found = self.find(cfg)
-        users = [p for p in found if not os.path.islink(p) and not _ours(p)]
+        found = self._found(cfg)
+        users = [path for path, ours in found if not ours and not os.path.islink(path)]
         if users and not keep_users:
             raise InvalidOperation(
                 f"{users[0]} starts {cfg.name!r} at boot and virtkit did not write it: "
                 "move it out of xendomains' auto directory yourself (virtkit removes only its own files and links)"
             )
-        gone = [p for p in found if p not in users]
+        gone = [path for path, _ours in found if path not in users]
         for path in gone:
             try:
                 os.unlink(path)
@@ -251,21 +264,11 @@ class AutostartMixin:
             else:
                 self.auto.remove(rec.config)
 
-    def _autostart_follow(self, cfg: DomainConfig) -> None:
-        """After a redefine (state lock held): virtkit's auto config of the domain becomes the new
-        definition. A user's entry is theirs: a symlink follows their file, not ours."""
-        root = self.auto.path
-        final = os.path.join(root, f"{cfg.name}{_SUFFIX}") if root is not None else None
-        if final is not None and _ours(final) and names_domain(final, cfg):
-            self.auto.write(cfg)
-
     def _autostart_drop(self, cfg: DomainConfig) -> None:
         """At undefine (state lock held): a transient domain never autostarts, so virtkit's marks
         go; a file the user wrote stays theirs, said in a warning."""
         kept = self.auto.remove(cfg, keep_users=True)
         if kept:
-            import logging
+            from ._driver import _log  # the plugin's logger, imported on first use as it is there
 
-            logging.getLogger("virtkit.xen_libxl").warning(
-                "undefined %r, but %s (not virtkit's) still starts it at boot", cfg.name, ", ".join(kept)
-            )
+            _log().warning("undefined %r, but %s (not virtkit's) still starts it at boot", cfg.name, ", ".join(kept))

@@ -310,7 +310,7 @@ class Driver(ListingMixin, AutostartMixin):
             cfg = replace(rec.config, **changes)
             _xlcfg.xl_settings(cfg)
             self.state.write(cfg)
-            self._autostart_follow(cfg)
+            self.auto.rewrite(cfg)
 
     @virtkit.priority(PRIORITY)
     def domain_set_memory(self, dom: DomainRef, memory: int, *, flags: int = 0) -> None:
@@ -444,7 +444,7 @@ class Driver(ListingMixin, AutostartMixin):
                     path.unlink()
             self.state.write(cfg)
             if old is not None:  # a new definition leaves a user's config of that name alone
-                self._autostart_follow(cfg)
+                self.auto.rewrite(cfg)
         ref = DomainRef(cfg.name, cfg.uuid, running.id if running else None)
         if old is None:
             self._note(DomainEventType.DEFINED, ref)
