@@ -136,6 +136,11 @@ def need(conn: Connection, *ops: str) -> None:
         pytest.skip(f"not provided: {', '.join(missing)} (no plugin that opened {conn.uri} implements it)")
 
 
+def need_mutating(settings: Settings) -> None:
+    if not settings.mutating:
+        pytest.skip("mutating check: pass --virtkit-mutating")
+
+
 def call(conn: Connection, op: str, *args: Any, flags: int = 0) -> Any:
     """One vtable call; a backend's own exception becomes the DriverError a caller would get."""
     try:

@@ -16,7 +16,7 @@ from .._catalogue import CATALOGUE, EVENTS_ATTRIBUTE
 from .._connection import Connection
 from .._types import DomainEventType, DomainState
 from ._checks import EventRecorder, declared_events
-from ._contract import Settings, call, need, provided, wait_state
+from ._contract import Settings, call, need, need_mutating, provided, wait_state
 from ._contract_lifecycle import new_config, remove, start_new
 
 #: change -> the operations it needs (its own last); the event it must fire comes from the catalogue.
@@ -57,8 +57,7 @@ def need_event(conn: Connection, kind: DomainEventType) -> None:
 
 @pytest.fixture
 def recorder(conn: Connection, settings: Settings) -> Iterator[EventRecorder]:
-    if not settings.mutating:
-        pytest.skip("mutating check: pass --virtkit-mutating")
+    need_mutating(settings)
     need(conn, "connect_domain_event_register")
     rec = EventRecorder()
     cancel = call(conn, "connect_domain_event_register", rec)

@@ -28,6 +28,7 @@ from ._contract import (
     call,
     expect_error,
     need,
+    need_mutating,
     provided,
     refresh,
     running_ids,
@@ -78,8 +79,7 @@ def start_new(conn: Connection, settings: Settings) -> DomainRef:
 
 @pytest.fixture
 def scratch(conn: Connection, settings: Settings) -> Iterator[Scratch]:
-    if not settings.mutating:
-        pytest.skip("mutating check: pass --virtkit-mutating")
+    need_mutating(settings)
     if provided(conn, "domain_create") or (provided(conn, "domain_define") and provided(conn, "domain_start")):
         ref = start_new(conn, settings)
         try:
@@ -189,8 +189,7 @@ def test_reboot(conn: Connection, settings: Settings, scratch: Scratch) -> None:
 
 def test_create_transient(conn: Connection, settings: Settings) -> None:
     """create -> a running domain, listed and found; the same name again is refused; destroy -> gone."""
-    if not settings.mutating:
-        pytest.skip("mutating check: pass --virtkit-mutating")
+    need_mutating(settings)
     need(conn, "domain_create")
     cfg = new_config(settings)
     ref = call(conn, "domain_create", cfg)
@@ -217,8 +216,7 @@ def test_create_transient(conn: Connection, settings: Settings) -> None:
 
 def test_define_start_undefine(conn: Connection, settings: Settings) -> None:
     """define -> shut off and listed as defined; start -> running; destroy -> defined; undefine -> gone."""
-    if not settings.mutating:
-        pytest.skip("mutating check: pass --virtkit-mutating")
+    need_mutating(settings)
     need(conn, "domain_define")
     cfg = new_config(settings)
     ref = call(conn, "domain_define", cfg)
@@ -317,11 +315,6 @@ def test_set_vcpus(conn: Connection, settings: Settings, scratch: Scratch) -> No
 # -- persistence and autostart (catalogue 1.2) ------------------------------------------------------
 
 
-def _mutating(settings: Settings) -> None:
-    if not settings.mutating:
-        pytest.skip("mutating check: pass --virtkit-mutating")
-
-
 @contextlib.contextmanager
 def _made(conn: Connection, settings: Settings, op: str) -> Iterator[DomainRef]:
     """A new domain from ``op`` (domain_define or domain_create), removed afterwards."""
@@ -334,7 +327,7 @@ def _made(conn: Connection, settings: Settings, op: str) -> Iterator[DomainRef]:
 
 def test_persistence(conn: Connection, settings: Settings) -> None:
     """A defined domain is persistent, shut off and running; a created one is not."""
-    _mutating(settings)
+    need_mutating(settings)
     need(conn, "domain_is_persistent")
     if not (provided(conn, "domain_define") or provided(conn, "domain_create")):
         pytest.skip("the driver neither defines nor creates domains")
@@ -353,7 +346,7 @@ def test_persistence(conn: Connection, settings: Settings) -> None:
 
 def test_autostart(conn: Connection, settings: Settings) -> None:
     """A new definition does not autostart; set_autostart is read back; a transient domain refuses it."""
-    _mutating(settings)
+    need_mutating(settings)
     need(conn, "domain_get_autostart", "domain_set_autostart")
     if provided(conn, "domain_define"):
         with _made(conn, settings, "domain_define") as ref:
