@@ -123,6 +123,12 @@ def _str(value: object, where: str) -> str:
     return value
 
 
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"{where}: must be true or false, got {value!r}")
+    return value
+
+
 def _obj(value: object, where: str, allowed: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise _Bad(f"{where}: must be a JSON object, got {type(value).__name__}")
@@ -197,12 +203,8 @@ def _domain(raw: object, where: str) -> tuple[DomainConfig, DomainState, int | N
     if state_name not in STATES:
         raise _Bad(f"{where}.state: {state_name!r} is not one of {', '.join(STATES)}")
     state = STATES[state_name]
-    persistent = data.get("persistent", True)
-    if not isinstance(persistent, bool):
-        raise _Bad(f"{where}.persistent: must be true or false, got {persistent!r}")
-    autostart = data.get("autostart", False)
-    if not isinstance(autostart, bool):
-        raise _Bad(f"{where}.autostart: must be true or false, got {autostart!r}")
+    persistent = _bool(data.get("persistent", True), f"{where}.persistent")
+    autostart = _bool(data.get("autostart", False), f"{where}.autostart")
     if autostart and not persistent:
         raise _Bad(f"{where}.autostart: a transient domain cannot autostart (it has no config to start)")
     dom_id = data.get("id")
