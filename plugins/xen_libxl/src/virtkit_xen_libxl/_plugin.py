@@ -131,21 +131,24 @@ def ended_reason(rundir: str | os.PathLike[str], uuid: str) -> str | None:
         return None
 
 
+def _moved(options: OpenOptions | None, param: str, env: str) -> str | None:
+    """A directory as ``params`` (first) or the environment move it; None where neither does."""
+    if options is not None and options.params.get(param):
+        return str(options.params[param])
+    return os.environ.get(env) or None
+
+
 def state_dir(options: OpenOptions | None = None) -> str:
     from ._state import DEFAULT_ROOT, ENV_ROOT
 
-    if options is not None and options.params.get(STATE_PARAM):
-        return str(options.params[STATE_PARAM])
-    return os.environ.get(ENV_ROOT) or DEFAULT_ROOT
+    return _moved(options, STATE_PARAM, ENV_ROOT) or DEFAULT_ROOT
 
 
 def auto_dir(options: OpenOptions | None = None) -> str | None:
     """xendomains' auto directory as params or the environment move it; None: xendomains' own."""
     from ._autostart import ENV_AUTO_DIR
 
-    if options is not None and options.params.get(AUTO_DIR_PARAM):
-        return str(options.params[AUTO_DIR_PARAM])
-    return os.environ.get(ENV_AUTO_DIR) or None
+    return _moved(options, AUTO_DIR_PARAM, ENV_AUTO_DIR)
 
 
 def connect(
