@@ -27,7 +27,6 @@ import os
 import re
 import sys
 import time
-import zlib
 from collections.abc import Iterable
 
 from ._catalogue import CATALOGUE_VERSION, catalogue_compatible
@@ -87,6 +86,7 @@ _loaded: dict[frozenset[str], tuple[list[PluginSource], list[LoadFailure]]] = {}
 _group: list[tuple[str, str]] | None = None
 _lock = _thread.RLock()
 _SETTLE_NS = 2_000_000_000  # don't cache an index of directories changed this recently
+_NAME_PRIME = (1 << 61) - 1  # a Mersenne prime: the index file's name is the key modulo it
 
 
 def scheme_of(entry_point_name: str) -> str:
@@ -142,8 +142,9 @@ def _index_path() -> tuple[str, str, bool]:
     The flag says whether a directory changed in the last seconds: an install may be under way
     (dist-info created, entry_points.txt not yet written), so an index built now is not kept.
 
-    The file is named by two cheap checksums of the key and holds the whole key, compared on
-    read: a name collision is a miss, never a wrong index (and hashlib costs an OpenSSL load).
+    The file is named by a cheap checksum of the key (the key as one integer, modulo a prime: no
+    zlib to load, and hashlib costs an OpenSSL load) and holds the whole key, compared on read: a
+    name collision is a miss, never a wrong index.
     It is written with marshal, built into the interpreter (json is not on the start-up path);
     the interpreter's version is part of the key, and unreadable data is a miss.
     """
@@ -163,7 +164,7 @@ def _index_path() -> tuple[str, str, bool]:
     raw = key.encode("utf-8", "surrogateescape")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     settled = time.time_ns() - newest > _SETTLE_NS
-    name = f"entry-points-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.marshal"
+    name = f"entry-points-{int.from_bytes(raw, 'big') % _NAME_PRIME:016x}.marshal"
     return os.path.join(base, "virtkit", name), key, settled  # os.path: pathlib is 10 ms to import
 
 

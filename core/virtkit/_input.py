@@ -6,7 +6,6 @@ same :class:`InvalidArgument` whichever backend serves the call.
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import uuid as _uuid
@@ -45,6 +44,7 @@ MAX_MEMORY_KIB = 2**50
 MAX_VCPUS = 16384
 #: About 115 days. Longer waits overflow the C time types below socket and lock timeouts.
 MAX_TIMEOUT = 10_000_000.0
+_INF = float("inf")
 
 # Names become file names (qemu, libxl state), URL path segments (xend) and xenstore values:
 # letters, digits and ". _ + -", starting with a letter or digit, at most 64 characters.
@@ -133,8 +133,8 @@ def check_timeout(seconds: object, what: str = "timeout") -> float:
     negatives refused)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise InvalidArgument(f"{what} must be a number of seconds, got {_short(seconds)}")
-    value = float(seconds) if isinstance(seconds, float) or abs(seconds) < 2**53 else math.inf
-    if not math.isfinite(value) or value <= 0:
+    value = float(seconds) if isinstance(seconds, float) or abs(seconds) < 2**53 else _INF
+    if value != value or value in (_INF, -_INF) or value <= 0:  # nan, infinities (math is not loaded)
         raise InvalidArgument(f"{what} must be a finite number of seconds above 0, got {_short(seconds)}")
     if value > MAX_TIMEOUT:
         raise InvalidArgument(f"{what} must be at most {MAX_TIMEOUT:.0f} seconds, got {_short(seconds)}")
