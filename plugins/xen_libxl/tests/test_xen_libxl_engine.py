@@ -19,7 +19,7 @@ import pytest
 import virtkit
 from virtkit import DomainConfig
 from virtkit.daemon import stale
-from virtkit_xen_libxl import _engine
+from virtkit_xen_libxl import _engine, _xllock
 from virtkit_xen_libxl._engine import Engine, _Server
 from virtkit_xen_libxl._engines import LibxlEngine, XlEngine, choose
 from virtkit_xen_libxl._libxl import LibxlError
@@ -98,6 +98,8 @@ def cfg_json(name: str, **actions: str) -> str:
 def engine(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, FakeLibxl]]:
     monkeypatch.setattr(_engine, "RESTART_PAUSE", 0.0)
     monkeypatch.setattr(_engine, "DUMP_DIR", str(tmp_path / "dump"))
+    (tmp_path / "xl.conf").write_text(f'lockfile="{tmp_path / "xl.lock"}"\n')  # never /var/lock/xl
+    monkeypatch.setattr(_xllock, "XL_CONF", str(tmp_path / "xl.conf"))
     fd = os.open(tmp_path / "libxl.log", os.O_RDWR | os.O_CREAT | os.O_APPEND)
     lx = FakeLibxl(fd)
     yield Engine(tmp_path, lx, fd), lx  # type: ignore[arg-type]

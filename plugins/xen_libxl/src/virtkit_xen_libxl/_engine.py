@@ -7,11 +7,12 @@ library must not fork its caller. One resident process pays Python's and libxl's
 not per domain; each request is one round trip on a unix socket.
 
 Protocol: one JSON object per line each way, one request per connection:
-``{"op": "create", "config": LIBXL_JSON}`` -> ``{"ok": true, "domid": N}``;
+``{"op": "create", "config": LIBXL_JSON, "wait": S}`` -> ``{"ok": true, "domid": N}`` (S: how
+long to wait for xl's create lock, ``_xllock``; then ``"kind": "busy"``);
 ``{"op": "destroy"|"shutdown"|"reboot", "domid": N, "name": NAME}`` -> ``{"ok": true}`` (NAME
 optional: the domain must still have it);
 ``{"op": "ping"}`` -> ``{"ok": true, "pid": N, "domains": [N, ...]}``; a failure is
-``{"ok": false, "kind": "libxl"|"nosuch"|"request", "error": TEXT, "log": LIBXL'S MESSAGES}``.
+``{"ok": false, "kind": "libxl"|"nosuch"|"busy"|"request", "error": TEXT, "log": LIBXL'S MESSAGES}``.
 
 The babysitter acts as ``xl create``'s (tools/xl/xl_vmcontrol.c): on a shutdown, the config's
 action for its reason: destroy; restart (destroy, then the same config anew: same name and uuid,
@@ -41,8 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import virtkit
 from virtkit.daemon import run_daemon
 
+from . import _xllock
 from ._libxl import Libxl, LibxlError, release
 from ._plugin import DEFAULT_RUNDIR, ENDED, ENDED_KEEP_S, ENV_RUNDIR
 
@@ -56,6 +59,8 @@ SOCKET = "engine.sock"
 #: xl waits this long between a restarted domain's destruction and its new run ("re-creation
 #: fails sometimes" without it, says xl_vmcontrol.c); the same here.
 RESTART_PAUSE = 2.0
+#: How long a create waits for xl's lock when the request does not say, and a restart always.
+LOCK_WAIT = 60.0
 #: An engine with no domain to watch and no request for this long exits.
 IDLE_EXIT = 300.0
 #: libxl's shutdown reasons -> the config key that names the action (libxl_types.idl).
@@ -71,6 +76,7 @@ _DEFAULT_ACTION = "destroy"
 #: libxl_shutdown_reason's values (the JSON of an event carries the number; 0 is left out).
 _REASONS = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset"}
 _INVALID_DOMID = 0xFFFFFFFF
+_UNREAD = object()
 
 
 @dataclass
@@ -127,6 +133,7 @@ class Engine:
         self.records.mkdir(mode=0o700, exist_ok=True)
         self.ended = rundir / ENDED
         self.ended.mkdir(mode=0o700, exist_ok=True)
+        self.commandline: object = _UNREAD  # Xen's, for xl's autoballoon rule (_xl_lock)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -192,19 +199,36 @@ class Engine:
             with self.ops, self.kids_lock:
                 return {"ok": True, "pid": os.getpid(), "domains": sorted(self.kids)}
         if op == "create" and isinstance(req.get("config"), str):
-            return self._create(req["config"], answer)
+            wait = req.get("wait", LOCK_WAIT)
+            if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
+                return {"ok": False, "kind": "request", "error": f"bad wait {str(wait)[:40]!r}"}
+            return self._create(req["config"], answer, float(wait))
         if op in ("destroy", "shutdown", "reboot") and isinstance(req.get("domid"), int):
             return self._act(op, req["domid"], req.get("name"))
         return {"ok": False, "kind": "request", "error": f"bad request {str(req)[:200]!r}"}
 
+    def _xl_lock(self) -> str | None:
+        """The lock file an xl create would hold now (xl.conf read each time, as each xl reads
+        it), None when xl would hold none; Xen's command line is read once."""
+        if self.commandline is _UNREAD:
+            read = getattr(self.lx, "commandline", None)  # None: unknown, which xl takes as "on"
+            self.commandline = read() if read is not None else None
+        return _xllock.wanted(self.commandline if isinstance(self.commandline, str) else None)
+
     def _fail(self, exc: LibxlError, pos: int) -> dict[str, Any]:
         return {"ok": False, "kind": "libxl", "error": str(exc), "log": self._log_since(pos)}
 
-    def _create(self, config: str, answer: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-        with self.ops:
+    def _create(self, config: str, answer: Callable[[dict[str, Any]], None] | None, wait: float) -> dict[str, Any]:
+        with self.ops:  # xl's lock only under ops: a record lock is the process's, not a thread's
             pos = os.lseek(self.log_fd, 0, os.SEEK_END)
+            path = self._xl_lock()
             try:
-                domid = self.lx.create(config)
+                with _xllock.held(path, time.monotonic() + wait):
+                    domid = self.lx.create(config)
+            except virtkit.TimeoutError as exc:
+                return {"ok": False, "kind": "busy", "error": str(exc)}
+            except OSError as exc:
+                return {"ok": False, "kind": "request", "error": f"cannot take xl's create lock {path}: {exc.strerror}"}
             except LibxlError as exc:
                 left = getattr(exc, "domid", _INVALID_DOMID)
                 if 0 < left < _INVALID_DOMID and self.lx.name(left) is not None:
@@ -318,7 +342,8 @@ class Engine:
             if action == "preserve":
                 return
             if action == "soft_reset":
-                self.lx.soft_reset(kid.config, kid.domid)
+                with _xllock.held(self._xl_lock(), time.monotonic() + LOCK_WAIT):  # as xl's
+                    self.lx.soft_reset(kid.config, kid.domid)
                 self.adopt(kid.domid, kid.config)
                 self.lx.unpause(kid.domid)
                 return
@@ -331,7 +356,8 @@ class Engine:
                 return
         time.sleep(RESTART_PAUSE)
         with self.ops:
-            domid = self.lx.create(kid.config)
+            with _xllock.held(self._xl_lock(), time.monotonic() + LOCK_WAIT):
+                domid = self.lx.create(kid.config)
             self.adopt(domid, kid.config)
             self.lx.unpause(domid)
         log.warning("domain %s restarted as id %d", kid.name, domid)

@@ -125,11 +125,16 @@ class LibxlEngine:
 
     def create(self, cfg: DomainConfig, scratch: pathlib.Path, settings: dict[str, Any] | None = None) -> int | None:
         deadline = time.monotonic() + self.timeout
-        reply = self.call({"op": "create", "config": self._config_json(cfg, scratch, settings)}, deadline)
+        config = self._config_json(cfg, scratch, settings)
+        # the engine gives up on xl's create lock early enough to say so before the deadline
+        wait = round(max(0.0, deadline - time.monotonic()) * 0.8, 3)
+        reply = self.call({"op": "create", "config": config, "wait": wait}, deadline)
         if not reply.get("ok"):
             msg = _message(str(reply.get("log") or "")) if reply.get("log") else str(reply.get("error"))
             if reply.get("kind") == "libxl":
                 raise XlError(f"libxl create of {cfg.name!r} failed: {msg}", xl_message=msg)
+            if reply.get("kind") == "busy":
+                raise virtkit.TimeoutError(f"create of {cfg.name!r}: {reply.get('error')}")
             raise InvalidOperation(f"engine refused create of {cfg.name!r}: {reply.get('error')}")
         domid = reply.get("domid")
         return domid if isinstance(domid, int) else None

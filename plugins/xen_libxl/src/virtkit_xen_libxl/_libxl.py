@@ -106,6 +106,11 @@ class Libxl:
         self._event_wait = _fn(lib, "libxl_event_wait", i, vp, ctypes.POINTER(vp), ctypes.c_uint64, vp, vp)
         self._event_json = _fn(lib, "libxl_event_to_json", vp, vp, vp)
         self._event_free = _fn(lib, "libxl_event_free", None, vp, vp)
+        try:  # only for xl's autoballoon rule (_xllock): a libxl without them still creates
+            self._version_info = _fn(lib, "libxl_get_version_info", vp, vp)
+            self._version_json = _fn(lib, "libxl_version_info_to_json", vp, vp, vp)
+        except AttributeError:
+            self._version_info = self._version_json = None
 
     def flush(self) -> None:
         self._fflush(self._log)
@@ -196,6 +201,21 @@ class Libxl:
 
     def unwatch(self, handle: int) -> None:
         self._evdisable(self.ctx, ctypes.c_void_p(handle))
+
+    def commandline(self) -> str | None:
+        """Xen's command line (``libxl_get_version_info``, read through its JSON), None if unknown."""
+        if self._version_info is None or self._version_json is None:
+            return None
+        info = self._version_info(self.ctx)
+        p = self._version_json(self.ctx, info) if info else None
+        if not p:
+            return None
+        try:
+            data = json.loads(ctypes.string_at(p).decode("utf-8", "replace"))
+        finally:
+            self._free(p)
+        line = data.get("commandline") if isinstance(data, dict) else None
+        return line if isinstance(line, str) else None
 
     def wait_event(self) -> dict[str, Any]:
         """The next event, as libxl's JSON of it (blocks; one thread waits)."""
