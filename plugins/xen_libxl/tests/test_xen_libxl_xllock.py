@@ -196,6 +196,8 @@ class ProbingLibxl(FakeLibxl):
         self.cmdline: str | None = None
 
     def commandline(self) -> str | None:
+        if self.cmdline == "garbled":
+            raise ValueError("libxl's JSON of the version info did not parse")
         return self.cmdline
 
     def create(self, config: str) -> int:
@@ -222,6 +224,16 @@ def test_no_lock_where_xl_takes_none(
         assert eng.handle({"op": "create", "config": cfg_json("n"), "wait": 0.2})["ok"] is True
     finally:
         h.kill()
+
+
+def test_an_unreadable_command_line_counts_as_autoballooning(
+    engine: tuple[Engine, ProbingLibxl], lock: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    eng, lx = engine
+    (tmp_path / "xl.conf").write_text(f'lockfile="{lock}"\n')  # "auto": decided by the command line
+    lx.cmdline = "garbled"
+    assert eng.handle({"op": "create", "config": cfg_json("u"), "wait": 5})["ok"] is True
+    assert lx.locked_at_create == [True]  # as xl, which takes an unknown command line as "on"
 
 
 def test_a_create_holds_the_lock_and_a_restart_too(engine: tuple[Engine, ProbingLibxl], lock: pathlib.Path) -> None:

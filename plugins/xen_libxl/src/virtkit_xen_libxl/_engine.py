@@ -212,7 +212,11 @@ class Engine:
         it), None when xl would hold none; Xen's command line is read once."""
         if self.commandline is _UNREAD:
             read = getattr(self.lx, "commandline", None)  # None: unknown, which xl takes as "on"
-            self.commandline = read() if read is not None else None
+            try:
+                self.commandline = read() if read is not None else None
+            except (OSError, ValueError):
+                log.exception("reading Xen's command line failed: taking autoballoon as xl's \"on\"")
+                self.commandline = None
         return _xllock.wanted(self.commandline if isinstance(self.commandline, str) else None)
 
     def _fail(self, exc: LibxlError, pos: int) -> dict[str, Any]:

@@ -56,7 +56,11 @@ def settings(conf: str | None = None) -> dict[str, object]:
 
 def lockfile(conf: str | None = None) -> str:
     """xl.conf's ``lockfile``, else xl's default."""
-    value = settings(conf).get("lockfile")
+    return _lockfile_of(settings(conf))
+
+
+def _lockfile_of(found: dict[str, object]) -> str:
+    value = found.get("lockfile")
     return value if isinstance(value, str) and value else DEFAULT_LOCKFILE
 
 
@@ -73,10 +77,7 @@ def autoballoon(setting: object, commandline: str | None) -> bool:
 def wanted(commandline: str | None, conf: str | None = None) -> str | None:
     """The lock file xl would take for a create now (it autoballoons), else None."""
     found = settings(conf)
-    if not autoballoon(found.get("autoballoon", "auto"), commandline):
-        return None
-    value = found.get("lockfile")
-    return value if isinstance(value, str) and value else DEFAULT_LOCKFILE
+    return _lockfile_of(found) if autoballoon(found.get("autoballoon", "auto"), commandline) else None
 
 
 @contextlib.contextmanager
